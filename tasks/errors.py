@@ -1,0 +1,143 @@
+"""One exception tree, split by what the retry policy must do with each error.
+
+    GrantWorkerError
+    ├── RequestInvalid            the request itself is bad; nothing is sent     → rejected
+    └── Auth0Error                the Management API (or the way to it) refused  → failed
+        ├── RetryableError        worth another attempt inside the retry budget
+        │   ├── RateLimited       429; carries the server's reset / Retry-After
+        │   ├── UpstreamError     5xx, 408
+        │   └── NetworkError      connect / read errors and timeouts
+        └── FinalError            never retried
+            ├── BadRequest        400
+            ├── Unauthorized      401 (a token refresh is tried once before it is final)
+            ├── Forbidden         403
+            ├── NotFound          404 (unknown audience or client)
+            └── GrantConflict     409 (resolved by a lookup and `on_conflict`)
+
+Third-party exceptions (`requests`) are translated into this tree in one place only,
+`tasks.auth0_api`. Messages never carry secrets: they are built from status codes and
+Auth0's own error bodies, never from request headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.models import ErrorCode, ErrorInfo
+
+
+class GrantWorkerError(Exception):
+    """Base of every error grant-worker raises on purpose."""
+
+    code: ErrorCode = "invalid_request"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        auth0_error_code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.auth0_error_code = auth0_error_code
+        self.details = details
+
+    def to_error_info(self) -> ErrorInfo:
+        return ErrorInfo(
+            code=self.code,
+            message=self.message,
+            http_status=self.http_status,
+            auth0_error_code=self.auth0_error_code,
+            retryable=self.retryable,
+            details=self.details,
+        )
+
+
+class RequestInvalid(GrantWorkerError):
+    """Raised when a request fails validation; `problems` name each field and rule."""
+
+    code: ErrorCode = "invalid_request"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems), details={"problems": problems})
+        self.problems = problems
+
+
+class Auth0Error(GrantWorkerError):
+    """Raised when the Management API, or the network to it, does not give a usable answer."""
+
+
+class RetryableError(Auth0Error):
+    """Raised for answers that may succeed when tried again later."""
+
+    retryable = True
+    # Seconds the server asked us to wait (Retry-After or the rate-limit reset), if it said.
+    retry_after_s: float | None = None
+
+
+class RateLimited(RetryableError):
+    """Raised on 429 Too Many Requests."""
+
+    code: ErrorCode = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None,
+        reset_at_epoch_s: float | None,
+        auth0_error_code: str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=429, auth0_error_code=auth0_error_code)
+        self.retry_after_s = retry_after_s
+        self.reset_at_epoch_s = reset_at_epoch_s
+
+
+class UpstreamError(RetryableError):
+    """Raised on 5xx and 408: Auth0 failed, the request may or may not have been applied."""
+
+    code: ErrorCode = "upstream_error"
+
+
+class NetworkError(RetryableError):
+    """Raised when no HTTP answer arrived: refused, reset, dropped, or timed out."""
+
+    code: ErrorCode = "network_error"
+
+
+class FinalError(Auth0Error):
+    """Raised for answers that will not change on retry."""
+
+
+class BadRequest(FinalError):
+    """Raised on 400: Auth0 refused the body (schema or business rule)."""
+
+    code: ErrorCode = "bad_request"
+
+
+class Unauthorized(FinalError):
+    """Raised on 401 (token invalid or expired) and on refused client credentials."""
+
+    code: ErrorCode = "unauthorized"
+
+
+class Forbidden(FinalError):
+    """Raised on 403: the worker's token lacks the scope for the call."""
+
+    code: ErrorCode = "forbidden"
+
+
+class NotFound(FinalError):
+    """Raised on 404: unknown audience (resource server), client or grant."""
+
+    code: ErrorCode = "not_found"
+
+
+class GrantConflict(FinalError):
+    """Raised on 409: a grant for this client, audience and subject type already exists."""
+
+    code: ErrorCode = "conflict"

@@ -1,0 +1,184 @@
+"""The wire contracts as Pydantic models: one definition for producers and the worker alike.
+
+- `CreateClientGrant`: the body of `POST /api/v2/client-grants`, to the letter of Auth0's
+  `CreateClientGrantRequestContent` (unknown fields rejected, lengths, enums, cross-field rules).
+- `GrantRequest`: the envelope a producer enqueues (DESIGN.md, "The request").
+- `Grant`: a grant as Auth0 returns it, tolerant of fields Auth0 adds later.
+- `Outcome` / `ErrorInfo`: what the worker publishes for every request.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_METADATA_BYTES = 4 * 1024
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=280)]
+AuthorizationDetailsType = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+OnConflict = Literal["keep", "merge", "replace", "fail"]
+Status = Literal["created", "exists", "updated", "failed", "rejected"]
+ErrorCode = Literal[
+    "invalid_request",
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "rate_limited",
+    "upstream_error",
+    "network_error",
+    "poison",
+]
+SubjectType = Literal["client", "user", "anonymous_user"]
+DONE_STATUSES: frozenset[str] = frozenset({"created", "exists", "updated"})
+
+
+class CreateClientGrant(BaseModel):
+    """`CreateClientGrantRequestContent`: what `POST /api/v2/client-grants` accepts.
+
+    Strict types (Auth0 does not coerce `"true"` into `true`) and no nulls: a field is either
+    set to a value of its type or left out, exactly as the schema reads.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    client_id: Annotated[str, StringConstraints(min_length=1)] | None = None
+    audience: Annotated[str, StringConstraints(min_length=1)]
+    default_for: Literal["third_party_clients"] | None = None
+    organization_usage: Literal["deny", "allow", "require"] | None = None
+    allow_any_organization: bool | None = None
+    scope: list[Scope] | None = None
+    # The spec file lists client/user; the newest SDKs add anonymous_user (README section 1).
+    subject_type: SubjectType | None = None
+    authorization_details_types: list[AuthorizationDetailsType] | None = None
+    allow_all_scopes: bool | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nulls(cls, value: Any) -> Any:
+        # Runs only for fields the producer sent: an explicit null is refused, as Auth0 does.
+        if value is None:
+            raise ValueError("must not be null (leave the field out instead)")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Self:
+        if (self.client_id is None) == (self.default_for is None):
+            raise ValueError("exactly one of client_id or default_for is required")
+        if self.allow_all_scopes and self.scope:
+            raise ValueError("scope must be empty or absent when allow_all_scopes is true")
+        return self
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body to send: only the fields that were set."""
+        return self.model_dump(exclude_none=True)
+
+    @property
+    def effective_subject_type(self) -> str:
+        """Auth0 treats an absent subject_type as `client`."""
+        return self.subject_type or "client"
+
+
+class GrantRequest(BaseModel):
+    """The request envelope (task `grants.create`, kwarg `request`; or the intake stream)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: RequestId | None = None
+    grant: CreateClientGrant
+    on_conflict: OnConflict = "keep"
+    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value).encode()) > MAX_METADATA_BYTES:
+            raise ValueError(f"at most {MAX_METADATA_BYTES} bytes as JSON")
+        return value
+
+    def wire(self) -> dict[str, Any]:
+        """The envelope as producers put it on the queue."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Grant(BaseModel):
+    """A client grant as Auth0 returns it; fields Auth0 adds later are kept, not refused."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str
+    client_id: str | None = None
+    audience: str
+    scope: list[str] | None = None
+    organization_usage: str | None = None
+    allow_any_organization: bool | None = None
+    is_system: bool | None = None
+    subject_type: str | None = None
+    default_for: str | None = None
+    authorization_details_types: list[str] | None = None
+    allow_all_scopes: bool | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ErrorInfo(BaseModel):
+    """Why a request did not end in a grant."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: ErrorCode
+    message: str
+    http_status: int | None = None
+    auth0_error_code: str | None = None
+    retryable: bool = False
+    details: dict[str, Any] | None = None
+
+
+class Outcome(BaseModel):
+    """The one result of one request (stream `{prefix}results`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    batch_id: str | None = None
+    status: Status
+    grant: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    # Under `on_conflict: keep`, what the existing grant has that the request did not ask for
+    # (or lacks); null when nothing differs or the status is not `exists`.
+    differences: dict[str, Any] | None = None
+    attempts: int = 0
+    received_at: str
+    finished_at: str
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    """ISO 8601 in UTC with millisecond precision and a `Z`, as outcomes carry it."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
