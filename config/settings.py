@@ -148,6 +148,4 @@ class Settings(BaseSettings):
             raise ValueError("AUTH0_DOMAIN is required")
         has_credentials = self.auth0_client_id and self.auth0_client_secret
         if not self.auth0_token and not has_credentials:
-            raise ValueError(
-                "set AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET, or a static AUTH0_TOKEN"
-            )
+            raise ValueError("set AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET, or a static AUTH0_TOKEN")

@@ -61,3 +61,7 @@ class Keys:
     def heartbeat(self, hostname: str) -> str:
         """A worker's liveness record: last time its consumer took or polled a message."""
         return f"{self.prefix}heartbeat:{hostname}"
+
+    def lock(self, request_id: str) -> str:
+        """Held while one delivery of a request is being worked on."""
+        return f"{self.prefix}lock:{request_id}"

@@ -9,7 +9,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 OUTCOMES = Counter(
-    "grants_outcomes_total", "Requests finished, by outcome status and error code", ["status", "code"]
+    "grants_outcomes_total",
+    "Requests finished, by outcome status and error code",
+    ["status", "code"],
 )
 TASK_SECONDS = Histogram(
     "grants_task_seconds", "Time from a request's receipt by a worker to its recorded outcome"

@@ -1,0 +1,201 @@
+"""What happens to one delivered request: parse → decide → call → record.
+
+Independent of Celery so that it reads as the whole story of a request and can be driven by the
+Celery task, the intake bridge's tests, or anything else that hands over a raw request.
+Every path ends in exactly one recorded outcome, or in the acknowledgement of a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from tasks import metrics
+from tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid
+from tasks.ledger import DeliveryLedger
+from tasks.locks import RequestLocks
+from tasks.models import (
+    REQUEST_ID_PATTERN,
+    ErrorInfo,
+    GrantRequest,
+    Outcome,
+    Status,
+    utc_timestamp,
+)
+from tasks.outcomes import OutcomeRecorder
+from tasks.validation import parse_request
+
+log = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+
+
+class Resolved(Protocol):
+    status: Any
+    grant: Any
+    differences: dict[str, Any] | None
+    attempts: int
+
+
+class Provisions(Protocol):
+    def provision(
+        self,
+        request: GrantRequest,
+        *,
+        sent_before: bool = False,
+        before_send: Callable[[], None] | None = None,
+    ) -> Resolved: ...
+
+
+@dataclass
+class GrantHandler:
+    """Turns one delivery into at most one recorded outcome."""
+
+    provisioner: Provisions
+    recorder: OutcomeRecorder
+    ledger: DeliveryLedger
+    locks: RequestLocks
+    max_deliveries: int
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def handle(self, raw: Any, *, fallback_id: str) -> Outcome | None:
+        """Work on `raw` (dict, JSON text or bytes); `fallback_id` is the Celery task id.
+
+        Returns the outcome recorded for the request (possibly by an earlier delivery), or
+        None when another delivery of the same request is being worked on right now.
+        """
+        started = time.monotonic()
+        received_at = utc_timestamp(self.now())
+        try:
+            request = parse_request(raw)
+        except RequestInvalid as exc:
+            return self.reject(raw, fallback_id=fallback_id, error=exc, received_at=received_at)
+
+        request_id = request.request_id or fallback_id
+        earlier = self.recorder.recorded(request_id)
+        if earlier is not None:
+            metrics.DUPLICATE_DELIVERIES.inc()
+            log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)
+            return earlier
+
+        with self.locks.hold(request_id) as held:
+            if not held:
+                log.warning("request %s is being worked on by another delivery", request_id)
+                return None
+            outcome = self._work(request, request_id, received_at)
+            written = self.recorder.record(outcome, original=request.wire())
+        metrics.TASK_SECONDS.observe(time.monotonic() - started)
+        if not written:
+            return self.recorder.recorded(request_id)
+        _count(outcome)
+        return outcome
+
+    def _work(self, request: GrantRequest, request_id: str, received_at: str) -> Outcome:
+        deliveries = self.ledger.count_delivery(request_id)
+        if deliveries > self.max_deliveries:
+            error = ErrorInfo(
+                code="poison",
+                message=(
+                    f"delivered {deliveries} times without finishing "
+                    f"(GRANTS_MAX_DELIVERIES={self.max_deliveries}); not tried again"
+                ),
+                details={"deliveries": deliveries},
+            )
+            return self._outcome(request, request_id, "failed", received_at, error=error)
+        try:
+            resolution = self.provisioner.provision(
+                request,
+                sent_before=self.ledger.was_sent(request_id),
+                before_send=lambda: self.ledger.mark_sent(request_id),
+            )
+        except Auth0Error as exc:
+            attempts = int(getattr(exc, "attempts", 0))
+            return self._outcome(
+                request,
+                request_id,
+                "failed",
+                received_at,
+                error=exc.to_error_info(),
+                attempts=attempts,
+            )
+        return self._outcome(
+            request,
+            request_id,
+            resolution.status,
+            received_at,
+            grant=resolution.grant.wire(),
+            differences=resolution.differences,
+            attempts=resolution.attempts,
+        )
+
+    def reject(
+        self,
+        raw: Any,
+        *,
+        fallback_id: str,
+        error: GrantWorkerError,
+        received_at: str | None = None,
+    ) -> Outcome:
+        """Record a `rejected` outcome for input that could not be used; nothing is sent."""
+        fields = raw if isinstance(raw, dict) else {}
+        given_id = fields.get("request_id")
+        request_id = given_id if _valid_id(given_id) else fallback_id
+        batch_id = fields.get("batch_id")
+        outcome = Outcome(
+            request_id=request_id,
+            batch_id=batch_id if isinstance(batch_id, str) and 0 < len(batch_id) <= 128 else None,
+            status="rejected",
+            error=error.to_error_info(),
+            attempts=0,
+            received_at=received_at or utc_timestamp(self.now()),
+            finished_at=utc_timestamp(self.now()),
+            metadata=None,
+        )
+        if self.recorder.record(outcome, original=_printable(raw)):
+            _count(outcome)
+            return outcome
+        return self.recorder.recorded(request_id) or outcome
+
+    def _outcome(
+        self,
+        request: GrantRequest,
+        request_id: str,
+        status: Status,
+        received_at: str,
+        *,
+        grant: dict[str, Any] | None = None,
+        error: ErrorInfo | None = None,
+        differences: dict[str, Any] | None = None,
+        attempts: int = 0,
+    ) -> Outcome:
+        return Outcome(
+            request_id=request_id,
+            batch_id=request.batch_id,
+            status=status,
+            grant=grant,
+            error=error,
+            differences=differences,
+            attempts=attempts,
+            received_at=received_at,
+            finished_at=utc_timestamp(self.now()),
+            metadata=request.metadata,
+        )
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_REQUEST_ID.fullmatch(value))
+
+
+def _printable(raw: Any) -> Any:
+    """The original request as the dead stream keeps it: JSON where it was JSON, else text."""
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).decode("utf-8", errors="backslashreplace")
+    return raw
+
+
+def _count(outcome: Outcome) -> None:
+    metrics.OUTCOMES.labels(outcome.status, outcome.error.code if outcome.error else "").inc()

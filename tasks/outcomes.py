@@ -1,0 +1,109 @@
+"""Recording and publishing outcomes: the one place a request's end is written.
+
+The per-request record, the results stream entry, the dead letter and the live event are
+written by one Lua script, atomically: either a request has a recorded outcome and a stream
+entry, or neither. The record makes redeliveries cheap and safe: a request whose outcome is
+recorded is acknowledged without calling Auth0 again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from tasks.keys import Keys
+from tasks.models import Outcome
+
+# KEYS: record, results, dead, events(channel)
+# ARGV: outcome_json, request_id, status, ttl_s, maxlen, dead_json ("" = not dead)
+_RECORD_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[4]))
+local maxlen = tonumber(ARGV[5])
+if maxlen > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
+             'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
+else
+  redis.call('XADD', KEYS[2], '*', 'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
+end
+if ARGV[6] ~= '' then
+  if maxlen > 0 then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
+               'request_id', ARGV[2], 'status', ARGV[3], 'dead', ARGV[6])
+  else
+    redis.call('XADD', KEYS[3], '*', 'request_id', ARGV[2], 'status', ARGV[3], 'dead', ARGV[6])
+  end
+end
+redis.call('PUBLISH', KEYS[4], ARGV[1])
+return 1
+"""
+
+
+def dead_letter(outcome: Outcome, original: Any) -> dict[str, Any]:
+    """What the dead stream keeps: the outcome's facts and the request as it arrived.
+
+    `original` is the parsed request where it could be read, else the raw text.
+    """
+    return {
+        "request_id": outcome.request_id,
+        "batch_id": outcome.batch_id,
+        "status": outcome.status,
+        "error": outcome.error.model_dump(mode="json") if outcome.error else None,
+        "attempts": outcome.attempts,
+        "received_at": outcome.received_at,
+        "finished_at": outcome.finished_at,
+        "request": original,
+    }
+
+
+class OutcomeRecorder:
+    """Writes each request's single outcome (and dead letter) to Redis."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, record_ttl_s: int, stream_maxlen: int
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._record_ttl_s = record_ttl_s
+        self._stream_maxlen = stream_maxlen
+        self._script = client.register_script(_RECORD_ONCE)
+
+    def record(self, outcome: Outcome, *, original: Any = None) -> bool:
+        """Record `outcome` unless one is already recorded for its request id.
+
+        Failed and rejected outcomes also go to the dead stream with `original`.
+        Returns False when an outcome was already recorded (nothing is written then).
+        """
+        dead = ""
+        if not outcome.done:
+            dead = json.dumps(dead_letter(outcome, original), separators=(",", ":"))
+        written = self._script(
+            keys=[
+                self._keys.outcome_record(outcome.request_id),
+                self._keys.results,
+                self._keys.dead,
+                self._keys.events,
+            ],
+            args=[
+                outcome.to_json(),
+                outcome.request_id,
+                outcome.status,
+                self._record_ttl_s,
+                self._stream_maxlen,
+                dead,
+            ],
+        )
+        return bool(written)
+
+    def recorded(self, request_id: str) -> Outcome | None:
+        """The outcome recorded for `request_id`, if any."""
+        raw = self._client.get(self._keys.outcome_record(request_id))
+        return Outcome.model_validate_json(raw) if raw else None  # type: ignore[arg-type]
+
+    def forget(self, request_id: str) -> None:
+        """Drop the record so that a replay of the same request id is worked on again."""
+        self._client.delete(self._keys.outcome_record(request_id))

@@ -1,0 +1,69 @@
+"""The Celery task `grants.create`: thin on purpose, the story is in `tasks.handler`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+
+from tasks.errors import RequestInvalid
+from tasks.gate import TASK_NAME
+from tasks.handler import GrantHandler
+
+log = logging.getLogger(__name__)
+
+
+class LazyHandler:
+    """Builds the process's `GrantHandler` on first use, once, shared by the pool's threads.
+
+    Built lazily so that importing the app (`celery -A worker.app`) neither reads secrets nor
+    opens connections; only a process that works on requests does.
+    """
+
+    def __init__(self, build: Callable[[], GrantHandler]) -> None:
+        self._build = build
+        self._handler: GrantHandler | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> GrantHandler:
+        if self._handler is None:
+            with self._lock:
+                if self._handler is None:
+                    self._handler = self._build()
+        return self._handler
+
+
+def register_create_task(app: Celery, handler: Callable[[], GrantHandler]) -> Task:
+    """Register `grants.create` on `app`, working through `handler()`."""
+
+    @app.task(
+        name=TASK_NAME,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+    )
+    def create_grant(self: Task, *args: Any, **kwargs: Any) -> None:
+        task_id = str(self.request.id)
+        if args or set(kwargs) != {"request"}:
+            # The consumer's gate refuses these before they get here; this guards direct calls.
+            problem = f"task {TASK_NAME} takes exactly one keyword argument `request`"
+            handler().reject(
+                {"args": list(args), "kwargs": kwargs},
+                fallback_id=task_id,
+                error=RequestInvalid([problem]),
+            )
+            return
+        try:
+            handler().handle(kwargs["request"], fallback_id=task_id)
+        except Exception as exc:
+            # Redis or a bug failed us before an outcome was recorded. Put the message back:
+            # it is worked on again, and the delivery count turns a loop into `poison`.
+            log.exception("request %s: no outcome recorded (%s); requeued", task_id, type(exc))
+            raise Reject(reason=type(exc).__name__, requeue=True) from exc
+
+    return create_grant

@@ -1,0 +1,86 @@
+"""The Celery app: configuration derived from `Settings`, the task and the worker's extras.
+
+`celery -A worker.app worker` finds `app` here; it is built on first access (module
+`__getattr__`), so importing this module reads no environment and opens no connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+
+from config.settings import Settings
+from tasks.task import LazyHandler, register_create_task
+from tasks.wiring import make_handler
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for at-least-once delivery of JSON-only messages."""
+    return {
+        "broker_url": settings.redis_url.get_secret_value(),
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a worker waits out a Redis restart
+        "broker_transport_options": {
+            # Above the longest a task can run, so a working delivery is never duplicated.
+            "visibility_timeout": settings.visibility_timeout_s,
+            # How often unacknowledged messages of dead workers are put back: with the
+            # throttle at 1, every interval really scans (kombu's default scans 1 in 10).
+            "unacked_restore_interval": settings.grants_restore_interval_s,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        },
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "task_ignore_result": True,
+        "task_default_queue": settings.grants_queue,
+        "task_routes": {"grants.create": {"queue": settings.grants_queue}},
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Time limits only bind the prefork pool; the threads pool relies on the retry budget
+        # and HTTP timeouts, which the limits are derived from.
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_time_limit": settings.task_hard_time_limit_s,
+        # One message per thread: nothing waits in a local buffer while its visibility
+        # timeout runs.
+        "worker_prefetch_multiplier": 1,
+        "worker_consumer": "worker.consumer:GatedConsumer",
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_send_task_events": False,
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for `settings`, with `grants.create` registered."""
+    app = Celery("grant_worker", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    app.grants_settings = settings  # type: ignore[attr-defined]
+    handler = LazyHandler(lambda: make_handler(settings))
+    app.grants_handler = handler  # type: ignore[attr-defined]
+    register_create_task(app, handler)
+    from worker.bridge import IntakeBridgeStep
+
+    app.steps["worker"].add(IntakeBridgeStep)
+    return app
+
+
+_default_app: Celery | None = None
+_default_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Celery:
+    if name not in ("app", "celery"):
+        raise AttributeError(name)
+    global _default_app
+    with _default_lock:
+        if _default_app is None:
+            _default_app = create_app(Settings())
+    return _default_app
