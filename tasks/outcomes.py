@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from config.settings import Settings
 from tasks.keys import Keys
 from tasks.models import Outcome
 
@@ -107,3 +108,12 @@ class OutcomeRecorder:
     def forget(self, request_id: str) -> None:
         """Drop the record so that a replay of the same request id is worked on again."""
         self._client.delete(self._keys.outcome_record(request_id))
+
+
+def make_recorder(settings: Settings, client: redis.Redis) -> OutcomeRecorder:
+    return OutcomeRecorder(
+        client,
+        Keys(settings.grants_key_prefix),
+        record_ttl_s=settings.grants_record_ttl_s,
+        stream_maxlen=settings.grants_stream_maxlen,
+    )

@@ -20,10 +20,10 @@ from typing import Any
 import redis
 from celery import Celery, bootsteps
 
+from tasks.connections import make_redis
 from tasks.gate import TASK_NAME
 from tasks.keys import Keys
 from tasks.models import REQUEST_ID_PATTERN
-from tasks.wiring import make_redis
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,19 @@
+"""Redis connections, built from `Settings` in one place."""
+
+from __future__ import annotations
+
+import redis
+
+from config.settings import Settings
+
+
+def make_redis(settings: Settings) -> redis.Redis:
+    """A pooled client with health checks, so a restarted Redis is noticed and reconnected."""
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        decode_responses=True,
+        health_check_interval=10,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        retry_on_timeout=True,
+    )

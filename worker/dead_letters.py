@@ -1,0 +1,127 @@
+"""The dead-letter stream, operable: list, show, replay and purge failed or rejected requests.
+
+Replay re-validates the original request and enqueues it again under the same request id, after
+forgetting its outcome record and delivery count, so the worker works on it afresh while Auth0's
+uniqueness still keeps it from creating a grant twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from tasks.errors import RequestInvalid
+from tasks.keys import Keys
+from tasks.ledger import DeliveryLedger
+from tasks.outcomes import OutcomeRecorder
+from tasks.validation import parse_request
+from worker.client import GrantClient
+
+PAGE = 500
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    entry_id: str
+    letter: dict[str, Any]
+
+    @property
+    def request_id(self) -> str:
+        return str(self.letter.get("request_id", ""))
+
+    @property
+    def code(self) -> str | None:
+        error = self.letter.get("error") or {}
+        return error.get("code")
+
+    def summary(self) -> dict[str, Any]:
+        error = self.letter.get("error") or {}
+        return {
+            "id": self.entry_id,
+            "request_id": self.request_id,
+            "status": self.letter.get("status"),
+            "code": error.get("code"),
+            "message": error.get("message"),
+            "attempts": self.letter.get("attempts"),
+            "finished_at": self.letter.get("finished_at"),
+        }
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    entry_id: str
+    request_id: str
+    action: Literal["replayed", "would replay", "invalid"]
+    reason: str | None = None
+
+
+class DeadLetters:
+    def __init__(self, client: GrantClient) -> None:
+        self._client = client
+        self._redis: redis.Redis = client.redis
+        self._keys: Keys = client.keys
+        settings = client.settings
+        self._recorder = OutcomeRecorder(
+            self._redis, self._keys, record_ttl_s=settings.grants_record_ttl_s, stream_maxlen=0
+        )
+        self._ledger = DeliveryLedger(self._redis, self._keys, ttl_s=settings.grants_record_ttl_s)
+
+    def all(self, *, code: str | None = None) -> Iterator[DeadLetter]:
+        """Every dead letter, oldest first, optionally only those with error code `code`."""
+        low = "-"
+        while True:
+            entries = self._redis.xrange(self._keys.dead, min=low, max="+", count=PAGE)
+            for entry_id, fields in entries:
+                letter = DeadLetter(entry_id, json.loads(fields["dead"]))
+                if code is None or letter.code == code:
+                    yield letter
+            if len(entries) < PAGE:
+                return
+            low = f"({entries[-1][0]}"
+
+    def find(self, ident: str) -> DeadLetter | None:
+        """The dead letter with stream entry id `ident`, else the newest for request id `ident`."""
+        if "-" in ident and ident.replace("-", "").isdigit():
+            entries = self._redis.xrange(self._keys.dead, min=ident, max=ident)
+            if entries:
+                entry_id, fields = entries[0]
+                return DeadLetter(entry_id, json.loads(fields["dead"]))
+        newest = None
+        for letter in self.all():
+            if letter.request_id == ident:
+                newest = letter
+        return newest
+
+    def replay(self, letters: list[DeadLetter], *, dry_run: bool = False) -> list[ReplayResult]:
+        """Re-enqueue each letter's request under its request id; invalid ones stay dead."""
+        results = []
+        for letter in letters:
+            original = letter.letter.get("request")
+            try:
+                request = parse_request(original)
+            except RequestInvalid as exc:
+                results.append(
+                    ReplayResult(letter.entry_id, letter.request_id, "invalid", exc.message)
+                )
+                continue
+            if request.request_id is None:
+                request = request.model_copy(update={"request_id": letter.request_id})
+            if dry_run:
+                results.append(ReplayResult(letter.entry_id, letter.request_id, "would replay"))
+                continue
+            self._recorder.forget(letter.request_id)
+            self._ledger.forget_deliveries(letter.request_id)
+            self._client.submit(request)
+            self._redis.xdel(self._keys.dead, letter.entry_id)
+            results.append(ReplayResult(letter.entry_id, letter.request_id, "replayed"))
+        return results
+
+    def purge(self, letters: list[DeadLetter]) -> int:
+        """Delete these dead letters; returns how many were deleted."""
+        if not letters:
+            return 0
+        return int(self._redis.xdel(self._keys.dead, *[letter.entry_id for letter in letters]))
