@@ -65,3 +65,17 @@ class Keys:
     def lock(self, request_id: str) -> str:
         """Held while one delivery of a request is being worked on."""
         return f"{self.prefix}lock:{request_id}"
+
+    @property
+    def unacked(self) -> str:
+        """kombu's hash of delivered, unacknowledged messages (ours, not the shared default)."""
+        return f"{self.prefix}unacked"
+
+    @property
+    def unacked_index(self) -> str:
+        """kombu's index of `unacked` by delivery time, scanned for visibility timeouts."""
+        return f"{self.prefix}unacked_index"
+
+    @property
+    def unacked_mutex(self) -> str:
+        return f"{self.prefix}unacked_mutex"

@@ -12,12 +12,14 @@ from typing import Any
 from celery import Celery
 
 from config.settings import Settings
+from tasks.keys import Keys
 from tasks.task import LazyHandler, register_create_task
 from tasks.wiring import make_handler
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for at-least-once delivery of JSON-only messages."""
+    keys = Keys(settings.grants_key_prefix)
     return {
         "broker_url": settings.redis_url.get_secret_value(),
         "broker_connection_retry_on_startup": True,
@@ -33,6 +35,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": 5,
             "socket_keepalive": True,
             "health_check_interval": 10,
+            # kombu keeps unacknowledged messages under one global key by default; under our
+            # prefix, deployments sharing a Redis never restore each other's messages.
+            "unacked_key": keys.unacked,
+            "unacked_index_key": keys.unacked_index,
+            "unacked_mutex_key": keys.unacked_mutex,
         },
         "task_serializer": "json",
         "result_serializer": "json",
