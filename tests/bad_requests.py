@@ -1,0 +1,92 @@
+"""A corpus of invalid request envelopes, each with the words its rejection must contain.
+
+Used by the unit tests of validation and, through a real worker, by the bad-input suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+OK_GRANT: dict[str, Any] = {"client_id": "svc-00001", "audience": "https://api.example.com/"}
+
+
+def grant(**changes: Any) -> dict[str, Any]:
+    body = {**OK_GRANT, **changes}
+    return {"grant": {k: v for k, v in body.items() if v is not _DROP}}
+
+
+_DROP = object()
+
+# (case name, envelope, words the reason must contain)
+BAD_ENVELOPES: list[tuple[str, Any, list[str]]] = [
+    ("audience missing", grant(audience=_DROP), ["grant.audience", "required"]),
+    ("audience empty", grant(audience=""), ["grant.audience", "empty"]),
+    ("audience not a string", grant(audience=42), ["grant.audience", "string"]),
+    ("neither client_id nor default_for", grant(client_id=_DROP), ["exactly one", "client_id"]),
+    (
+        "both client_id and default_for",
+        grant(default_for="third_party_clients"),
+        ["exactly one", "default_for"],
+    ),
+    ("client_id empty", grant(client_id=""), ["grant.client_id", "empty"]),
+    ("client_id null", grant(client_id=None), ["grant.client_id", "null"]),
+    ("client_id a number", grant(client_id=7), ["grant.client_id", "string"]),
+    ("default_for unknown", grant(client_id=_DROP, default_for="all"), ["grant.default_for"]),
+    ("unknown grant field", grant(scopes=["a"]), ["grant.scopes", "unknown field"]),
+    ("scope not an array", grant(scope="read:a"), ["grant.scope", "array"]),
+    ("scope item empty", grant(scope=["read:a", ""]), ["grant.scope[1]", "empty"]),
+    ("scope item too long", grant(scope=["x" * 281]), ["grant.scope[0]", "280"]),
+    ("scope item not a string", grant(scope=[1]), ["grant.scope[0]", "string"]),
+    ("scope null", grant(scope=None), ["grant.scope", "null"]),
+    (
+        "scope with allow_all_scopes",
+        grant(scope=["read:a"], allow_all_scopes=True),
+        ["allow_all_scopes", "scope"],
+    ),
+    ("allow_all_scopes a string", grant(allow_all_scopes="true"), ["allow_all_scopes", "boolean"]),
+    (
+        "allow_any_organization a number",
+        grant(allow_any_organization=1),
+        ["allow_any_organization", "boolean"],
+    ),
+    ("organization_usage unknown", grant(organization_usage="maybe"), ["organization_usage"]),
+    ("subject_type unknown", grant(subject_type="robot"), ["subject_type"]),
+    (
+        "authorization_details_types item too long",
+        grant(authorization_details_types=["t" * 256]),
+        ["authorization_details_types[0]", "255"],
+    ),
+    (
+        "authorization_details_types item empty",
+        grant(authorization_details_types=[""]),
+        ["authorization_details_types[0]", "empty"],
+    ),
+    (
+        "authorization_details_types not an array",
+        grant(authorization_details_types="payment"),
+        ["authorization_details_types", "array"],
+    ),
+    ("grant missing", {"on_conflict": "keep"}, ["grant", "required"]),
+    ("grant not an object", {"grant": "svc-00001"}, ["grant", "object"]),
+    ("grant an array", {"grant": [OK_GRANT]}, ["grant", "object"]),
+    ("unknown envelope field", {**grant(), "priority": 1}, ["priority", "unknown field"]),
+    ("on_conflict typo", {**grant(), "on_conflict": "mrege"}, ["on_conflict", "merge"]),
+    ("on_conflict misspelled key", {**grant(), "on_confilct": "merge"}, ["on_confilct"]),
+    ("request_id with spaces", {**grant(), "request_id": "a b"}, ["request_id", "match"]),
+    ("request_id too long", {**grant(), "request_id": "r" * 129}, ["request_id"]),
+    ("request_id empty", {**grant(), "request_id": ""}, ["request_id"]),
+    ("batch_id too long", {**grant(), "batch_id": "b" * 129}, ["batch_id", "128"]),
+    ("metadata not an object", {**grant(), "metadata": ["x"]}, ["metadata", "object"]),
+    ("metadata over 4 KiB", {**grant(), "metadata": {"note": "n" * 4100}}, ["metadata", "4096"]),
+    ("envelope an array", [grant()], ["object"]),
+    ("envelope a number", 12, ["object"]),
+    ("envelope null", None, ["object"]),
+]
+
+# Raw texts (not JSON objects) as a producer might send them as the request.
+BAD_TEXTS: list[tuple[str, str | bytes, list[str]]] = [
+    ("not JSON", "{grant: nope", ["not valid JSON"]),
+    ("truncated JSON", '{"grant": {"audience": "a"', ["not valid JSON"]),
+    ("invalid UTF-8", b'{"grant": {"audience": "\xff\xfe"}}', ["UTF-8"]),
+    ("empty text", "", ["not valid JSON"]),
+]

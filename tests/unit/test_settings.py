@@ -1,0 +1,57 @@
+"""Settings follow DESIGN.md's names and refuse unsafe or inconsistent configurations."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from config.settings import Settings
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_a_bare_domain_means_https_and_the_management_audience() -> None:
+    s = settings(auth0_domain="tenant.eu.auth0.com")
+    assert s.auth0_base_url == "https://tenant.eu.auth0.com"
+    assert s.management_audience == "https://tenant.eu.auth0.com/api/v2/"
+
+
+def test_plain_http_is_accepted_to_a_loopback_address() -> None:
+    s = settings(auth0_domain="http://127.0.0.1:8787")
+    assert s.auth0_base_url == "http://127.0.0.1:8787"
+    assert s.management_audience == "https://127.0.0.1:8787/api/v2/"
+
+
+@pytest.mark.parametrize("domain", ["http://tenant.auth0.com", "http://10.0.0.5:80", "ftp://x"])
+def test_plain_http_to_anything_but_loopback_is_refused(domain: str) -> None:
+    with pytest.raises(ValidationError, match="auth0_domain"):
+        settings(auth0_domain=domain)
+
+
+def test_settings_come_from_the_environment_names_of_the_design(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GRANTS_QUEUE", "onboarding")
+    monkeypatch.setenv("GRANTS_RATE_LIMIT", "2.5")
+    monkeypatch.setenv("AUTH0_CLIENT_SECRET", "s3cret")
+    s = settings()
+    assert s.grants_queue == "onboarding"
+    assert s.grants_rate_limit == 2.5
+    assert "s3cret" not in repr(s)
+
+
+def test_a_visibility_timeout_shorter_than_a_task_can_run_is_refused() -> None:
+    with pytest.raises(ValidationError, match="GRANTS_VISIBILITY_TIMEOUT"):
+        settings(grants_retry_budget_s=60, grants_visibility_timeout=30)
+
+
+def test_the_derived_visibility_timeout_outlasts_the_hard_time_limit() -> None:
+    s = settings(grants_retry_budget_s=5)
+    assert s.visibility_timeout_s > s.task_hard_time_limit_s > s.task_soft_time_limit_s > 5
+
+
+def test_missing_credentials_are_named() -> None:
+    with pytest.raises(ValueError, match="AUTH0_CLIENT_ID"):
+        settings(auth0_domain="t.auth0.com").require_auth0()
