@@ -1,0 +1,306 @@
+"""The pipeline end to end: a real worker process, a real Redis, the emulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from config.settings import Settings
+from tasks.gate import TASK_NAME
+from tasks.models import Outcome
+from tests.integration.conftest import (
+    next_client_id,
+    outcome_counts,
+    push_raw,
+    raw_celery_message,
+)
+from worker.client import GrantClient
+from worker.testing import WorkerProcess
+
+API = "https://api.example.com/"
+WAIT_S = 30.0
+
+
+def request(client_id: str | None = None, *scopes: str, **envelope: Any) -> dict[str, Any]:
+    grant = {"client_id": client_id or next_client_id(), "audience": API, "scope": list(scopes)}
+    grant.update(envelope.pop("grant", {}))
+    return {"grant": grant, **envelope}
+
+
+def run(client: GrantClient, *requests: dict[str, Any]) -> list[Outcome]:
+    ids = client.submit_many(requests)
+    return [client.wait(request_id, timeout_s=WAIT_S) for request_id in ids]
+
+
+@pytest.fixture
+def worker(settings: Settings, start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    return start_worker(settings)
+
+
+def test_a_new_grant_is_created_and_its_outcome_recorded_once(
+    worker: WorkerProcess, client: GrantClient, emulator: Any, redis_client: Any
+) -> None:
+    (outcome,) = run(client, request(None, "read:a", metadata={"ticket": "ONB-1"}))
+    assert outcome.status == "created"
+    assert outcome.grant is not None and outcome.grant["id"].startswith("cgr_")
+    assert outcome.metadata == {"ticket": "ONB-1"}
+    assert outcome.attempts == 1
+    assert [g["id"] for g in emulator.admin.grants()] == [outcome.grant["id"]]
+    assert outcome_counts(redis_client, client.keys.results) == {outcome.request_id: 1}
+
+
+def test_the_outcome_is_published_for_live_listeners(
+    worker: WorkerProcess, client: GrantClient, redis_client: Any
+) -> None:
+    listener = redis_client.pubsub()
+    listener.subscribe(client.keys.events)
+    listener.get_message(timeout=1)  # the subscribe confirmation
+    (outcome,) = run(client, request())
+    message = listener.get_message(timeout=5)
+    assert message is not None
+    assert json.loads(message["data"])["request_id"] == outcome.request_id
+
+
+def test_keep_reports_an_existing_grant_and_what_differs(
+    worker: WorkerProcess, client: GrantClient
+) -> None:
+    client_id = next_client_id()
+    (first,) = run(client, request(client_id, "read:a", "read:b"))
+    (second,) = run(client, request(client_id, "read:a", "write:a"))
+    assert first.status == "created"
+    assert second.status == "exists"
+    assert second.grant is not None and second.grant["id"] == first.grant["id"]  # type: ignore[index]
+    assert second.differences is not None
+    assert "scope" in second.differences
+
+
+def test_merge_adds_the_missing_scopes(
+    worker: WorkerProcess, client: GrantClient, emulator: Any
+) -> None:
+    client_id = next_client_id()
+    run(client, request(client_id, "read:a"))
+    (merged,) = run(client, request(client_id, "write:a", on_conflict="merge"))
+    assert merged.status == "updated"
+    assert merged.grant is not None
+    assert sorted(merged.grant["scope"]) == ["read:a", "write:a"]
+    (again,) = run(client, request(client_id, "write:a", on_conflict="merge"))
+    assert again.status == "exists"
+
+
+def test_replace_makes_the_grant_equal_to_the_request(
+    worker: WorkerProcess, client: GrantClient, emulator: Any
+) -> None:
+    client_id = next_client_id()
+    run(client, request(client_id, "read:a", "read:b"))
+    (replaced,) = run(client, request(client_id, "write:c", on_conflict="replace"))
+    assert replaced.status == "updated"
+    (stored,) = [g for g in emulator.admin.grants() if g.get("client_id") == client_id]
+    assert stored["scope"] == ["write:c"]
+
+
+def test_fail_turns_a_conflict_into_a_dead_letter(
+    worker: WorkerProcess, client: GrantClient, redis_client: Any
+) -> None:
+    client_id = next_client_id()
+    run(client, request(client_id, "read:a"))
+    (failed,) = run(client, request(client_id, "read:a", on_conflict="fail"))
+    assert failed.status == "failed"
+    assert failed.error is not None and failed.error.code == "conflict"
+    assert failed.error.http_status == 409
+    (entry,) = redis_client.xrange(client.keys.dead)
+    letter = json.loads(entry[1]["dead"])
+    assert letter["request"]["on_conflict"] == "fail"
+    assert letter["error"]["code"] == "conflict"
+
+
+@pytest.mark.parametrize(
+    ("grant", "code", "http_status"),
+    [
+        ({"audience": "https://nowhere.example.com/"}, "not_found", 404),
+        ({"client_id": "no-such-client"}, "not_found", 404),
+        ({"client_id": "app-express"}, "bad_request", 400),
+    ],
+    ids=["unknown audience", "unknown client", "express client"],
+)
+def test_auth0_refusals_fail_without_retrying(
+    worker: WorkerProcess,
+    client: GrantClient,
+    grant: dict[str, Any],
+    code: str,
+    http_status: int,
+) -> None:
+    (outcome,) = run(client, request(None, "read:a", grant=grant))
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.http_status) == (code, http_status)
+    assert outcome.error.retryable is False
+    assert outcome.attempts == 1
+
+
+def test_wrong_worker_credentials_fail_as_unauthorized(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    settings = settings_factory(auth0_client_secret="wrong-secret")
+    start_worker(settings)
+    with GrantClient(settings) as client:
+        (outcome,) = run(client, request())
+    assert outcome.error is not None and outcome.error.code == "unauthorized"
+
+
+def test_a_token_without_create_scope_fails_as_forbidden(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    emulator: Any,
+) -> None:
+    emulator.admin.add_clients(
+        [
+            {
+                "client_id": "reader-only",
+                "client_secret": "reader-secret",
+                "app_type": "non_interactive",
+                "management_scopes": ["read:client_grants"],
+            }
+        ]
+    )
+    settings = settings_factory(auth0_client_id="reader-only", auth0_client_secret="reader-secret")
+    start_worker(settings)
+    with GrantClient(settings) as client:
+        (outcome,) = run(client, request())
+    assert outcome.error is not None and outcome.error.code == "forbidden"
+
+
+def test_requests_get_through_a_tight_rate_limit_by_waiting(
+    worker: WorkerProcess, client: GrantClient, emulator: Any
+) -> None:
+    emulator.admin.set_rate_limit(10, 2)
+    outcomes = run(client, *[request() for _ in range(20)])
+    assert {outcome.status for outcome in outcomes} == {"created"}
+    assert emulator.admin.stats()["rate_limited"] > 0
+    assert len(emulator.admin.grants()) == 20
+
+
+def test_requests_get_through_server_errors_and_dropped_connections_by_retrying(
+    worker: WorkerProcess, client: GrantClient, emulator: Any
+) -> None:
+    emulator.admin.set_faults(error_rate=0.3, drop_rate=0.2)
+    outcomes = run(client, *[request() for _ in range(20)])
+    assert {outcome.status for outcome in outcomes} <= {"created", "exists"}
+    assert max(outcome.attempts for outcome in outcomes) > 1
+    keys = [(g["client_id"], g["audience"]) for g in emulator.admin.grants()]
+    assert len(keys) == len(set(keys)) == 20
+
+
+def test_an_outage_longer_than_the_budget_fails_as_upstream_error(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    emulator: Any,
+) -> None:
+    settings = settings_factory(grants_retry_budget_s=1.0)
+    start_worker(settings)
+    emulator.admin.set_faults(error_rate=1.0)
+    with GrantClient(settings) as client:
+        (outcome,) = run(client, request())
+    assert outcome.status == "failed"
+    assert outcome.error is not None and outcome.error.code == "upstream_error"
+    assert outcome.error.retryable is True
+    assert outcome.attempts > 1
+
+
+def test_a_rate_limit_that_resets_after_the_budget_fails_as_rate_limited(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    emulator: Any,
+) -> None:
+    settings = settings_factory(grants_retry_budget_s=1.0)
+    start_worker(settings)
+    emulator.admin.set_rate_limit(0.01, 1)
+    with GrantClient(settings) as client:
+        outcomes = run(client, request(), request())
+    codes = sorted(o.error.code if o.error else o.status for o in outcomes)
+    assert codes == ["created", "rate_limited"]
+
+
+def test_a_short_token_lifetime_is_survived_by_refreshing(
+    worker: WorkerProcess, client: GrantClient, emulator: Any
+) -> None:
+    emulator.admin.set_token_lifetime(1)
+    first = run(client, request())
+    import time
+
+    time.sleep(1.5)
+    second = run(client, request())
+    assert [o.status for o in first + second] == ["created", "created"]
+
+
+def test_a_duplicate_delivery_is_acknowledged_without_a_second_call(
+    worker: WorkerProcess, client: GrantClient, emulator: Any, redis_client: Any
+) -> None:
+    envelope = request(request_id="dup-1")
+    run(client, envelope)
+    posts_before = emulator.admin.stats()["requests_by_status"].get("201", 0)
+    client.submit(envelope)  # the same request id again, as a redelivery would bring it
+    run(client, request())  # a later request finishing shows the duplicate was consumed
+    assert emulator.admin.stats()["requests_by_status"].get("201", 0) == posts_before + 1
+    assert outcome_counts(redis_client, client.keys.results)["dup-1"] == 1
+
+
+def test_a_request_on_the_intake_stream_is_bridged_to_the_worker(
+    worker: WorkerProcess, client: GrantClient, redis_client: Any
+) -> None:
+    envelope = request(request_id="intake-1")
+    redis_client.xadd(client.keys.intake, {"request": json.dumps(envelope)})
+    outcome = client.wait("intake-1", timeout_s=WAIT_S)
+    assert outcome.status == "created"
+    assert redis_client.xlen(client.keys.intake) == 0
+
+
+def test_a_celery_message_written_by_another_language_is_worked_on(
+    worker: WorkerProcess, client: GrantClient, redis_client: Any, settings: Settings
+) -> None:
+    body = json.dumps([[], {"request": request(request_id="from-node")}, {}]).encode()
+    message = raw_celery_message(
+        queue=settings.grants_queue, task=TASK_NAME, task_id="from-node", body=body
+    )
+    push_raw(redis_client, settings.grants_queue, message)
+    assert client.wait("from-node", timeout_s=WAIT_S).status == "created"
+
+
+def test_an_invalid_request_is_rejected_with_its_reason_and_nothing_is_sent(
+    worker: WorkerProcess, client: GrantClient, emulator: Any, settings: Settings, redis_client: Any
+) -> None:
+    bad = {"grant": {"client_id": "svc-1", "audience": API, "scope": ["x" * 300]}}
+    body = json.dumps([[], {"request": bad}, {}]).encode()
+    push_raw(
+        redis_client,
+        settings.grants_queue,
+        raw_celery_message(queue=settings.grants_queue, task=TASK_NAME, task_id="t-bad", body=body),
+    )
+    outcome = client.wait("t-bad", timeout_s=WAIT_S)
+    assert outcome.status == "rejected"
+    assert outcome.error is not None
+    assert "grant.scope[0]: at most 280 characters" in outcome.error.message
+    assert emulator.admin.stats()["requests_by_status"] == {}
+
+
+def test_a_pickle_message_is_rejected_unread_and_the_worker_goes_on(
+    worker: WorkerProcess, client: GrantClient, settings: Settings, redis_client: Any
+) -> None:
+    body = pickle.dumps(((), {"request": request()}, {}))
+    message = raw_celery_message(
+        queue=settings.grants_queue,
+        task=TASK_NAME,
+        task_id="t-pickle",
+        body=body,
+        content_type="application/x-python-serialize",
+    )
+    push_raw(redis_client, settings.grants_queue, message)
+    outcome = client.wait("t-pickle", timeout_s=WAIT_S)
+    assert outcome.status == "rejected"
+    assert outcome.error is not None and "JSON only" in outcome.error.message
+    (after,) = run(client, request())
+    assert after.status == "created"
