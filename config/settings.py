@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # How often a worker looks for messages whose visibility timeout ran out (kombu's
     # restore of unacknowledged messages); bounds the recovery time after a crash.
     grants_restore_interval_s: float = Field(default=5.0, gt=0)
+    # A worker whose queue has waited this long while it had room and took nothing is
+    # declared stalled and exits for its supervisor to restart it (0 turns the watchdog off).
+    grants_stall_after_s: float = Field(default=60.0, ge=0)
     grants_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     grants_connect_timeout_s: float = Field(default=3.05, gt=0)

@@ -74,8 +74,10 @@ def create_app(settings: Settings) -> Celery:
     app.grants_handler = handler  # type: ignore[attr-defined]
     register_create_task(app, handler)
     from worker.bridge import IntakeBridgeStep
+    from worker.watchdog import WatchdogStep
 
     app.steps["worker"].add(IntakeBridgeStep)
+    app.steps["worker"].add(WatchdogStep)
     return app
 
 

@@ -9,6 +9,7 @@ from celery.worker.consumer import Consumer
 
 from tasks.errors import RequestInvalid
 from tasks.gate import inspect_message
+from worker.watchdog import note_message_taken
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class GatedConsumer(Consumer):  # type: ignore[misc]
         known = set(self.app.tasks)
 
         def on_task_received(message: Any) -> Any:
+            note_message_taken()
             refusal = inspect_message(
                 content_type=message.content_type,
                 headers=message.headers,
