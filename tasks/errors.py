@@ -6,6 +6,7 @@
         ├── RetryableError        worth another attempt inside the retry budget
         │   ├── RateLimited       429; carries the server's reset / Retry-After
         │   ├── UpstreamError     5xx, 408
+        │   │   └── ConflictUnresolved  409, but the existing grant cannot be found
         │   └── NetworkError      connect / read errors and timeouts
         └── FinalError            never retried
             ├── BadRequest        400
@@ -17,6 +18,11 @@
 Third-party exceptions (`requests`) are translated into this tree in one place only,
 `tasks.auth0_api`. Messages never carry secrets: they are built from status codes and
 Auth0's own error bodies, never from request headers.
+
+Every `Auth0Error` that leaves `Provisioner.provision` carries `attempts` (HTTP calls made for
+the request). `UpstreamError` and `NetworkError` carry `ambiguous`: True when the failed call
+may have reached Auth0 and been applied (a 5xx, a read timeout, a dropped connection), False
+when it certainly was not (a connect error, a 408, a failed token request).
 """
 
 from __future__ import annotations
@@ -70,6 +76,9 @@ class RequestInvalid(GrantWorkerError):
 class Auth0Error(GrantWorkerError):
     """Raised when the Management API, or the network to it, does not give a usable answer."""
 
+    # HTTP calls made for the request when the error ended it (set by the provisioner).
+    attempts: int = 0
+
 
 class RetryableError(Auth0Error):
     """Raised for answers that may succeed when tried again later."""
@@ -77,6 +86,8 @@ class RetryableError(Auth0Error):
     retryable = True
     # Seconds the server asked us to wait (Retry-After or the rate-limit reset), if it said.
     retry_after_s: float | None = None
+    # True when the failed call may have been applied by Auth0 although no answer says so.
+    ambiguous: bool = False
 
 
 class RateLimited(RetryableError):
@@ -102,11 +113,39 @@ class UpstreamError(RetryableError):
 
     code: ErrorCode = "upstream_error"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        auth0_error_code: str | None = None,
+        details: dict[str, Any] | None = None,
+        ambiguous: bool = True,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, http_status=http_status, auth0_error_code=auth0_error_code, details=details
+        )
+        self.ambiguous = ambiguous
+        self.retry_after_s = retry_after_s
+
+
+class ConflictUnresolved(UpstreamError):
+    """Raised when Auth0 answers 409 but no grant matching the request can be found.
+
+    The grant was most likely deleted between the create and the lookup; creating again is
+    the right move, so this is retryable (the provisioner re-creates inside the budget).
+    """
+
 
 class NetworkError(RetryableError):
     """Raised when no HTTP answer arrived: refused, reset, dropped, or timed out."""
 
     code: ErrorCode = "network_error"
+
+    def __init__(self, message: str, *, ambiguous: bool) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
 
 
 class FinalError(Auth0Error):
