@@ -18,9 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # A task may outlive its retry budget by one in-flight HTTP call plus bookkeeping; the hard time
 # limit and the visibility timeout are derived from the budget with these margins so that a
 # message is never redelivered while the first delivery is still working on it.
-SOFT_LIMIT_MARGIN_S = 10.0
-HARD_LIMIT_MARGIN_S = 10.0
-VISIBILITY_MARGIN_S = 10.0
+SOFT_LIMIT_MARGIN_S = 2.0
+HARD_LIMIT_MARGIN_S = 5.0
+VISIBILITY_MARGIN_S = 5.0
 
 
 def is_loopback_host(host: str) -> bool:
