@@ -20,3 +20,32 @@ DUPLICATE_DELIVERIES = Counter(
     "grants_duplicate_deliveries_total",
     "Deliveries of requests whose outcome was already recorded (acknowledged without a call)",
 )
+
+# -- Management API client (tasks.auth0_api, tasks.provision, tasks.governor) --
+
+AUTH0_CALLS = Counter(
+    "grants_auth0_calls_total",
+    "HTTP calls to Auth0, by endpoint and HTTP status (network_error when no answer came)",
+    ["endpoint", "status"],
+)
+AUTH0_CALL_SECONDS = Histogram(
+    "grants_auth0_call_seconds",
+    "Latency of one HTTP call to Auth0, by endpoint (failed calls included)",
+    ["endpoint"],
+)
+AUTH0_RETRIES = Counter(
+    "grants_auth0_retries_total",
+    "Calls to Auth0 tried again, by reason (the error code that led to the retry)",
+    ["reason"],
+)
+RATE_LIMITED = Counter(
+    "grants_auth0_rate_limited_total", "429 answers from Auth0, by endpoint", ["endpoint"]
+)
+GOVERNOR_WAIT_SECONDS = Histogram(
+    "grants_governor_wait_seconds",
+    "Time a call waited for a slot of the fleet's shared rate governor",
+    buckets=(0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+GOVERNOR_PAUSES = Counter(
+    "grants_governor_pauses_total", "Fleet-wide pauses set after a 429 with a reset time"
+)

@@ -1,0 +1,573 @@
+"""The Management API client: one HTTP call per method, answers as `Grant`s or `Auth0Error`s.
+
+This module is the one place where `requests` exceptions and HTTP statuses become the error
+tree of `tasks.errors` (always `raise … from exc`):
+
+| answer                          | Management API call                | `/oauth/token`            |
+|---------------------------------|------------------------------------|---------------------------|
+| 400                             | `BadRequest`                       | `Unauthorized`            |
+| 401                             | `Unauthorized` (after one refresh) | `Unauthorized`            |
+| 403                             | `Forbidden`                        | `Forbidden`               |
+| 404                             | `NotFound`                         | `Unauthorized`            |
+| 409                             | `GrantConflict`                    | `Unauthorized`            |
+| other 4xx                       | `BadRequest`                       | `Unauthorized`            |
+| 429                             | `RateLimited` (Retry-After, reset) | `RateLimited`             |
+| 408                             | `UpstreamError`, not ambiguous     | `UpstreamError`           |
+| 5xx, unreadable 2xx             | `UpstreamError`, ambiguous         | `UpstreamError`           |
+| 3xx (never followed)            | `UpstreamError`, not ambiguous     | `UpstreamError`           |
+| connect error / connect timeout | `NetworkError`, not ambiguous      | `NetworkError`            |
+| read timeout, dropped, reset    | `NetworkError`, ambiguous          | `NetworkError`            |
+
+`ambiguous` means "the call may have been applied although we got no usable answer"; a token
+request creates nothing, so its failures are never ambiguous. Nothing here retries, except
+that a 401 on a Management call with a client-credentials token gets one new token and one
+repeat. Messages are built from the status and Auth0's own `message`/`errorCode`, never from
+request headers or bodies, and any secret text is redacted from them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from pydantic import SecretStr, ValidationError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+from config.settings import Settings
+from tasks import metrics
+from tasks.errors import (
+    Auth0Error,
+    BadRequest,
+    Forbidden,
+    GrantConflict,
+    NetworkError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UpstreamError,
+)
+from tasks.models import Grant
+from tasks.retry_policy import parse_reset_epoch, parse_retry_after
+from tasks.tokens import DEFAULT_LEEWAY_S, IssuedToken, StaticToken, TokenCache, TokenSource
+
+log = logging.getLogger(__name__)
+
+GRANTS_PATH = "/api/v2/client-grants"
+TOKEN_PATH = "/oauth/token"
+PAGE_SIZE = 100
+# A runaway `next` (a tenant handing back the same checkpoint) must not loop for ever.
+MAX_PAGES = 1000
+# Used when /oauth/token omits `expires_in`: short, so a wrong guess costs one extra fetch.
+DEFAULT_TOKEN_LIFETIME_S = 600.0
+_MAX_MESSAGE_CHARS = 500
+_QUERYABLE_SUBJECT_TYPES = frozenset({"client", "user"})  # the spec's enum for the filter
+
+# Endpoint labels, used in metrics and the hooks.
+TOKEN = "token"
+CREATE_GRANT = "create_grant"
+GET_GRANT = "get_grant"
+UPDATE_GRANT = "update_grant"
+LIST_GRANTS = "list_grants"
+
+
+def _nothing(endpoint: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class CallHooks:
+    """What runs around every HTTP call (the provisioner binds these per request).
+
+    `before_call(endpoint)` runs before anything is sent (the rate governor; it may raise an
+    `Auth0Error` to give up); `on_call(endpoint)` runs once per HTTP call actually attempted.
+    """
+
+    before_call: Callable[[str], None] = _nothing
+    on_call: Callable[[str], None] = _nothing
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """The worker's own M2M application; the secret stays a `SecretStr`."""
+
+    client_id: str
+    client_secret: SecretStr
+    audience: str
+
+
+class ManagementApi:
+    """`/api/v2/client-grants` and `/oauth/token` on one tenant. Thread-safe."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        tokens: TokenSource,
+        *,
+        credentials: ClientCredentials | None,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        hooks: CallHooks | None = None,
+        epoch_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if tokens.refreshable and credentials is None:
+            raise ValueError("a refreshable token source needs client credentials")
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._credentials = credentials
+        self._timeout = (connect_timeout_s, read_timeout_s)
+        self._hooks = hooks or CallHooks()
+        self._epoch_clock = epoch_clock
+
+    def __repr__(self) -> str:
+        return f"ManagementApi(base_url={self._base_url!r}, tokens={self._tokens!r})"
+
+    def with_hooks(self, hooks: CallHooks) -> ManagementApi:
+        """The same client (session, token cache) with other hooks; cheap, one per request."""
+        bound = copy.copy(self)
+        bound._hooks = hooks
+        return bound
+
+    # -- the Management API ------------------------------------------------------------------
+
+    def create_grant(
+        self, body: Mapping[str, Any], *, before_send: Callable[[], None] | None = None
+    ) -> Grant:
+        """`POST /api/v2/client-grants` → the created grant (201).
+
+        `before_send` runs just before each send (after the token and the governor slot).
+        Raises `GrantConflict` on 409 and the other `Auth0Error`s of the module table.
+        """
+        data = self._call(
+            CREATE_GRANT, "POST", GRANTS_PATH, json_body=dict(body), before_send=before_send
+        )
+        return _grant(data, CREATE_GRANT)
+
+    def get_grant(self, grant_id: str) -> Grant:
+        """`GET /api/v2/client-grants/{id}`; raises `NotFound` for an unknown id."""
+        return _grant(self._call(GET_GRANT, "GET", _grant_path(grant_id)), GET_GRANT)
+
+    def update_grant(self, grant_id: str, patch: Mapping[str, Any]) -> Grant:
+        """`PATCH /api/v2/client-grants/{id}` with `patch` (PATCH-able fields only) → the grant."""
+        data = self._call(UPDATE_GRANT, "PATCH", _grant_path(grant_id), json_body=dict(patch))
+        return _grant(data, UPDATE_GRANT)
+
+    def find_grants(
+        self,
+        *,
+        audience: str,
+        client_id: str | None = None,
+        default_for: str | None = None,
+        subject_type: str | None = None,
+    ) -> list[Grant]:
+        """Grants matching every filter given, following checkpoint pages (`take`/`from`).
+
+        One HTTP call per page. Filters are applied again client-side (older tenants ignore
+        some); a grant without `subject_type` counts as `client`.
+        """
+        params: dict[str, str] = {"audience": audience, "take": str(PAGE_SIZE)}
+        if client_id is not None:
+            params["client_id"] = client_id
+        if default_for is not None:
+            params["default_for"] = default_for
+        if subject_type in _QUERYABLE_SUBJECT_TYPES:
+            params["subject_type"] = subject_type
+        found: list[Grant] = []
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            data = self._call(LIST_GRANTS, "GET", GRANTS_PATH, params=params)
+            page, next_from = _page(data)
+            found.extend(page)
+            if not next_from or next_from in seen:
+                break
+            seen.add(next_from)
+            params = {**params, "from": next_from}
+        else:
+            raise UpstreamError(
+                f"listing grants did not end after {MAX_PAGES} pages", ambiguous=False
+            )
+        return [g for g in found if matches(g, audience, client_id, default_for, subject_type)]
+
+    # -- the token -----------------------------------------------------------------------------
+
+    def fetch_token(self) -> IssuedToken:
+        """`POST /oauth/token` (client credentials, form-encoded) → a new token.
+
+        Raises `Unauthorized` / `Forbidden` when the credentials are refused (final),
+        `RateLimited`, `UpstreamError` or `NetworkError` (retryable, never ambiguous).
+        """
+        if self._credentials is None:
+            raise Unauthorized("no client credentials to fetch a token with")
+        credentials = self._credentials
+        secret = credentials.client_secret.get_secret_value()
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": credentials.client_id,
+            "client_secret": secret,
+            "audience": credentials.audience,
+        }
+        response = self._send(TOKEN, "POST", TOKEN_PATH, data=form)
+        if response.status_code != 200:
+            raise token_error(
+                response.status_code,
+                response.headers,
+                response.content,
+                now_epoch_s=self._epoch_clock(),
+                secrets=(secret,),
+            )
+        return _issued_token(response.content, secrets=(secret,))
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        before_send: Callable[[], None] | None = None,
+    ) -> Any:
+        refreshed = False
+        while True:
+            token = self._tokens.current(self.fetch_token)
+            response = self._send(
+                endpoint,
+                method,
+                path,
+                json_body=json_body,
+                params=params,
+                headers={"Authorization": f"Bearer {token}"},
+                before_send=before_send,
+            )
+            if response.status_code == 401 and self._tokens.refreshable and not refreshed:
+                log.info(
+                    "%s: 401 with a cached token; fetching a new one and trying once more", endpoint
+                )
+                self._tokens.invalidate(token)
+                refreshed = True
+                continue
+            status = response.status_code
+            if not 200 <= status < 300:
+                raise management_error(
+                    status,
+                    response.headers,
+                    response.content,
+                    now_epoch_s=self._epoch_clock(),
+                    secrets=self._secrets(token),
+                )
+            try:
+                return json.loads(response.content)
+            except ValueError as exc:
+                raise UpstreamError(
+                    f"{status} from {endpoint} with a body that is not JSON",
+                    http_status=status,
+                    ambiguous=True,
+                ) from exc
+
+    def _send(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        data: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        before_send: Callable[[], None] | None = None,
+    ) -> requests.Response:
+        self._hooks.before_call(endpoint)
+        if before_send is not None:
+            before_send()
+        self._hooks.on_call(endpoint)
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                f"{self._base_url}{path}",
+                json=json_body,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            metrics.AUTH0_CALLS.labels(endpoint=endpoint, status="network_error").inc()
+            error = network_error(exc, endpoint)
+            log.info("%s %s: %s", method, path, error.message)
+            raise error from exc
+        finally:
+            metrics.AUTH0_CALL_SECONDS.labels(endpoint=endpoint).observe(time.monotonic() - started)
+        metrics.AUTH0_CALLS.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        if response.status_code == 429:
+            metrics.RATE_LIMITED.labels(endpoint=endpoint).inc()
+        log.debug("%s %s -> %s", method, path, response.status_code)
+        return response
+
+    def _secrets(self, token: str) -> tuple[str, ...]:
+        if self._credentials is None:
+            return (token,)
+        return (token, self._credentials.client_secret.get_secret_value())
+
+
+# -- pure translation ---------------------------------------------------------------------------
+
+
+def management_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    now_epoch_s: float,
+    secrets: Iterable[str] = (),
+) -> Auth0Error:
+    """The error for a non-2xx answer of a Management API call (module table)."""
+    fields = _error_fields(body)
+    message = _redact(_describe(status, fields), secrets)
+    code = fields.get("errorCode") or fields.get("error_code") or fields.get("code")
+    kwargs: dict[str, Any] = {"http_status": status, "auth0_error_code": code}
+    if status == 429:
+        return _rate_limited(message, headers, now_epoch_s, code)
+    if status == 408:
+        return UpstreamError(message, **kwargs, ambiguous=False)
+    if status >= 500:
+        retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch_s)
+        return UpstreamError(message, **kwargs, ambiguous=True, retry_after_s=retry_after)
+    if status < 400:
+        where = headers.get("Location", "")
+        return UpstreamError(
+            f"{message} (redirect to {where!r} not followed)", **kwargs, ambiguous=False
+        )
+    by_status: dict[int, type[Auth0Error]] = {
+        401: Unauthorized,
+        403: Forbidden,
+        404: NotFound,
+        409: GrantConflict,
+    }
+    return by_status.get(status, BadRequest)(message, **kwargs)
+
+
+def token_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    now_epoch_s: float,
+    secrets: Iterable[str] = (),
+) -> Auth0Error:
+    """The error for a non-200 answer of `/oauth/token` (module table)."""
+    fields = _error_fields(body)
+    message = _redact(f"token request refused: {_describe(status, fields)}", secrets)
+    code = fields.get("error") if isinstance(fields.get("error"), str) else None
+    code = fields.get("errorCode") or code
+    if status == 429:
+        return _rate_limited(message, headers, now_epoch_s, code)
+    if status >= 500 or status == 408 or status < 400:
+        retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch_s)
+        return UpstreamError(
+            message,
+            http_status=status,
+            auth0_error_code=code,
+            ambiguous=False,
+            retry_after_s=retry_after,
+        )
+    if status == 403:
+        return Forbidden(message, http_status=status, auth0_error_code=code)
+    return Unauthorized(message, http_status=status, auth0_error_code=code)
+
+
+def network_error(exc: requests.RequestException, endpoint: str) -> NetworkError:
+    """The error for a call that got no HTTP answer; ambiguous unless it failed to connect."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        what, ambiguous = "timed out connecting", False
+    elif isinstance(exc, requests.exceptions.ReadTimeout):
+        what, ambiguous = "timed out waiting for the answer", True
+    elif isinstance(exc, requests.exceptions.SSLError):
+        what, ambiguous = "TLS handshake failed", False
+    elif isinstance(exc, requests.exceptions.ConnectionError) and _failed_to_connect(exc):
+        what, ambiguous = "could not connect", False
+    elif isinstance(exc, requests.exceptions.ConnectionError):
+        what, ambiguous = "connection dropped before the answer", True
+    elif isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        what, ambiguous = f"not sent ({exc})", False
+    else:
+        what, ambiguous = f"no usable answer ({type(exc).__name__})", True
+    # A token request creates nothing: whatever happened to it, no grant was touched.
+    return NetworkError(f"{endpoint}: {what}", ambiguous=ambiguous and endpoint != TOKEN)
+
+
+def matches(
+    grant: Grant,
+    audience: str,
+    client_id: str | None = None,
+    default_for: str | None = None,
+    subject_type: str | None = None,
+) -> bool:
+    """True when `grant` satisfies every filter given (absent subject_type = `client`)."""
+    if grant.audience != audience:
+        return False
+    if client_id is not None and grant.client_id != client_id:
+        return False
+    if default_for is not None and grant.default_for != default_for:
+        return False
+    return subject_type is None or (grant.subject_type or "client") == subject_type
+
+
+def _failed_to_connect(exc: requests.exceptions.ConnectionError) -> bool:
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+def _rate_limited(
+    message: str, headers: Mapping[str, str], now_epoch_s: float, code: str | None
+) -> RateLimited:
+    return RateLimited(
+        message,
+        retry_after_s=parse_retry_after(headers.get("Retry-After"), now_epoch_s),
+        reset_at_epoch_s=parse_reset_epoch(headers.get("x-ratelimit-reset")),
+        auth0_error_code=code,
+    )
+
+
+def _error_fields(body: bytes | str) -> dict[str, Any]:
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        return {"message": _plain_text(body)} if body else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _plain_text(body: bytes | str) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return " ".join(text.split())[:_MAX_MESSAGE_CHARS]
+
+
+def _describe(status: int, fields: Mapping[str, Any]) -> str:
+    """`404 Not Found: No resource with identifier …` from Auth0's error body."""
+    reason = _text(fields.get("error")) or _phrase(status)
+    detail = _text(fields.get("error_description")) or _text(fields.get("message"))
+    head = f"{status} {reason.replace('_', ' ')}".strip()
+    return f"{head}: {detail}" if detail else head
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _text(value: Any) -> str | None:
+    return value[:_MAX_MESSAGE_CHARS] if isinstance(value, str) and value else None
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _grant_path(grant_id: str) -> str:
+    return f"{GRANTS_PATH}/{quote(grant_id, safe='')}"
+
+
+def _grant(data: Any, endpoint: str) -> Grant:
+    try:
+        return Grant.model_validate(data)
+    except ValidationError as exc:
+        # A 2xx we cannot read: for a create, the grant may well exist now.
+        raise UpstreamError(
+            f"{endpoint}: the answer is not a client grant", ambiguous=True
+        ) from exc
+
+
+def _page(data: Any) -> tuple[list[Grant], str | None]:
+    """One page of a list: checkpoint `{client_grants, next}`, offset form, or a bare array."""
+    if isinstance(data, list):
+        items, next_from = data, None
+    elif isinstance(data, dict) and isinstance(data.get("client_grants"), list):
+        items, next_from = data["client_grants"], data.get("next")
+    else:
+        raise UpstreamError(f"{LIST_GRANTS}: the answer is not a list of grants", ambiguous=False)
+    grants = [_grant(item, LIST_GRANTS) for item in items]
+    return grants, next_from if isinstance(next_from, str) and next_from else None
+
+
+def _issued_token(body: bytes, *, secrets: Iterable[str]) -> IssuedToken:
+    try:
+        data = json.loads(body)
+        access_token = data["access_token"]
+        if not isinstance(access_token, str) or not access_token:
+            raise ValueError("empty access_token")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UpstreamError(
+            "token request: the answer carries no access_token", ambiguous=False
+        ) from exc
+    expires_in = data.get("expires_in")
+    lifetime = (
+        float(expires_in)
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
+        else DEFAULT_TOKEN_LIFETIME_S
+    )
+    return IssuedToken(access_token=SecretStr(access_token), expires_in_s=lifetime)
+
+
+def make_api(
+    settings: Settings,
+    session: requests.Session,
+    *,
+    token_leeway_s: float = DEFAULT_LEEWAY_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> ManagementApi:
+    """The client for `settings`' tenant over `session` (see `tasks.session.make_session`).
+
+    A static AUTH0_TOKEN wins over client credentials. Raises `ValueError` when neither is set.
+    """
+    settings.require_auth0()
+    credentials: ClientCredentials | None = None
+    tokens: TokenSource
+    if settings.auth0_token is not None:
+        tokens = StaticToken(settings.auth0_token)
+    else:
+        assert settings.auth0_client_id and settings.auth0_client_secret  # require_auth0
+        credentials = ClientCredentials(
+            client_id=settings.auth0_client_id,
+            client_secret=settings.auth0_client_secret,
+            audience=settings.management_audience,
+        )
+        tokens = TokenCache(leeway_s=token_leeway_s, clock=clock)
+    return ManagementApi(
+        session,
+        settings.auth0_base_url,
+        tokens,
+        credentials=credentials,
+        connect_timeout_s=settings.grants_connect_timeout_s,
+        read_timeout_s=settings.grants_read_timeout_s,
+    )
+
+
+__all__ = [
+    "CallHooks",
+    "ClientCredentials",
+    "ManagementApi",
+    "make_api",
+    "management_error",
+    "matches",
+    "network_error",
+    "token_error",
+]

@@ -1,0 +1,64 @@
+"""The HTTP session to the tenant: pooled keep-alive connections, no hidden retries, one host.
+
+- The pool keeps at least GRANTS_CONCURRENCY connections (one per worker thread, plus the token
+  request), so threads do not open and close connections under load.
+- urllib3 retries nothing (`Retry(total=0)`): every retry is explicit, in `tasks.retry_policy`,
+  where it is counted against the budget and never repeats a create behind our back.
+- Only `settings.auth0_base_url` is reachable: every other URL, including the target of a
+  redirect, meets an adapter that refuses to send. Redirects are not followed anyway
+  (`tasks.auth0_api` sends with `allow_redirects=False`).
+- TLS verification is always on, and the process environment is not consulted (`trust_env` is
+  off): no proxy variables, no `.netrc` credentials replacing our bearer token, no CA bundle
+  swapped in from outside. Timeouts are passed on every call by `tasks.auth0_api`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from config.settings import Settings
+
+# Connection pools the adapter keeps (one per host; we talk to one).
+_POOLS = 2
+
+
+class OffTenantRefused(requests.exceptions.InvalidURL):
+    """Raised when something tries to send a request to a host other than the tenant."""
+
+
+class _RefusingAdapter(HTTPAdapter):
+    """Mounted on every URL that is not the tenant's: sends nothing."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        raise OffTenantRefused("refusing to send to a host other than the configured tenant")
+
+
+def make_session(settings: Settings) -> requests.Session:
+    """A session that can reach only `settings.auth0_base_url`.
+
+    Raises `ValueError` when AUTH0_DOMAIN is not set.
+    """
+    base_url = settings.auth0_base_url
+    if not base_url:
+        raise ValueError("AUTH0_DOMAIN is required")
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = True
+    session.max_redirects = 0
+    pool_size = settings.grants_concurrency + 1
+    tenant = HTTPAdapter(
+        pool_connections=_POOLS,
+        pool_maxsize=pool_size,
+        max_retries=Retry(total=0, redirect=0, raise_on_redirect=False, raise_on_status=False),
+    )
+    refuse = _RefusingAdapter()
+    session.mount("http://", refuse)
+    session.mount("https://", refuse)
+    # The trailing slash keeps `https://tenant.example.com.evil.net` off the tenant's adapter.
+    session.mount(f"{base_url}/", tenant)
+    session.headers.update({"Accept": "application/json", "User-Agent": "grant-worker/0.1"})
+    return session
