@@ -1,0 +1,96 @@
+"""Injected trouble: latency, 5xx replies, dropped connections, lost replies, hangs (pure).
+
+Each Management API request (and /oauth/token when `apply_to_token_endpoint`) first waits
+`latency_ms ± jitter_ms`, then meets at most one fault, drawn with one uniform number so the
+rates are exact shares of the traffic (their sum must stay ≤ 1):
+
+- drop: the connection is closed before anything is done; the client sees no response;
+- error: a `error_status` reply, nothing done;
+- commit_lost: the request is carried out (a grant is stored), then the reply is lost:
+  a 5xx (`commit_lost_reply: error`) or a closed connection (`drop`);
+- hang: the server sits on the request for `hang_s`, longer than the client's timeout,
+  then carries it out and answers (to a client that has probably gone).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from emulator.errors import reason_phrase
+
+Rate = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class Fault(enum.Enum):
+    NONE = "none"
+    DROP = "drop"
+    ERROR = "error"
+    COMMIT_LOST = "commit_lost"
+    HANG = "hang"
+
+
+class FaultSettings(BaseModel):
+    """All off by default. Durations in milliseconds or seconds as named."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_ms: float = Field(default=0.0, ge=0.0)
+    jitter_ms: float = Field(default=0.0, ge=0.0)
+    error_rate: float = Rate
+    error_status: int = Field(default=503, ge=500, le=599)
+    drop_rate: float = Rate
+    commit_lost_rate: float = Rate
+    commit_lost_reply: Literal["error", "drop"] = "error"
+    hang_rate: float = Rate
+    hang_s: float = Field(default=30.0, ge=0.0)
+    apply_to_token_endpoint: bool = False
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> FaultSettings:
+        total = self.drop_rate + self.error_rate + self.commit_lost_rate + self.hang_rate
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"fault rates add up to {total:g}, more than 1")
+        return self
+
+    def updated(self, **changes: object) -> FaultSettings:
+        """A copy with `changes` applied and checked. Raises pydantic.ValidationError."""
+        return FaultSettings.model_validate({**self.model_dump(), **changes})
+
+    def choose(self, u: float) -> Fault:
+        """The fault for a uniform draw `u` in [0, 1)."""
+        for fault, rate in (
+            (Fault.DROP, self.drop_rate),
+            (Fault.ERROR, self.error_rate),
+            (Fault.COMMIT_LOST, self.commit_lost_rate),
+            (Fault.HANG, self.hang_rate),
+        ):
+            if u < rate:
+                return fault
+            u -= rate
+        return Fault.NONE
+
+    def delay_s(self, u: float) -> float:
+        """The latency for a uniform draw `u` in [0, 1), in seconds, never negative."""
+        delay_ms = self.latency_ms + (2.0 * u - 1.0) * self.jitter_ms
+        return max(0.0, delay_ms) / 1000.0
+
+    @property
+    def any_fault(self) -> bool:
+        return (self.drop_rate + self.error_rate + self.commit_lost_rate + self.hang_rate) > 0
+
+
+FAULT_MESSAGES = {
+    500: "An internal server error occurred",
+}
+
+
+def fault_body(status: int) -> dict[str, object]:
+    """The body of an injected 5xx, in the Management API error shape."""
+    return {
+        "statusCode": status,
+        "error": reason_phrase(status),
+        "message": FAULT_MESSAGES.get(status, reason_phrase(status)),
+    }

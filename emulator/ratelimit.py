@@ -1,0 +1,123 @@
+"""One tenant-wide token bucket, like Auth0's Management API limit (pure, injectable clocks).
+
+The bucket holds at most `burst` tokens and refills at `rate_per_s`; every limited request
+takes one, and an empty bucket means 429. Headers (reference section 4):
+
+- `x-ratelimit-limit`: the bucket size (`burst`);
+- `x-ratelimit-remaining`: whole tokens left after this request;
+- `x-ratelimit-reset`: epoch seconds (rounded up) at which the bucket is full again, or, on a
+  429, at which the next token arrives, so a client that sleeps until then gets through;
+- `Retry-After` (seconds, rounded up): only on 429 and only when `retry_after` is set, since
+  Auth0 does not document it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TOO_MANY_REQUESTS_BODY = {
+    "statusCode": 429,
+    "error": "Too Many Requests",
+    "message": "Global limit has been reached",
+    "errorCode": "too_many_requests",
+}
+
+
+class RateLimitSettings(BaseModel):
+    """`rate_per_s` None means unlimited (no bucket, no rate-limit headers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_per_s: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, ge=1)
+    retry_after: bool = False
+    # Auth0 limits /oauth/token separately; by default it is not counted here.
+    apply_to_token_endpoint: bool = False
+
+    @model_validator(mode="after")
+    def _burst_needs_rate(self) -> RateLimitSettings:
+        if self.burst is not None and self.rate_per_s is None:
+            raise ValueError("burst needs rate_per_s")
+        return self
+
+    @property
+    def bucket_size(self) -> int:
+        """`burst`, or one second's worth of requests when not given."""
+        if self.burst is not None:
+            return self.burst
+        return max(1, math.ceil(self.rate_per_s or 1))
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_epoch_s: int
+    retry_after_s: int | None  # set on a refusal
+
+    def headers(self, with_retry_after: bool) -> dict[str, str]:
+        headers = {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": str(self.reset_epoch_s),
+        }
+        if with_retry_after and self.retry_after_s is not None:
+            headers["Retry-After"] = str(self.retry_after_s)
+        return headers
+
+
+class TokenBucket:
+    """A thread-safe token bucket, starting full.
+
+    `monotonic` (seconds) measures refill; `wall` (epoch seconds) dates the reset header.
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("rate_per_s must be > 0 and burst >= 1")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._monotonic = monotonic
+        self._wall = wall
+        self._tokens = float(burst)
+        self._updated = monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> RateDecision:
+        """Take one token if there is one."""
+        with self._lock:
+            now = self._monotonic()
+            elapsed = max(0.0, now - self._updated)
+            self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_per_s)
+            self._updated = now
+            wall = self._wall()
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                to_full_s = (self.burst - self._tokens) / self.rate_per_s
+                return RateDecision(
+                    True, self.burst, math.floor(self._tokens), math.ceil(wall + to_full_s), None
+                )
+            to_next_s = (1.0 - self._tokens) / self.rate_per_s
+            return RateDecision(
+                False, self.burst, 0, math.ceil(wall + to_next_s), max(1, math.ceil(to_next_s))
+            )
+
+
+def make_bucket(settings: RateLimitSettings) -> TokenBucket | None:
+    """The bucket for `settings`, or None when unlimited."""
+    if settings.rate_per_s is None:
+        return None
+    return TokenBucket(settings.rate_per_s, settings.bucket_size)
