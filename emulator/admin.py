@@ -1,0 +1,126 @@
+"""The admin API under /__emulator/ (Auth0 has nothing like it; no faults or limits apply).
+
+    GET  /__emulator/health            {"status": "ok"}
+    GET  /__emulator/stats             counters, see emulator.stats
+    GET  /__emulator/grants            every stored grant, as the API returns them
+    POST /__emulator/reset             drop grants and counters; settings back to start-up
+    GET  /__emulator/settings          {"faults", "rate_limit", "token_lifetime_s"}
+    POST /__emulator/faults            change some fault settings: {"error_rate": 0.1, ...}
+    PUT  /__emulator/rate-limit        {"rate_per_s": 10, "burst": 20, "retry_after": false}
+                                       ({"rate_per_s": null} = unlimited)
+    PUT  /__emulator/token-lifetime    {"seconds": 3600} (tokens issued from now on)
+    POST /__emulator/clients           [client, ...] added or replaced (seed format)
+    POST /__emulator/resource-servers  [resource server, ...] added or replaced
+    PUT  /__emulator/seed              a whole seed: replaces the tenant, drops all grants
+
+Bad input answers 400 `{"error": "...", "details": [...]}` and changes nothing.
+It has no authentication: the emulator is for local development and tests only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pydantic
+from aiohttp import web
+
+from emulator.errors import ApiError
+from emulator.ratelimit import RateLimitSettings
+from emulator.seed import ClientSpec, ResourceServerSpec, Seed
+from emulator.state import Emulator
+
+PREFIX = "/__emulator"
+AdminHandler = Callable[[Emulator, Any], Any]
+
+
+class _Lifetime(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    seconds: float = pydantic.Field(ge=0)
+
+
+def _bad(error: str, details: Any = None) -> web.Response:
+    return web.json_response({"error": error, "details": details or []}, status=400)
+
+
+def _endpoint(
+    key: web.AppKey[Emulator], action: AdminHandler, *, reads_body: bool
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        payload: Any = None
+        if reads_body:
+            try:
+                payload = json.loads(await request.read() or b"null")
+            except ValueError:
+                return _bad("the body must be JSON")
+        try:
+            result = action(request.app[key], payload)
+        except pydantic.ValidationError as exc:
+            return _bad("invalid settings", json.loads(exc.json(include_url=False)))
+        except (ApiError, ValueError, TypeError) as exc:
+            return _bad(str(exc))
+        if result is None:
+            return web.Response(status=204)
+        return web.json_response(result)
+
+    return handle
+
+
+def _settings(em: Emulator, _: Any) -> dict[str, Any]:
+    return {
+        "faults": em.faults.model_dump(),
+        "rate_limit": em.rate_limit.model_dump(),
+        "token_lifetime_s": em.token_lifetime_s,
+    }
+
+
+def _set_faults(em: Emulator, changes: Any) -> dict[str, Any]:
+    if not isinstance(changes, dict):
+        raise TypeError("expected an object of fault settings")
+    return em.set_faults(**changes).model_dump()
+
+
+def _set_rate_limit(em: Emulator, body: Any) -> dict[str, Any]:
+    em.set_rate_limit(RateLimitSettings.model_validate(body))
+    return em.rate_limit.model_dump()
+
+
+def _set_token_lifetime(em: Emulator, body: Any) -> dict[str, Any]:
+    em.token_lifetime_s = _Lifetime.model_validate(body).seconds
+    return {"token_lifetime_s": em.token_lifetime_s}
+
+
+def _add_clients(em: Emulator, body: Any) -> None:
+    em.add_clients(pydantic.TypeAdapter(list[ClientSpec]).validate_python(body))
+
+
+def _add_resource_servers(em: Emulator, body: Any) -> None:
+    em.add_resource_servers(pydantic.TypeAdapter(list[ResourceServerSpec]).validate_python(body))
+
+
+def _reseed(em: Emulator, body: Any) -> None:
+    em.reseed(Seed.model_validate(body))
+
+
+def _reset(em: Emulator, _: Any) -> None:
+    em.reset()
+
+
+def add_routes(app: web.Application, key: web.AppKey[Emulator]) -> None:
+    """Register the admin routes on `app`, acting on the Emulator stored under `key`."""
+
+    def route(method: str, path: str, action: AdminHandler, reads_body: bool = False) -> None:
+        app.router.add_route(method, PREFIX + path, _endpoint(key, action, reads_body=reads_body))
+
+    route("GET", "/health", lambda em, _: {"status": "ok"})
+    route("GET", "/stats", lambda em, _: em.stats.snapshot(len(em.store)))
+    route("GET", "/grants", lambda em, _: [g.to_json() for g in em.store])
+    route("POST", "/reset", _reset)
+    route("GET", "/settings", _settings)
+    route("POST", "/faults", _set_faults, reads_body=True)
+    route("PUT", "/rate-limit", _set_rate_limit, reads_body=True)
+    route("PUT", "/token-lifetime", _set_token_lifetime, reads_body=True)
+    route("POST", "/clients", _add_clients, reads_body=True)
+    route("POST", "/resource-servers", _add_resource_servers, reads_body=True)
+    route("PUT", "/seed", _reseed, reads_body=True)

@@ -1,0 +1,276 @@
+"""The aiohttp application: Auth0's routes, and the conditions every call goes through.
+
+    POST   /oauth/token                  client credentials (form or JSON)
+    GET    /api/v2/client-grants         list (bare array, offset+totals, checkpoint)
+    POST   /api/v2/client-grants         create
+    GET    /api/v2/client-grants/{id}    read
+    PATCH  /api/v2/client-grants/{id}    update
+    DELETE /api/v2/client-grants/{id}    delete (idempotent)
+    *      /__emulator/...               the admin API (emulator.admin), untouched by faults
+
+A Management API request, in order: counted (and, for a create, its grant key); delayed by
+the configured latency; charged to the token bucket (429 when empty); subjected to at most one
+fault; checked for a bearer token with the needed scope; carried out; given the rate-limit
+headers. /oauth/token only meets latency, limit and faults when configured to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from emulator import admin
+from emulator.errors import ApiError, OAuthError, reason_phrase
+from emulator.faults import Fault, FaultSettings, fault_body
+from emulator.oauth import exchange
+from emulator.ratelimit import TOO_MANY_REQUESTS_BODY, RateDecision
+from emulator.state import Emulator
+from emulator.store import format_key, grant_key
+from emulator.validation import coerce_form
+
+EMULATOR = web.AppKey("emulator", Emulator)
+GRANTS_PATH = "/api/v2/client-grants"
+JSON_TYPE = "application/json; charset=utf-8"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_dumps = partial(json.dumps, separators=(",", ":"))
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """A compact JSON reply with Auth0's `application/json; charset=utf-8`."""
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _emulator(request: web.Request) -> Emulator:
+    return request.app[EMULATOR]
+
+
+# -- request bodies ---------------------------------------------------------------------------
+
+
+async def _read_body(request: web.Request) -> Any:
+    """The decoded JSON or form body; {} when empty. Raises ApiError 400 or 415."""
+    raw = await request.read()
+    content_type = request.content_type
+    if content_type == "application/x-www-form-urlencoded":
+        form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        return coerce_form(form, _emulator(request).grants.dialect)
+    if not raw.strip():
+        return {}
+    if content_type not in ("application/json", "application/octet-stream"):
+        raise ApiError(415, "Unsupported Media Type")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "Invalid request payload JSON format") from exc
+
+
+async def body_of(request: web.Request) -> Any:
+    """The request body, decoded once per request. Raises ApiError 400 or 415."""
+    if "body" not in request:
+        try:
+            request["body"] = await _read_body(request)
+        except ApiError as exc:
+            request["body"] = exc
+    body = request["body"]
+    if isinstance(body, ApiError):
+        raise body
+    return body
+
+
+# -- Auth0's routes ---------------------------------------------------------------------------
+
+
+def _authorize(request: web.Request, scope: str) -> None:
+    em = _emulator(request)
+    em.issuer.authorize(
+        request.headers.get("Authorization"),
+        scope,
+        lambda audience: em.tenant.is_management_audience(audience, request.host),
+        em.grants.dialect.invalid_token_error_code,
+    )
+
+
+async def token(request: web.Request) -> web.Response:
+    em = _emulator(request)
+    try:
+        params = await body_of(request)
+    except ApiError:
+        params = {}
+    body = exchange(
+        params if isinstance(params, dict) else {},
+        tenant=em.tenant,
+        store=em.store,
+        issuer=em.issuer,
+        host=request.host,
+        base_url=f"{request.scheme}://{request.host}",
+        lifetime_s=em.token_lifetime_s,
+    )
+    em.stats.tokens_issued += 1
+    return json_response(body)
+
+
+async def list_grants(request: web.Request) -> web.Response:
+    _authorize(request, "read:client_grants")
+    return json_response(_emulator(request).grants.list(request.query))
+
+
+async def create_grant(request: web.Request) -> web.Response:
+    _authorize(request, "create:client_grants")
+    body = await body_of(request)
+    return json_response(_emulator(request).grants.create(body, host=request.host), 201)
+
+
+async def get_grant(request: web.Request) -> web.Response:
+    _authorize(request, "read:client_grants")
+    return json_response(_emulator(request).grants.get(request.match_info["id"]))
+
+
+async def update_grant(request: web.Request) -> web.Response:
+    _authorize(request, "update:client_grants")
+    body = await body_of(request)
+    grant = _emulator(request).grants.update(request.match_info["id"], body, host=request.host)
+    return json_response(grant)
+
+
+async def delete_grant(request: web.Request) -> web.Response:
+    _authorize(request, "delete:client_grants")
+    _emulator(request).grants.delete(request.match_info["id"])
+    # Real 204s still carry the JSON content type.
+    return web.Response(status=204, headers={"Content-Type": JSON_TYPE})
+
+
+# -- the conditions every call goes through -----------------------------------------------------
+
+
+def _kind(path: str) -> str | None:
+    if path.startswith("/api/v2/"):
+        return "management"
+    if path in ("/oauth/token", "/oauth/token/"):
+        return "token"
+    return None
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical if resource is not None else request.path}"
+
+
+async def _count_post(request: web.Request, em: Emulator) -> None:
+    try:
+        body = await body_of(request)
+    except ApiError:
+        return
+    if not isinstance(body, dict) or not isinstance(body.get("audience"), str):
+        return
+    client_id, default_for = body.get("client_id"), body.get("default_for")
+    subject_type = body.get("subject_type", "client")
+    if not all(isinstance(v, str | None) for v in (client_id, default_for, subject_type)):
+        return
+    key = grant_key(client_id, default_for, body["audience"], subject_type or "client")
+    em.stats.posts_by_grant_key[format_key(key)] += 1
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run the handler, turning the errors it raises into Auth0's bodies."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_response(exc.body(), exc.status)
+    except OAuthError as exc:
+        return json_response(exc.body(), exc.status)
+    except web.HTTPException as exc:  # no such route or method
+        phrase = reason_phrase(exc.status)
+        return json_response(
+            {"statusCode": exc.status, "error": phrase, "message": phrase}, exc.status
+        )
+
+
+async def _with_fault(
+    request: web.Request, handler: Handler, em: Emulator, faults: FaultSettings, fault: Fault
+) -> web.StreamResponse | None:
+    """The reply under `fault`; None means: close the connection without one."""
+    if fault is Fault.DROP:
+        return None
+    if fault is Fault.ERROR:
+        em.stats.injected_errors += 1
+        return json_response(fault_body(faults.error_status), faults.error_status)
+    if fault is Fault.HANG:
+        em.stats.hung += 1
+        await asyncio.sleep(faults.hang_s)
+    response = await _answer(request, handler)
+    if fault is Fault.COMMIT_LOST:
+        em.stats.commit_lost += 1
+        if faults.commit_lost_reply == "drop":
+            return None
+        return json_response(fault_body(faults.error_status), faults.error_status)
+    return response
+
+
+def _drop(request: web.Request) -> web.StreamResponse:
+    if request.transport is not None:
+        request.transport.close()
+    # Nothing reaches the client; aiohttp needs a response object all the same.
+    return web.Response(status=500)
+
+
+@web.middleware
+async def conditions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    kind = _kind(request.path)
+    if kind is None:
+        return await handler(request)
+    em = _emulator(request)
+    em.stats.begin(_route(request))
+    status: int | None = 500
+    try:
+        if request.method == "POST" and request.path == GRANTS_PATH:
+            await _count_post(request, em)
+        faults = em.faults  # one request sees one set of settings, even if changed meanwhile
+        faulty = kind == "management" or faults.apply_to_token_endpoint
+        if faulty and (faults.latency_ms or faults.jitter_ms):
+            await asyncio.sleep(faults.delay_s(em.rng.random()))
+        decision: RateDecision | None = None
+        if em.bucket is not None and (
+            kind == "management" or em.rate_limit.apply_to_token_endpoint
+        ):
+            decision = em.bucket.take()
+        response: web.StreamResponse | None
+        if decision is not None and not decision.allowed:
+            em.stats.rate_limited += 1
+            response = json_response(TOO_MANY_REQUESTS_BODY, 429)
+        elif faulty and faults.any_fault:
+            response = await _with_fault(
+                request, handler, em, faults, faults.choose(em.rng.random())
+            )
+        else:
+            response = await _answer(request, handler)
+        if response is None:
+            status = None
+            return _drop(request)
+        if decision is not None:
+            response.headers.update(decision.headers(em.rate_limit.retry_after))
+        status = response.status
+        return response
+    finally:
+        em.stats.end(status)
+
+
+def make_app(emulator: Emulator) -> web.Application:
+    """The aiohttp application serving `emulator`."""
+    app = web.Application(middlewares=[conditions])
+    app[EMULATOR] = emulator
+    app.router.add_post("/oauth/token", token)
+    app.router.add_post("/oauth/token/", token)
+    app.router.add_get(GRANTS_PATH, list_grants)
+    app.router.add_post(GRANTS_PATH, create_grant)
+    app.router.add_get(GRANTS_PATH + "/{id}", get_grant)
+    app.router.add_patch(GRANTS_PATH + "/{id}", update_grant)
+    app.router.add_delete(GRANTS_PATH + "/{id}", delete_grant)
+    admin.add_routes(app, EMULATOR)
+    return app

@@ -1,0 +1,117 @@
+"""Emulator: the state one running emulator holds, and the run-time changes to it.
+
+The HTTP handlers (`emulator.app`) and the admin API (`emulator.admin`) act on one instance.
+Everything runs on the server's event loop, so no locking is needed here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+from emulator.config import EmulatorConfig
+from emulator.faults import FaultSettings
+from emulator.grants import ClientGrants
+from emulator.ratelimit import RateLimitSettings, TokenBucket, make_bucket
+from emulator.seed import ClientSpec, ResourceServerSpec, Seed, default_seed
+from emulator.stats import Stats
+from emulator.store import GrantStore
+from emulator.tenant import Tenant
+from emulator.tokens import TokenIssuer
+
+# Seeded grants are applied as if sent to this host; only a Management API audience listed in
+# `management_api.extra_identifiers` can be seeded, since the real host is not known yet.
+_SEED_HOST = "seed.invalid"
+
+
+class Emulator:
+    """Tenant, grants, token issuer, rate limit, faults and counters of one emulator."""
+
+    seed: Seed
+    tenant: Tenant
+    store: GrantStore
+    grants: ClientGrants
+    faults: FaultSettings
+    rate_limit: RateLimitSettings
+    bucket: TokenBucket | None
+    token_lifetime_s: float
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.rng = random.Random(self.config.random_seed)
+        self.issuer = TokenIssuer()
+        self.stats = Stats()
+        self._id_rng = random.Random(self.rng.random())
+        self._install(self.config.seed or default_seed())
+        self._restore_settings()
+
+    # -- settings changed at run time -----------------------------------------------------
+
+    def _restore_settings(self) -> None:
+        self.faults = self.config.faults
+        self.set_rate_limit(self.config.rate_limit)
+        self.token_lifetime_s = self.config.token_lifetime_s
+
+    def set_rate_limit(self, settings: RateLimitSettings) -> None:
+        """Replace the limit; the new bucket starts full."""
+        self.rate_limit = settings
+        self.bucket = make_bucket(settings)
+
+    def set_faults(self, **changes: object) -> FaultSettings:
+        """Change some fault settings. Raises pydantic.ValidationError, leaving them as they
+        were."""
+        self.faults = self.faults.updated(**changes)
+        return self.faults
+
+    # -- the tenant -----------------------------------------------------------------------
+
+    def _install(self, seed: Seed) -> None:
+        """Switch to `seed`, all or nothing. Raises ApiError if a seeded grant breaks a rule."""
+        tenant = Tenant(seed)
+        store = GrantStore(self._id_rng)
+        grants = ClientGrants(tenant, store, seed.dialect)
+        _apply_seed_grants(grants, seed)
+        self.seed, self.tenant, self.store, self.grants = seed, tenant, store, grants
+
+    def reseed(self, seed: Seed) -> None:
+        """Replace the tenant and drop every grant, then create the seed's own grants.
+
+        Raises ApiError if a seeded grant breaks a rule; nothing changes then.
+        """
+        self._install(seed)
+
+    def add_clients(self, clients: Iterable[ClientSpec]) -> None:
+        self.tenant.add_clients(clients)
+
+    def add_resource_servers(self, servers: Iterable[ResourceServerSpec]) -> None:
+        self.tenant.add_resource_servers(servers)
+
+    def reset(self) -> None:
+        """Drop grants and counters; faults, rate limit and token lifetime go back to the
+        config. The tenant (including clients added at run time) and the token signing key
+        stay, so tokens already handed out keep working."""
+        self.store.clear()
+        _apply_seed_grants(self.grants, self.seed)
+        self.stats.reset()
+        self._restore_settings()
+
+    # -- what callers need ----------------------------------------------------------------
+
+    @property
+    def worker_client(self) -> ClientSpec:
+        """The client whose credentials the CLI prints and tests use.
+
+        Raises LookupError if the seed has none.
+        """
+        client = self.seed.worker_client()
+        if client is None or client.client_secret is None:
+            raise LookupError("the seed names no worker client with a client_secret")
+        return client
+
+
+def _apply_seed_grants(grants: ClientGrants, seed: Seed) -> None:
+    for entry in seed.grants:
+        body = {k: v for k, v in entry.items() if k not in ("id", "is_system")}
+        grants.create(
+            body, host=_SEED_HOST, is_system=bool(entry.get("is_system")), grant_id=entry.get("id")
+        )
