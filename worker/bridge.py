@@ -21,6 +21,7 @@ import redis
 from celery import Celery, bootsteps
 
 from tasks.connections import make_redis
+from tasks.errors import RequestInvalid
 from tasks.gate import TASK_NAME
 from tasks.keys import Keys
 from tasks.models import REQUEST_ID_PATTERN
@@ -43,10 +44,13 @@ def task_id_for(entry_id: str, request: Any) -> str:
 
 
 def decode_entry(fields: dict[str, str]) -> Any:
-    """The `request` field as JSON where it parses; otherwise the raw text (the task rejects it)."""
+    """The `request` field as JSON where it parses; otherwise the raw text (the task rejects it).
+
+    Raises `RequestInvalid` when the entry has no `request` field at all.
+    """
     raw = fields.get("request")
     if raw is None:
-        return {"__intake_fields__": sorted(fields)}
+        raise RequestInvalid([f"intake entry: no field `request` (fields: {sorted(fields)})"])
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
@@ -103,12 +107,18 @@ class IntakeBridge:
             for _stream, stream_entries in answer or []:
                 entries.extend(stream_entries)
         for entry_id, fields in entries:
-            request = decode_entry(fields)
-            self._app.send_task(
-                TASK_NAME,
-                kwargs={"request": request},
-                task_id=task_id_for(entry_id, request),
-            )
+            try:
+                request = decode_entry(fields)
+            except RequestInvalid as exc:
+                self._app.grants_handler().reject(
+                    fields, fallback_id=f"intake-{entry_id}", error=exc
+                )
+            else:
+                self._app.send_task(
+                    TASK_NAME,
+                    kwargs={"request": request},
+                    task_id=task_id_for(entry_id, request),
+                )
             pipe = self._client.pipeline()
             pipe.xack(self._keys.intake, self._keys.intake_group, entry_id)
             pipe.xdel(self._keys.intake, entry_id)

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 from pydantic import ValidationError
@@ -44,7 +45,32 @@ def echo_outcome(outcome: Outcome) -> None:
     click.echo(outcome.to_json())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class GrantsGroup(click.Group):
+    """Turns "Redis is unreachable or refused us" into exit 2 with a message, not a traceback.
+
+    The message names the failure, never the URL (it may carry a password).
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import kombu.exceptions
+        import redis
+
+        try:
+            return super().invoke(ctx)
+        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+            fail_usage(f"cannot use Redis at REDIS_URL: {type(exc).__name__}: {_scrubbed(exc)}")
+
+
+def _scrubbed(exc: BaseException) -> str:
+    text = str(exc)
+    try:
+        password = urlsplit(Settings().redis_url.get_secret_value()).password
+    except ValidationError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+@click.group(cls=GrantsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Provision Auth0 client grants from a Redis queue."""
 

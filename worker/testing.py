@@ -45,10 +45,12 @@ class WorkerProcess:
         hostname: str | None = None,
         extra_env: dict[str, str] | None = None,
         log_dir: Path | None = None,
+        loglevel: str = "INFO",
     ) -> None:
         self.settings = settings
         self.hostname = hostname
         self.extra_env = extra_env or {}
+        self.loglevel = loglevel
         directory = log_dir or Path(tempfile.mkdtemp(prefix="grants-worker-"))
         self.log_path = directory / f"{hostname or 'worker'}-{os.getpid()}-{time.time_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -56,8 +58,7 @@ class WorkerProcess:
     def start(self, *, ready_timeout_s: float = 30.0) -> WorkerProcess:
         """Start the worker and return once it consumes; raises `RuntimeError` otherwise."""
         env = {**os.environ, **settings_env(self.settings), **self.extra_env}
-        # A .env file in the working directory must not leak into a test's worker.
-        command = [sys.executable, "-m", "worker", "worker", "--loglevel", "INFO"]
+        command = [sys.executable, "-m", "worker", "worker", "--loglevel", self.loglevel]
         if self.hostname:
             command.append(f"--hostname={self.hostname}")
         with self.log_path.open("ab") as log:

@@ -1,0 +1,154 @@
+"""Secrets stay secret through failures of every kind; Redis with a password and an ACL user;
+TLS and the tenant are never up to a message."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from config.settings import Settings
+from tasks.errors import RequestInvalid
+from tasks.session import make_session
+from tasks.validation import parse_request
+from tests.integration.conftest import next_client_id
+from tests.reliability.redis_server import RedisServer
+from worker.cli import cli
+from worker.client import GrantClient
+from worker.testing import WorkerProcess, settings_env
+
+API = "https://api.example.com/"
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
+
+
+def everything_written(client: redis.Redis, prefix: str, queue: str) -> str:
+    """Every value under the prefix and on the queue, as one text to scan."""
+    parts: list[str] = []
+    for key in list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"*{queue}*")):
+        kind = client.type(key)
+        if kind == "string":
+            parts.append(str(client.get(key)))
+        elif kind == "stream":
+            parts.extend(str(fields) for _id, fields in client.xrange(key))
+        elif kind == "list":
+            parts.extend(client.lrange(key, 0, -1))
+        elif kind == "hash":
+            parts.extend(str(v) for v in client.hgetall(key).values())
+    return "\n".join(parts)
+
+
+def test_no_secret_or_token_appears_in_logs_outcomes_or_dead_letters_whatever_fails(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    emulator: Any,
+    redis_client: Any,
+    key_prefix: str,
+    queue_name: str,
+) -> None:
+    good = settings_factory(grants_retry_budget_s=1.0)
+    wrong_secret = settings_factory(auth0_client_secret="wrong-secret-value-123")
+    reader = settings_factory(auth0_client_id="grant-reader", auth0_client_secret="reader-secret")
+    logs: list[WorkerProcess] = []
+
+    def run(settings: Settings, *requests: dict[str, Any]) -> None:
+        worker = start_worker(settings, loglevel="DEBUG")
+        logs.append(worker)
+        with GrantClient(settings) as client:
+            ids = client.submit_many(requests)
+            list(client.wait_many(ids, timeout_s=60))
+        worker.stop()
+
+    def req(**grant: Any) -> dict[str, Any]:
+        return {"grant": {"client_id": next_client_id(), "audience": API, **grant}}
+
+    conflict = req()
+    run(
+        good,
+        req(),
+        conflict,
+        {**conflict, "on_conflict": "fail"},
+        req(audience="https://nowhere.example.com/"),
+        {"grant": {"client_id": "app-express", "audience": API}},
+    )
+    emulator.admin.set_faults(error_rate=1.0)
+    run(good, req())
+    emulator.admin.set_faults(error_rate=0.0, drop_rate=1.0)
+    run(good, req())
+    emulator.admin.set_faults(drop_rate=0.0)
+    emulator.admin.set_rate_limit(0.01, 1)
+    run(good, req(), req())
+    emulator.admin.set_rate_limit(None, None)
+    run(wrong_secret, req())
+    run(reader, req())
+
+    with GrantClient(good) as client:
+        codes = {o.error.code for o in client.results() if o.error}
+    assert codes >= {
+        "conflict",
+        "not_found",
+        "bad_request",
+        "upstream_error",
+        "network_error",
+        "rate_limited",
+        "unauthorized",
+        "forbidden",
+    }
+    written = everything_written(redis_client, key_prefix, queue_name)
+    texts = {"redis": written, **{w.log_path.name: w.log() for w in logs}}
+    for name, text in texts.items():
+        for secret in ("emulator-secret", "reader-secret", "wrong-secret-value-123"):
+            assert secret not in text, f"{secret!r} leaked into {name}"
+        assert not JWT.search(text), f"a bearer token leaked into {name}"
+
+
+def test_a_worker_works_through_redis_with_a_password_and_an_acl_user(
+    tmp_path: Path,
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    server = RedisServer(
+        tmp_path,
+        extra_args=[
+            "--requirepass",
+            "admin-pass-987",
+            "--user",
+            "grants",
+            "on",
+            ">acl-pass-654",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    ).start(password="admin-pass-987")
+    try:
+        url = f"redis://grants:acl-pass-654@127.0.0.1:{server.port}/0"
+        settings = settings_factory(redis_url=url)
+        worker = start_worker(settings)
+        with GrantClient(settings) as client:
+            request_id = client.submit({"grant": {"client_id": next_client_id(), "audience": API}})
+            assert client.wait(request_id, timeout_s=30).status == "created"
+        worker.stop()
+        assert "acl-pass-654" not in worker.log()
+
+        wrong = settings_env(settings_factory(redis_url=url.replace("acl-pass-654", "nope-321")))
+        result = CliRunner().invoke(cli, ["results"], env=wrong)
+        assert result.exit_code == 2
+        assert "nope-321" not in result.output
+        assert "Redis" in result.output
+    finally:
+        server.stop()
+
+
+def test_tls_verification_is_always_on(settings: Settings) -> None:
+    assert make_session(settings).verify is True
+
+
+@pytest.mark.parametrize("field", ["domain", "tenant", "base_url", "auth0_domain"])
+def test_a_message_cannot_name_the_tenant(field: str) -> None:
+    with pytest.raises(RequestInvalid, match="unknown field"):
+        parse_request({"grant": {"client_id": "c", "audience": API}, field: "evil.example.com"})
