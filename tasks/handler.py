@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from tasks import metrics
 from tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid
@@ -28,34 +28,18 @@ from tasks.models import (
     utc_timestamp,
 )
 from tasks.outcomes import OutcomeRecorder
+from tasks.provision import Provisioner
 from tasks.validation import parse_request
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
-class Resolved(Protocol):
-    status: Any
-    grant: Any
-    differences: dict[str, Any] | None
-    attempts: int
-
-
-class Provisions(Protocol):
-    def provision(
-        self,
-        request: GrantRequest,
-        *,
-        sent_before: bool = False,
-        before_send: Callable[[], None] | None = None,
-    ) -> Resolved: ...
-
-
 @dataclass
 class GrantHandler:
     """Turns one delivery into at most one recorded outcome."""
 
-    provisioner: Provisions
+    provisioner: Provisioner
     recorder: OutcomeRecorder
     ledger: DeliveryLedger
     locks: RequestLocks
@@ -143,7 +127,7 @@ class GrantHandler:
         """Record a `rejected` outcome for input that could not be used; nothing is sent."""
         fields = raw if isinstance(raw, dict) else {}
         given_id = fields.get("request_id")
-        request_id = given_id if _valid_id(given_id) else fallback_id
+        request_id = given_id if isinstance(given_id, str) and _valid_id(given_id) else fallback_id
         batch_id = fields.get("batch_id")
         outcome = Outcome(
             request_id=request_id,

@@ -69,9 +69,9 @@ def create_app(settings: Settings) -> Celery:
     """A Celery app for `settings`, with `grants.create` registered."""
     app = Celery("grant_worker", set_as_current=False)
     app.config_from_object(celery_config(settings))
-    app.grants_settings = settings  # type: ignore[attr-defined]
+    app.grants_settings = settings
     handler = LazyHandler(lambda: make_handler(settings))
-    app.grants_handler = handler  # type: ignore[attr-defined]
+    app.grants_handler = handler
     register_create_task(app, handler)
     from worker.bridge import IntakeBridgeStep
     from worker.watchdog import WatchdogStep

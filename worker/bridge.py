@@ -25,6 +25,7 @@ from tasks.errors import RequestInvalid
 from tasks.gate import TASK_NAME
 from tasks.keys import Keys
 from tasks.models import REQUEST_ID_PATTERN
+from tasks.streams import claim_stale, group_entries
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +89,23 @@ class IntakeBridge:
 
     def pump_once(self, *, block_ms: int | None = None) -> int:
         """Move one batch (claimed stale entries first); returns how many were enqueued."""
-        _, claimed, _ = self._client.xautoclaim(
+        entries = claim_stale(
+            self._client,
             self._keys.intake,
             self._keys.intake_group,
             self._consumer,
-            min_idle_time=CLAIM_IDLE_MS,
+            min_idle_ms=CLAIM_IDLE_MS,
             count=BATCH,
         )
-        entries = list(claimed)
         if not entries:
-            answer = self._client.xreadgroup(
+            entries = group_entries(
+                self._client,
+                self._keys.intake,
                 self._keys.intake_group,
                 self._consumer,
-                {self._keys.intake: ">"},
                 count=BATCH,
-                block=block_ms,
+                block_ms=block_ms,
             )
-            for _stream, stream_entries in answer or []:
-                entries.extend(stream_entries)
         for entry_id, fields in entries:
             try:
                 request = decode_entry(fields)
@@ -129,7 +129,7 @@ class IntakeBridge:
         self._stop.set()
 
 
-class IntakeBridgeStep(bootsteps.StartStopStep):  # type: ignore[misc]
+class IntakeBridgeStep(bootsteps.StartStopStep):
     """Runs an `IntakeBridge` thread for the life of a Celery worker."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:

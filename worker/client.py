@@ -23,6 +23,7 @@ from tasks.gate import TASK_NAME
 from tasks.keys import Keys
 from tasks.models import GrantRequest, Outcome
 from tasks.outcomes import make_recorder
+from tasks.streams import entries_after, entries_between, newest_id
 from tasks.validation import parse_request
 from worker.app import create_app
 
@@ -120,7 +121,7 @@ class GrantClient:
         missing = set(request_ids)
         deadline = time.monotonic() + timeout_s
         # Outcomes recorded before we started following are read from their records.
-        last_id = self._stream_tail()
+        last_id = newest_id(self.redis, self.keys.results)
         for request_id in sorted(missing):
             outcome = self.outcome(request_id)
             if outcome is not None:
@@ -130,15 +131,18 @@ class GrantClient:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
                 raise WaitTimeout(f"{len(missing)} requests have no outcome after {timeout_s:g} s")
-            answer = self.redis.xread(
-                {self.keys.results: last_id}, count=STREAM_PAGE, block=min(remaining_ms, 1000)
+            entries = entries_after(
+                self.redis,
+                self.keys.results,
+                last_id,
+                count=STREAM_PAGE,
+                block_ms=min(remaining_ms, 1000),
             )
-            for _stream, entries in answer or []:
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    if fields.get("request_id") in missing:
-                        missing.discard(fields["request_id"])
-                        yield Outcome.model_validate_json(fields["outcome"])
+            for entry_id, fields in entries:
+                last_id = entry_id
+                if fields.get("request_id") in missing:
+                    missing.discard(fields["request_id"])
+                    yield Outcome.model_validate_json(fields["outcome"])
 
     def results(
         self,
@@ -153,30 +157,26 @@ class GrantClient:
         exclusive = False
         while True:
             low = f"({last_id}" if exclusive else last_id
-            entries = self.redis.xrange(self.keys.results, min=low, max="+", count=STREAM_PAGE)
-            for entry_id, fields in entries:
+            page = entries_between(self.redis, self.keys.results, low=low, count=STREAM_PAGE)
+            for entry_id, fields in page:
                 last_id, exclusive = entry_id, True
                 outcome = _matching(fields, request_id, batch_id)
                 if outcome is not None:
                     yield outcome
-            if len(entries) < STREAM_PAGE:
+            if len(page) < STREAM_PAGE:
                 break
         if not follow:
             return
         if not exclusive:
-            last_id = self._stream_tail()
+            last_id = newest_id(self.redis, self.keys.results)
         while True:
-            answer = self.redis.xread({self.keys.results: last_id}, count=STREAM_PAGE, block=1000)
-            for _stream, new_entries in answer or []:
-                for entry_id, fields in new_entries:
-                    last_id = entry_id
-                    outcome = _matching(fields, request_id, batch_id)
-                    if outcome is not None:
-                        yield outcome
-
-    def _stream_tail(self) -> str:
-        newest = self.redis.xrevrange(self.keys.results, count=1)
-        return newest[0][0] if newest else "0-0"
+            for entry_id, fields in entries_after(
+                self.redis, self.keys.results, last_id, count=STREAM_PAGE, block_ms=1000
+            ):
+                last_id = entry_id
+                outcome = _matching(fields, request_id, batch_id)
+                if outcome is not None:
+                    yield outcome
 
 
 def _matching(

@@ -14,7 +14,7 @@ from worker.watchdog import note_message_taken
 log = logging.getLogger(__name__)
 
 
-class GatedConsumer(Consumer):  # type: ignore[misc]
+class GatedConsumer(Consumer):
     """Puts `tasks.gate.inspect_message` in front of Celery's own message handling.
 
     Celery logs and drops messages for unknown tasks, and never lets a producer know a

@@ -18,6 +18,7 @@ from tasks.errors import RequestInvalid
 from tasks.keys import Keys
 from tasks.ledger import DeliveryLedger
 from tasks.outcomes import OutcomeRecorder
+from tasks.streams import entries_between
 from tasks.validation import parse_request
 from worker.client import GrantClient
 
@@ -74,7 +75,7 @@ class DeadLetters:
         """Every dead letter, oldest first, optionally only those with error code `code`."""
         low = "-"
         while True:
-            entries = self._redis.xrange(self._keys.dead, min=low, max="+", count=PAGE)
+            entries = entries_between(self._redis, self._keys.dead, low=low, count=PAGE)
             for entry_id, fields in entries:
                 letter = DeadLetter(entry_id, json.loads(fields["dead"]))
                 if code is None or letter.code == code:
@@ -86,7 +87,7 @@ class DeadLetters:
     def find(self, ident: str) -> DeadLetter | None:
         """The dead letter with stream entry id `ident`, else the newest for request id `ident`."""
         if "-" in ident and ident.replace("-", "").isdigit():
-            entries = self._redis.xrange(self._keys.dead, min=ident, max=ident)
+            entries = entries_between(self._redis, self._keys.dead, low=ident, high=ident)
             if entries:
                 entry_id, fields = entries[0]
                 return DeadLetter(entry_id, json.loads(fields["dead"]))

@@ -186,7 +186,9 @@ def _matches(outcome: Outcome | None, expected: str) -> bool:
     if outcome is None:
         return False
     status, _, code = expected.partition(":")
-    return outcome.status == status and (not code or (outcome.error and outcome.error.code == code))
+    return outcome.status == status and (
+        not code or (outcome.error is not None and outcome.error.code == code)
+    )
 
 
 def _table(rows: list[tuple[Example, Outcome | None]]) -> Table:

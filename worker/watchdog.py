@@ -134,7 +134,7 @@ def _exit_stalled() -> None:
     os._exit(STALLED_EXIT_CODE)
 
 
-class WatchdogStep(bootsteps.StartStopStep):  # type: ignore[misc]
+class WatchdogStep(bootsteps.StartStopStep):
     """Runs the `Watchdog` thread for the life of a Celery worker."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
