@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from config.settings import Settings
 from tasks.gate import TASK_NAME
 from tasks.models import Outcome
 from tests.integration.conftest import (
+    make_settings,
     next_client_id,
     outcome_counts,
     push_raw,
@@ -36,25 +40,55 @@ def run(client: GrantClient, *requests: dict[str, Any]) -> list[Outcome]:
     return [client.wait(request_id, timeout_s=WAIT_S) for request_id in ids]
 
 
+@pytest.fixture(scope="module")
+def shared_settings(
+    emulator_server: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """One worker for the tests of this module that need no settings of their own: starting
+    a worker costs seconds, and these tests tell their requests apart by id anyway."""
+    tag = uuid.uuid4().hex[:10]
+    settings = make_settings(
+        emulator_server,
+        f"test-{tag}:",
+        f"test-grants-{tag}",
+        redis_url=redis_url,
+        grants_retry_budget_s=30.0,
+    )
+    worker = WorkerProcess(settings, log_dir=tmp_path_factory.mktemp("worker"))
+    worker.start()
+    yield settings
+    worker.stop(timeout_s=10)
+    cleanup = redis.Redis.from_url(redis_url)
+    for pattern in (f"test-{tag}:*", f"*test-grants-{tag}*"):
+        keys = list(cleanup.scan_iter(pattern))
+        if keys:
+            cleanup.delete(*keys)
+
+
 @pytest.fixture
-def worker(settings: Settings, start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
-    return start_worker(settings)
+def settings(shared_settings: Settings) -> Settings:
+    return shared_settings
+
+
+@pytest.fixture
+def worker(shared_settings: Settings) -> None:
+    """The module's shared worker is running (see `shared_settings`)."""
 
 
 def test_a_new_grant_is_created_and_its_outcome_recorded_once(
-    worker: WorkerProcess, client: GrantClient, emulator: Any, redis_client: Any
+    worker: None, client: GrantClient, emulator: Any, redis_client: Any
 ) -> None:
     (outcome,) = run(client, request(None, "read:a", metadata={"ticket": "ONB-1"}))
     assert outcome.status == "created"
     assert outcome.grant is not None and outcome.grant["id"].startswith("cgr_")
     assert outcome.metadata == {"ticket": "ONB-1"}
     assert outcome.attempts == 1
-    assert [g["id"] for g in emulator.admin.grants()] == [outcome.grant["id"]]
-    assert outcome_counts(redis_client, client.keys.results) == {outcome.request_id: 1}
+    assert [g["id"] for g in emulator.admin.grants()] == [outcome.grant["id"]]  # reset per test
+    assert outcome_counts(redis_client, client.keys.results)[outcome.request_id] == 1
 
 
 def test_the_outcome_is_published_for_live_listeners(
-    worker: WorkerProcess, client: GrantClient, redis_client: Any
+    worker: None, client: GrantClient, redis_client: Any
 ) -> None:
     listener = redis_client.pubsub()
     listener.subscribe(client.keys.events)
@@ -65,9 +99,7 @@ def test_the_outcome_is_published_for_live_listeners(
     assert json.loads(message["data"])["request_id"] == outcome.request_id
 
 
-def test_keep_reports_an_existing_grant_and_what_differs(
-    worker: WorkerProcess, client: GrantClient
-) -> None:
+def test_keep_reports_an_existing_grant_and_what_differs(worker: None, client: GrantClient) -> None:
     client_id = next_client_id()
     (first,) = run(client, request(client_id, "read:a", "read:b"))
     (second,) = run(client, request(client_id, "read:a", "write:a"))
@@ -78,9 +110,7 @@ def test_keep_reports_an_existing_grant_and_what_differs(
     assert "scope" in second.differences
 
 
-def test_merge_adds_the_missing_scopes(
-    worker: WorkerProcess, client: GrantClient, emulator: Any
-) -> None:
+def test_merge_adds_the_missing_scopes(worker: None, client: GrantClient, emulator: Any) -> None:
     client_id = next_client_id()
     run(client, request(client_id, "read:a"))
     (merged,) = run(client, request(client_id, "write:a", on_conflict="merge"))
@@ -92,7 +122,7 @@ def test_merge_adds_the_missing_scopes(
 
 
 def test_replace_makes_the_grant_equal_to_the_request(
-    worker: WorkerProcess, client: GrantClient, emulator: Any
+    worker: None, client: GrantClient, emulator: Any
 ) -> None:
     client_id = next_client_id()
     run(client, request(client_id, "read:a", "read:b"))
@@ -103,7 +133,7 @@ def test_replace_makes_the_grant_equal_to_the_request(
 
 
 def test_fail_turns_a_conflict_into_a_dead_letter(
-    worker: WorkerProcess, client: GrantClient, redis_client: Any
+    worker: None, client: GrantClient, redis_client: Any
 ) -> None:
     client_id = next_client_id()
     run(client, request(client_id, "read:a"))
@@ -111,8 +141,11 @@ def test_fail_turns_a_conflict_into_a_dead_letter(
     assert failed.status == "failed"
     assert failed.error is not None and failed.error.code == "conflict"
     assert failed.error.http_status == 409
-    (entry,) = redis_client.xrange(client.keys.dead)
-    letter = json.loads(entry[1]["dead"])
+    (letter,) = [
+        json.loads(fields["dead"])
+        for _id, fields in redis_client.xrange(client.keys.dead)
+        if fields["request_id"] == failed.request_id
+    ]
     assert letter["request"]["on_conflict"] == "fail"
     assert letter["error"]["code"] == "conflict"
 
@@ -127,7 +160,7 @@ def test_fail_turns_a_conflict_into_a_dead_letter(
     ids=["unknown audience", "unknown client", "express client"],
 )
 def test_auth0_refusals_fail_without_retrying(
-    worker: WorkerProcess,
+    worker: None,
     client: GrantClient,
     grant: dict[str, Any],
     code: str,
@@ -175,7 +208,7 @@ def test_a_token_without_create_scope_fails_as_forbidden(
 
 
 def test_requests_get_through_a_tight_rate_limit_by_waiting(
-    worker: WorkerProcess, client: GrantClient, emulator: Any
+    worker: None, client: GrantClient, emulator: Any
 ) -> None:
     emulator.admin.set_rate_limit(10, 2)
     outcomes = run(client, *[request() for _ in range(20)])
@@ -185,7 +218,7 @@ def test_requests_get_through_a_tight_rate_limit_by_waiting(
 
 
 def test_requests_get_through_server_errors_and_dropped_connections_by_retrying(
-    worker: WorkerProcess, client: GrantClient, emulator: Any
+    worker: None, client: GrantClient, emulator: Any
 ) -> None:
     emulator.admin.set_faults(error_rate=0.3, drop_rate=0.2)
     outcomes = run(client, *[request() for _ in range(20)])
@@ -226,19 +259,17 @@ def test_a_rate_limit_that_resets_after_the_budget_fails_as_rate_limited(
 
 
 def test_a_short_token_lifetime_is_survived_by_refreshing(
-    worker: WorkerProcess, client: GrantClient, emulator: Any
+    worker: None, client: GrantClient, emulator: Any
 ) -> None:
     emulator.admin.set_token_lifetime(1)
     first = run(client, request())
-    import time
-
     time.sleep(1.5)
     second = run(client, request())
     assert [o.status for o in first + second] == ["created", "created"]
 
 
 def test_a_duplicate_delivery_is_acknowledged_without_a_second_call(
-    worker: WorkerProcess, client: GrantClient, emulator: Any, redis_client: Any
+    worker: None, client: GrantClient, emulator: Any, redis_client: Any
 ) -> None:
     envelope = request(request_id="dup-1")
     run(client, envelope)
@@ -250,7 +281,7 @@ def test_a_duplicate_delivery_is_acknowledged_without_a_second_call(
 
 
 def test_a_request_on_the_intake_stream_is_bridged_to_the_worker(
-    worker: WorkerProcess, client: GrantClient, redis_client: Any
+    worker: None, client: GrantClient, redis_client: Any
 ) -> None:
     envelope = request(request_id="intake-1")
     redis_client.xadd(client.keys.intake, {"request": json.dumps(envelope)})
@@ -260,7 +291,7 @@ def test_a_request_on_the_intake_stream_is_bridged_to_the_worker(
 
 
 def test_a_celery_message_written_by_another_language_is_worked_on(
-    worker: WorkerProcess, client: GrantClient, redis_client: Any, settings: Settings
+    worker: None, client: GrantClient, redis_client: Any, settings: Settings
 ) -> None:
     body = json.dumps([[], {"request": request(request_id="from-node")}, {}]).encode()
     message = raw_celery_message(
@@ -271,7 +302,7 @@ def test_a_celery_message_written_by_another_language_is_worked_on(
 
 
 def test_an_invalid_request_is_rejected_with_its_reason_and_nothing_is_sent(
-    worker: WorkerProcess, client: GrantClient, emulator: Any, settings: Settings, redis_client: Any
+    worker: None, client: GrantClient, emulator: Any, settings: Settings, redis_client: Any
 ) -> None:
     bad = {"grant": {"client_id": "svc-1", "audience": API, "scope": ["x" * 300]}}
     body = json.dumps([[], {"request": bad}, {}]).encode()
@@ -284,11 +315,11 @@ def test_an_invalid_request_is_rejected_with_its_reason_and_nothing_is_sent(
     assert outcome.status == "rejected"
     assert outcome.error is not None
     assert "grant.scope[0]: at most 280 characters" in outcome.error.message
-    assert emulator.admin.stats()["requests_by_status"] == {}
+    assert "POST /api/v2/client-grants" not in emulator.admin.stats()["requests_by_route"]
 
 
 def test_a_pickle_message_is_rejected_unread_and_the_worker_goes_on(
-    worker: WorkerProcess, client: GrantClient, settings: Settings, redis_client: Any
+    worker: None, client: GrantClient, settings: Settings, redis_client: Any
 ) -> None:
     body = pickle.dumps(((), {"request": request()}, {}))
     message = raw_celery_message(
