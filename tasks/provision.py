@@ -29,7 +29,7 @@ import requests
 
 from config.settings import Settings
 from tasks import metrics
-from tasks.auth0_api import CallHooks, ManagementApi, make_api
+from tasks.auth0_api import TOKEN, CallHooks, ManagementApi, make_api
 from tasks.conflicts import Mode, effective_mode, lookup_filters, pick, plan
 from tasks.errors import (
     Auth0Error,
@@ -57,7 +57,9 @@ class Resolution:
     # For `exists`: how the existing grant differs from the request (None when it does not);
     # None for `created` and `updated`.
     differences: dict[str, Any] | None
-    attempts: int  # HTTP calls made for this request (all of them, token requests included)
+    # Management API calls made for this request: every POST, lookup page and PATCH, retries
+    # included. Token requests are not counted: a token serves every request of the process.
+    attempts: int
 
 
 class Provisioner:
@@ -242,7 +244,8 @@ class _Run:
             ) from exc
 
     def _count(self, endpoint: str) -> None:
-        self.attempts += 1
+        if endpoint != TOKEN:
+            self.attempts += 1
 
     def _on_retry(self, exc: BaseException, wait_s: float) -> None:
         reason = exc.code if isinstance(exc, Auth0Error) else type(exc).__name__

@@ -94,15 +94,13 @@ def provisioner(tenant: ScriptedTenant, fake: FakeTime, budget_s: float = 30.0) 
     )
 
 
-def test_a_new_grant_is_created_and_every_call_is_counted(
-    tenant: ScriptedTenant, fake: FakeTime
-) -> None:
+def test_a_new_grant_is_created_in_one_counted_call(tenant: ScriptedTenant, fake: FakeTime) -> None:
     tenant.script("POST", GRANTS, Reply(201, grant_body()))
     resolution = provisioner(tenant, fake).provision(grant_request(scope=["read:x"]))
     assert resolution.status == "created"
     assert resolution.grant.id == "cgr_0000000000000001"
     assert resolution.differences is None
-    assert resolution.attempts == 2  # the token and the POST
+    assert resolution.attempts == 1  # the POST; the token request is not counted
 
 
 def test_before_send_runs_just_before_each_post(tenant: ScriptedTenant, fake: FakeTime) -> None:
@@ -121,7 +119,7 @@ def test_server_errors_are_retried_with_backoff_until_created(
     tenant.script("POST", GRANTS, UNAVAILABLE, UNAVAILABLE, Reply(201, grant_body()))
     resolution = provisioner(tenant, fake).provision(grant_request())
     assert resolution.status == "created"
-    assert resolution.attempts == 4
+    assert resolution.attempts == 3
     assert fake.sleeps == [1.0, 2.0]
 
 
@@ -141,7 +139,7 @@ def test_a_final_error_ends_the_request_at_once_with_its_attempts(
     tenant.script("POST", GRANTS, Reply(400, {**body, "errorCode": "validation_error"}))
     with pytest.raises(BadRequest) as caught:
         provisioner(tenant, fake).provision(grant_request())
-    assert caught.value.attempts == 2
+    assert caught.value.attempts == 1
     assert caught.value.auth0_error_code == "validation_error"
     assert fake.sleeps == []
 
@@ -153,7 +151,7 @@ def test_an_outage_longer_than_the_budget_ends_in_the_last_upstream_error(
     with pytest.raises(UpstreamError) as caught:
         provisioner(tenant, fake, budget_s=10.0).provision(grant_request())
     assert fake.sleeps == [1.0, 2.0, 4.0]  # the next, 8 s, would end past 10 s
-    assert caught.value.attempts == 1 + 4
+    assert caught.value.attempts == 4
     assert caught.value.code == "upstream_error"
 
 
@@ -166,7 +164,7 @@ def test_keep_returns_the_existing_grant_with_its_differences(
     assert resolution.status == "exists"
     assert resolution.grant.id == "cgr_existing"
     assert resolution.differences == {"scope": {"missing": ["read:z"], "extra": ["read:y"]}}
-    assert resolution.attempts == 3
+    assert resolution.attempts == 2  # the POST and the lookup
     assert tenant.calls("PATCH", f"{GRANTS}/cgr_existing") == []
 
 
@@ -202,7 +200,7 @@ def test_fail_raises_conflict_for_someone_elses_grant(
     with pytest.raises(GrantConflict) as caught:
         provisioner(tenant, fake).provision(grant_request("fail"))
     assert caught.value.code == "conflict"
-    assert caught.value.attempts == 2
+    assert caught.value.attempts == 1
     assert "already exists" in caught.value.message
 
 
@@ -291,7 +289,7 @@ def test_lookups_are_retried_within_the_same_budget(tenant: ScriptedTenant, fake
     tenant.script("GET", GRANTS, UNAVAILABLE, existing(scope=[]))
     resolution = provisioner(tenant, fake).provision(grant_request())
     assert resolution.status == "exists"
-    assert resolution.attempts == 4
+    assert resolution.attempts == 3
 
 
 def test_network_errors_that_outlast_the_budget_end_in_network_error(
@@ -301,4 +299,4 @@ def test_network_errors_that_outlast_the_budget_end_in_network_error(
     with pytest.raises(NetworkError) as caught:
         provisioner(tenant, fake, budget_s=2.0).provision(grant_request())
     assert caught.value.code == "network_error"
-    assert caught.value.attempts == 1 + 2
+    assert caught.value.attempts == 2
