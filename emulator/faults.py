@@ -61,15 +61,16 @@ class FaultSettings(BaseModel):
 
     def choose(self, u: float) -> Fault:
         """The fault for a uniform draw `u` in [0, 1)."""
+        threshold = 0.0
         for fault, rate in (
             (Fault.DROP, self.drop_rate),
             (Fault.ERROR, self.error_rate),
             (Fault.COMMIT_LOST, self.commit_lost_rate),
             (Fault.HANG, self.hang_rate),
         ):
-            if u < rate:
+            threshold += rate
+            if u < threshold:
                 return fault
-            u -= rate
         return Fault.NONE
 
     def delay_s(self, u: float) -> float:
