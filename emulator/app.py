@@ -54,13 +54,20 @@ def _emulator(request: web.Request) -> Emulator:
 # -- request bodies ---------------------------------------------------------------------------
 
 
-async def _read_body(request: web.Request) -> Any:
+FormCoercion = Callable[[dict[str, list[str]]], dict[str, Any]]
+BODY = web.RequestKey("body", object)
+
+
+def _last_values(form: dict[str, list[str]]) -> dict[str, Any]:
+    return {key: values[-1] for key, values in form.items()}
+
+
+async def _read_body(request: web.Request, coerce: FormCoercion) -> Any:
     """The decoded JSON or form body; {} when empty. Raises ApiError 400 or 415."""
     raw = await request.read()
     content_type = request.content_type
     if content_type == "application/x-www-form-urlencoded":
-        form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        return coerce_form(form, _emulator(request).grants.dialect)
+        return coerce(urllib.parse.parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True))
     if not raw.strip():
         return {}
     if content_type not in ("application/json", "application/octet-stream"):
@@ -71,14 +78,18 @@ async def _read_body(request: web.Request) -> Any:
         raise ApiError(400, "Invalid request payload JSON format") from exc
 
 
-async def body_of(request: web.Request) -> Any:
-    """The request body, decoded once per request. Raises ApiError 400 or 415."""
-    if "body" not in request:
+async def body_of(request: web.Request, coerce: FormCoercion | None = None) -> Any:
+    """The request body, decoded once per request; form bodies go through `coerce` (by
+    default into the client-grant schema's types). Raises ApiError 400 or 415."""
+    if BODY not in request:
+        if coerce is None:
+            dialect = _emulator(request).grants.dialect
+            coerce = partial(coerce_form, dialect=dialect)
         try:
-            request["body"] = await _read_body(request)
+            request[BODY] = await _read_body(request, coerce)
         except ApiError as exc:
-            request["body"] = exc
-    body = request["body"]
+            request[BODY] = exc
+    body = request[BODY]
     if isinstance(body, ApiError):
         raise body
     return body
@@ -100,7 +111,7 @@ def _authorize(request: web.Request, scope: str) -> None:
 async def token(request: web.Request) -> web.Response:
     em = _emulator(request)
     try:
-        params = await body_of(request)
+        params = await body_of(request, _last_values)
     except ApiError:
         params = {}
     body = exchange(
