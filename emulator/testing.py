@@ -118,7 +118,6 @@ class RunningEmulator:
     client_id: str  # the worker's M2M client id ("grant-worker" in the default seed)
     client_secret: str
     admin: EmulatorAdmin
-    emulator: Emulator | None = None  # the in-process state, for white-box tests only
 
     @property
     def management_audience(self) -> str:
@@ -145,7 +144,6 @@ def running_emulator(
             client_id=worker.client_id,
             client_secret=worker.client_secret or "",
             admin=admin,
-            emulator=emulator,
         )
     finally:
         admin.close()
