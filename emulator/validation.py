@@ -16,6 +16,7 @@ Only the schema lives here. Rules that need the tenant (unknown client, 409, ...
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -42,6 +43,7 @@ class Prop:
     nullable: bool = False
 
 
+@functools.cache  # built once per enum, not once per request
 def _create_props(subject_types: tuple[str, ...]) -> tuple[Prop, ...]:
     return (
         Prop("client_id", "string", "ID of the client."),
