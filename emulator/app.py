@@ -29,7 +29,7 @@ from emulator import admin
 from emulator.errors import ApiError, OAuthError, reason_phrase
 from emulator.faults import Fault, FaultSettings, fault_body
 from emulator.oauth import exchange
-from emulator.ratelimit import TOO_MANY_REQUESTS_BODY, RateDecision
+from emulator.ratelimit import TOO_MANY_REQUESTS_BODY, TOO_MANY_REQUESTS_OAUTH_BODY, RateDecision
 from emulator.state import Emulator
 from emulator.store import format_key, grant_key
 from emulator.validation import coerce_form
@@ -254,7 +254,8 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
         response: web.StreamResponse | None
         if decision is not None and not decision.allowed:
             em.stats.rate_limited += 1
-            response = json_response(TOO_MANY_REQUESTS_BODY, 429)
+            body = TOO_MANY_REQUESTS_BODY if kind == "management" else TOO_MANY_REQUESTS_OAUTH_BODY
+            response = json_response(body, 429)
         elif faulty and faults.any_fault:
             response = await _with_fault(
                 request, handler, em, faults, faults.choose(em.rng.random())

@@ -60,6 +60,14 @@ class Dialect(BaseModel):
     )
     scope_with_allow_all_scopes_error_code: str | None = "invalid_body"
 
+    # Real traffic suggests grants are not checked against the scopes the API declares; set
+    # this to refuse scopes the resource server does not define.
+    validate_scopes_against_api: bool = False
+    undeclared_scopes_message: str = (
+        "Payload validation error: 'Scopes not defined on the resource server: {scopes}'."
+    )
+    undeclared_scopes_error_code: str | None = "invalid_body"
+
     # Client app types that cannot hold grants. The message for them is real (recording 02).
     app_types_without_grants: tuple[str, ...] = ("express_configuration",)
 

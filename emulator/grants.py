@@ -7,7 +7,8 @@ Order of the rules on create (reference sections 1 and 2): the schema; exactly o
 client_id / default_for; scope vs allow_all_scopes; the audience must be an API of the tenant
 (404); the client must exist (404) and be of a type that can hold grants (400); no third-party
 grants on the Management API (400); `user` grants on the Management API only hold the
-current_user scopes (400); unique (owner, audience, subject_type) (409).
+current_user scopes (400); optionally, scopes the API declares (400); unique (owner, audience,
+subject_type) (409).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class ClientGrants:
                 )
             third_party = not client.is_first_party
         subject_type = fields.get("subject_type", "client")
+        self._check_declared_scopes(audience, host, fields.get("scope"))
         if is_management:
             if third_party:
                 raise ApiError(400, d.third_party_message, d.third_party_error_code)
@@ -94,6 +96,16 @@ class ClientGrants:
             raise ApiError(
                 400, d.scope_with_allow_all_scopes_message, d.scope_with_allow_all_scopes_error_code
             )
+
+    def _check_declared_scopes(self, audience: str, host: str, scope: Any) -> None:
+        d = self.dialect
+        if not d.validate_scopes_against_api or not scope:
+            return
+        declared = self.tenant.api_scopes(audience, host) or ()
+        undeclared = [s for s in scope if s not in declared]
+        if undeclared:
+            message = d.undeclared_scopes_message.format(scopes=",".join(undeclared))
+            raise ApiError(400, message, d.undeclared_scopes_error_code)
 
     def _check_current_user_scopes(self, subject_type: str, scope: Any) -> None:
         d = self.dialect
@@ -159,6 +171,7 @@ class ClientGrants:
         # sent in this body can clash with the resulting allow_all_scopes.
         allow_all = changes.get("allow_all_scopes", grant.settings.get("allow_all_scopes"))
         self._check_scope_vs_allow_all(changes.get("scope"), allow_all)
+        self._check_declared_scopes(grant.audience, host, changes.get("scope"))
         if self.tenant.is_management_audience(grant.audience, host):
             self._check_current_user_scopes(grant.subject_type, changes.get("scope"))
         return self.store.update(grant_id, changes).to_json()

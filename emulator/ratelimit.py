@@ -29,6 +29,13 @@ TOO_MANY_REQUESTS_BODY = {
 }
 
 
+# /oauth/token errors are OAuth-shaped; the wording of its 429 is [inferred].
+TOO_MANY_REQUESTS_OAUTH_BODY = {
+    "error": "too_many_requests",
+    "error_description": "Global limit has been reached",
+}
+
+
 class RateLimitSettings(BaseModel):
     """`rate_per_s` None means unlimited (no bucket, no rate-limit headers)."""
 

@@ -249,3 +249,11 @@ def test_every_generated_service_client_of_the_default_seed_can_hold_its_own_gra
     for n in range(5000):
         svc.create({"client_id": f"svc-{n:05d}", "audience": API}, host=HOST)
     assert len(svc.store) == 5000
+
+
+def test_scopes_the_api_does_not_declare_are_refused_when_the_dialect_says_so() -> None:
+    svc = service(dialect=Dialect(validate_scopes_against_api=True))
+    svc.create({"client_id": "m2m", "audience": API, "scope": ["read:data"]}, host=HOST)
+    error = refused({"client_id": "partner", "audience": API, "scope": ["write:data"]}, svc)
+    assert (error.status, error.error_code) == (400, "invalid_body")
+    assert "write:data" in error.message

@@ -206,3 +206,18 @@ def test_a_fault_rate_is_a_share_of_the_requests_with_a_seeded_emulator() -> Non
         statuses = [api.list().status_code for _ in range(200)]
     assert 60 <= statuses.count(503) <= 140
     assert set(statuses) == {200, 503}
+
+
+def test_the_token_endpoint_can_be_limited_too_with_an_oauth_shaped_429() -> None:
+    config = EmulatorConfig.model_validate(
+        {"rate_limit": {"rate_per_s": 0.001, "burst": 1, "apply_to_token_endpoint": True}}
+    )
+    with running_emulator(config) as emu:
+        fetch_token(emu)
+        with pytest.raises(requests.HTTPError) as caught:
+            fetch_token(emu)
+    assert caught.value.response.status_code == 429
+    assert caught.value.response.json() == {
+        "error": "too_many_requests",
+        "error_description": "Global limit has been reached",
+    }
