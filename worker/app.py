@@ -17,6 +17,9 @@ from tasks.task import LazyHandler, register_create_task
 from tasks.wiring import make_handler
 
 
+UNACKED_MUTEX_EXPIRE_S = 10
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for at-least-once delivery of JSON-only messages."""
     keys = Keys(settings.grants_key_prefix)
@@ -40,6 +43,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_key": keys.unacked,
             "unacked_index_key": keys.unacked_index,
             "unacked_mutex_key": keys.unacked_mutex,
+            # kombu holds this mutex while it restores; a worker killed while holding it would
+            # block every restore for kombu's default 300 s.
+            "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE_S,
         },
         "task_serializer": "json",
         "result_serializer": "json",
