@@ -5,7 +5,7 @@
 
 Run by hand; loopback only; every phase is bounded by a request count and a time cap.
 Each server runs in its own process (so the load generator does not share its GIL), on a
-free port, with access logs off. Phases:
+free port, started by the same `emulator.server.start_app` with access logs off. Phases:
 
 1. throughput: `--requests` calls from `--concurrency` concurrent clients, no latency set:
    baseline GET (trivial JSON handler) vs emulator POST /client-grants (distinct grants) and
@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from emulator.server import BACKLOG
+from emulator.server import start, start_app
 from emulator.state import Emulator
 
 AUDIENCES = (
@@ -63,18 +63,13 @@ def _baseline_app(latency_ms: float) -> web.Application:
 def _serve(kind: str, latency_ms: float, conn: Connection) -> None:
     async def main() -> None:
         if kind == "emulator":
-            from emulator.app import make_app
-
             emulator = Emulator()
             if latency_ms:
                 emulator.set_faults(latency_ms=latency_ms)
-            app = make_app(emulator)
+            runner, port = await start(emulator, "127.0.0.1", 0)
         else:
-            app = _baseline_app(latency_ms)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, backlog=BACKLOG).start()
-        conn.send(runner.addresses[0][1])
+            runner, port = await start_app(_baseline_app(latency_ms), "127.0.0.1", 0)
+        conn.send(port)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # wait for "stop"
         await runner.cleanup()
 

@@ -20,15 +20,16 @@ BACKLOG = 2048
 SHUTDOWN_TIMEOUT_S = 1.0
 
 
-async def start(
-    emulator: Emulator, host: str, port: int, *, access_log: bool = False
+async def start_app(
+    app: web.Application, host: str, port: int, *, access_log: bool = False
 ) -> tuple[web.AppRunner, int]:
-    """Start serving on host:port (port 0 = any free port). Returns the runner and the port.
+    """Serve any aiohttp `app` the way the emulator is served (the benchmark's baseline uses
+    this too). Port 0 = any free port. Returns the runner and the bound port.
 
     Raises OSError if the address cannot be bound.
     """
     runner = web.AppRunner(
-        make_app(emulator),
+        app,
         access_log=access_logger if access_log else None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
     )
@@ -39,8 +40,15 @@ async def start(
     except BaseException:
         await runner.cleanup()
         raise
-    bound_port = runner.addresses[0][1]
+    bound_port: int = runner.addresses[0][1]
     return runner, bound_port
+
+
+async def start(
+    emulator: Emulator, host: str, port: int, *, access_log: bool = False
+) -> tuple[web.AppRunner, int]:
+    """Start serving `emulator` on host:port. Raises OSError if it cannot bind."""
+    return await start_app(make_app(emulator), host, port, access_log=access_log)
 
 
 def serve_forever(
@@ -92,14 +100,6 @@ class BackgroundServer:
             self._stop_loop()
             raise
         return self.port
-
-    def call(self, fn: Callable[[], object]) -> object:
-        """Run `fn` on the server's loop (where the state lives) and return its result."""
-
-        async def run() -> object:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
 
     def stop(self) -> None:
         """Stop serving (requests in progress get SHUTDOWN_TIMEOUT_S) and end the thread."""
