@@ -70,7 +70,9 @@ class TokenIssuer:
             "sub": f"{client_id}@clients",
             "aud": audience,
             "iat": int(now),
-            "exp": int(now + lifetime_s),
+            # Not rounded (RFC 7519 allows fractions): a 1 s lifetime must last 1 s, and a
+            # 0 s one must be expired at once.
+            "exp": now + lifetime_s,
             "scope": " ".join(scopes),
             "gty": "client-credentials",
             "azp": client_id,

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from emulator.testing import AdminError, RunningEmulator, running_emulator
-from tests.emulator.conftest import Api, fetch_token
+from tests.emulator.helpers import Api, fetch_token
 
 API = "https://api.example.com/"
 

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from emulator.testing import RunningEmulator, running_emulator
-from tests.emulator.conftest import Api, fetch_token
+from tests.emulator.helpers import Api, fetch_token
 
 GRANTS = "/api/v2/client-grants"
 CALLS = [

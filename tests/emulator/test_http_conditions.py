@@ -11,7 +11,7 @@ import requests
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultSettings
 from emulator.testing import RunningEmulator, running_emulator
-from tests.emulator.conftest import Api, fetch_token
+from tests.emulator.helpers import Api, fetch_token
 
 API = "https://api.example.com/"
 TOO_MANY = {

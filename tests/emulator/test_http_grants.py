@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from emulator.testing import RunningEmulator
-from tests.emulator.conftest import Api
+from tests.emulator.helpers import Api
 
 API = "https://api.example.com/"
 BILLING = "https://billing.example.com/"

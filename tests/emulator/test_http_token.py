@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from emulator.testing import RunningEmulator
-from tests.emulator.conftest import Api, fetch_token
+from tests.emulator.helpers import Api, fetch_token
 
 
 def token_request(

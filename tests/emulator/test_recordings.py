@@ -17,7 +17,7 @@ import requests
 from emulator.config import EmulatorConfig
 from emulator.seed import seed_from_dict
 from emulator.testing import running_emulator
-from tests.emulator.conftest import fetch_token
+from tests.emulator.helpers import fetch_token
 
 RECORDINGS = sorted((Path(__file__).parent.parent / "data" / "recordings").glob("*.json"))
 

@@ -15,7 +15,7 @@ SCOPES = ["create:client_grants", "read:client_grants"]
 
 
 class Clock:
-    now = 1_800_000_000.0
+    now = 1_800_000_000.25
 
     def __call__(self) -> float:
         return self.now
@@ -46,7 +46,7 @@ def test_a_token_is_a_jwt_with_auth0s_claims() -> None:
         "sub": "w@clients",
         "aud": AUD,
         "iat": int(clock.now),
-        "exp": int(clock.now) + 60,
+        "exp": clock.now + 60,
         "scope": " ".join(SCOPES),
         "gty": "client-credentials",
         "azp": "w",
@@ -123,3 +123,9 @@ def test_a_token_without_the_scope_is_forbidden_naming_the_scope() -> None:
         "message": "Insufficient scope, expected any of: delete:client_grants",
         "errorCode": "insufficient_scope",
     }
+
+
+def test_a_short_lifetime_is_not_rounded_down() -> None:
+    issuer, clock, token = issued(lifetime_s=1)
+    clock.now += 0.9
+    authorize(issuer, f"Bearer {token}")  # raises ApiError if it were expired
