@@ -46,11 +46,12 @@ class GrantHandler:
     max_deliveries: int
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
-    def handle(self, raw: Any, *, fallback_id: str) -> Outcome | None:
+    def handle(self, raw: Any, *, fallback_id: str) -> Outcome:
         """Work on `raw` (dict, JSON text or bytes); `fallback_id` is the Celery task id.
 
-        Returns the outcome recorded for the request (possibly by an earlier delivery), or
-        None when another delivery of the same request is being worked on right now.
+        Returns the outcome recorded for the request, possibly by an earlier delivery.
+        Raises `redis.RedisError` (or `LockBusy`) when no outcome could be recorded: the caller
+        must then leave the message to be delivered again.
         """
         started = time.monotonic()
         received_at = utc_timestamp(self.now())
@@ -60,23 +61,28 @@ class GrantHandler:
             return self.reject(raw, fallback_id=fallback_id, error=exc, received_at=received_at)
 
         request_id = request.request_id or fallback_id
-        earlier = self.recorder.recorded(request_id)
+        earlier = self._earlier_outcome(request_id)
         if earlier is not None:
-            metrics.DUPLICATE_DELIVERIES.inc()
-            log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)
             return earlier
-
-        with self.locks.hold(request_id) as held:
-            if not held:
-                log.warning("request %s is being worked on by another delivery", request_id)
-                return None
+        with self.locks.hold(request_id):
+            # Checked again under the lock: a concurrent delivery may have just finished.
+            earlier = self._earlier_outcome(request_id)
+            if earlier is not None:
+                return earlier
             outcome = self._work(request, request_id, received_at)
             written = self.recorder.record(outcome, original=request.wire())
         metrics.TASK_SECONDS.observe(time.monotonic() - started)
         if not written:
-            return self.recorder.recorded(request_id)
+            return self.recorder.recorded(request_id) or outcome
         _count(outcome)
         return outcome
+
+    def _earlier_outcome(self, request_id: str) -> Outcome | None:
+        earlier = self.recorder.recorded(request_id)
+        if earlier is not None:
+            metrics.DUPLICATE_DELIVERIES.inc()
+            log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)
+        return earlier
 
     def _work(self, request: GrantRequest, request_id: str, received_at: str) -> Outcome:
         deliveries = self.ledger.count_delivery(request_id)
