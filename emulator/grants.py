@@ -20,7 +20,12 @@ from emulator.dialect import Dialect
 from emulator.errors import ApiError
 from emulator.store import SETTABLE, BadCheckpoint, DuplicateGrant, Grant, GrantStore
 from emulator.tenant import Tenant
-from emulator.validation import parse_list_query, validate_create, validate_update
+from emulator.validation import (
+    INVALID_QUERY,
+    parse_list_query,
+    validate_create,
+    validate_update,
+)
 
 GRANT_NOT_FOUND = "inexistent_client_grant"
 
@@ -129,9 +134,7 @@ class ClientGrants:
             try:
                 grants, next_token = self.store.page_checkpoint(q.filters, q.from_, q.take)
             except BadCheckpoint as exc:
-                raise ApiError(
-                    400, self.dialect.bad_checkpoint_message, "invalid_query_string"
-                ) from exc
+                raise ApiError(400, self.dialect.bad_checkpoint_message, INVALID_QUERY) from exc
             page: dict[str, Any] = {"client_grants": [g.to_json() for g in grants]}
             if next_token is not None:
                 page["next"] = next_token

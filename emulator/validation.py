@@ -99,7 +99,6 @@ def _update_props() -> tuple[Prop, ...]:
 
 
 UPDATE_PROPS = _update_props()
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 def json_type(value: Any) -> str:
