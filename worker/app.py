@@ -6,16 +6,20 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 
 from config.settings import Settings
+from tasks.errors import RequestInvalid
 from tasks.keys import Keys
 from tasks.task import LazyHandler, register_create_task
 from tasks.wiring import make_handler
-
+from worker.transport import MALFORMED_HANDLER_OPTION, broker_url
 
 UNACKED_MUTEX_EXPIRE_S = 10
 
@@ -23,8 +27,11 @@ UNACKED_MUTEX_EXPIRE_S = 10
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for at-least-once delivery of JSON-only messages."""
     keys = Keys(settings.grants_key_prefix)
+    uses_tls = settings.redis_url.get_secret_value().startswith("rediss://")
     return {
-        "broker_url": settings.redis_url.get_secret_value(),
+        "broker_url": broker_url(settings.redis_url.get_secret_value()),
+        # kombu's default for rediss:// is to skip certificate checks; ours is to verify.
+        "broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED} if uses_tls else None,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,  # a worker waits out a Redis restart
         "broker_transport_options": {
@@ -79,12 +86,22 @@ def create_app(settings: Settings) -> Celery:
     handler = LazyHandler(lambda: make_handler(settings))
     app.grants_handler = handler
     register_create_task(app, handler)
+    app.conf.broker_transport_options[MALFORMED_HANDLER_OPTION] = _dead_letter_malformed(handler)
     from worker.bridge import IntakeBridgeStep
     from worker.watchdog import WatchdogStep
 
     app.steps["worker"].add(IntakeBridgeStep)
     app.steps["worker"].add(WatchdogStep)
     return app
+
+
+def _dead_letter_malformed(handler: LazyHandler) -> Callable[[str, str], None]:
+    def record(raw: str, reason: str) -> None:
+        handler().reject(
+            raw, fallback_id=f"malformed-{uuid.uuid4().hex}", error=RequestInvalid([reason])
+        )
+
+    return record
 
 
 _default_app: Celery | None = None

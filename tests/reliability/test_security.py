@@ -152,3 +152,18 @@ def test_tls_verification_is_always_on(settings: Settings) -> None:
 def test_a_message_cannot_name_the_tenant(field: str) -> None:
     with pytest.raises(RequestInvalid, match="unknown field"):
         parse_request({"grant": {"client_id": "c", "audience": API}, field: "evil.example.com"})
+
+
+def test_rediss_verifies_the_brokers_certificate(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    import ssl
+
+    from tasks.connections import make_redis
+    from worker.app import celery_config
+
+    settings = settings_factory(redis_url="rediss://grants:pw@redis.example.com:6380/0")
+    # kombu's own default for rediss:// is CERT_NONE; ours is to verify.
+    assert celery_config(settings)["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    kwargs = make_redis(settings).connection_pool.connection_kwargs
+    assert kwargs.get("ssl_cert_reqs", "required") in ("required", ssl.CERT_REQUIRED)

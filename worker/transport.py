@@ -1,0 +1,106 @@
+"""kombu's Redis transport, guarded against list items that are not messages at all.
+
+kombu pops an item off the queue's list and parses it as its JSON envelope; an item that is not
+one (a producer's bug, a hand-typed LPUSH) raises inside the worker's event loop, and Celery
+ends the worker with "Unrecoverable error", after the item was already removed from Redis: the
+worker dies and the item is gone without a trace. Here such an item becomes a dead letter with
+its raw text, through the handler the app puts in the transport options, and the worker keeps
+consuming.
+
+The transport registers itself under the URL schemes `grants-redis` and `grants-rediss`;
+`worker.app` maps `REDIS_URL` onto them, so users keep writing `redis://` and `rediss://`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from queue import Empty
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
+log = logging.getLogger(__name__)
+
+SCHEMES = {"redis": "grants-redis", "rediss": "grants-rediss"}
+# Transport option naming the callable `(raw_text, reason) -> None` that records a dead letter.
+MALFORMED_HANDLER_OPTION = "grants_malformed_handler"
+
+MalformedHandler = Callable[[str, str], None]
+
+
+def broker_url(redis_url: str) -> str:
+    """`REDIS_URL` with its scheme swapped for the guarded transport's."""
+    scheme, sep, rest = redis_url.partition("://")
+    return f"{SCHEMES.get(scheme, scheme)}{sep}{rest}"
+
+
+class GuardedChannel(kombu_redis.Channel):
+    def _brpop_read(self, **options: Any) -> bool | None:
+        # kombu's own `_brpop_read`, but the item is checked before it is delivered.
+        try:
+            try:
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not dest__item:
+                raise Empty()
+            dest, item = dest__item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            payload = self._checked(item)
+            if payload is not None:
+                self.connection._deliver(payload, dest)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]  # kombu annotates it as bool
+            flush_reauth = getattr(self, "_flush_brpop_reauth", None)
+            if flush_reauth is not None:
+                flush_reauth()
+
+    def _get(self, queue: Any, timeout: Any = None) -> Any:
+        # The synchronous path (basic_get) reads items too; skip the ones that are not messages.
+        with self.conn_or_acquire() as client:
+            for pri in self.priority_steps:
+                while item := client.rpop(self._q_for_pri(queue, pri)):
+                    payload = self._checked(item)
+                    if payload is not None:
+                        return payload
+        raise Empty()
+
+    def _checked(self, item: bytes | str) -> dict[str, Any] | None:
+        """The parsed envelope, or None after dead-lettering an item that is not a message."""
+        text = item.decode("utf-8", "backslashreplace") if isinstance(item, bytes) else item
+        try:
+            payload = loads(text)
+            if not isinstance(payload, dict):
+                raise TypeError(f"a JSON {type(payload).__name__}, not an object")
+            self.Message(payload, channel=self)  # what delivery would build; raises if it can't
+        except Exception as exc:
+            reason = (
+                "message: malformed broker envelope, not a Celery/kombu message "
+                f"({type(exc).__name__}: {exc})"
+            )
+            self._dead_letter(text, reason[:500])
+            return None
+        return payload
+
+    def _dead_letter(self, text: str, reason: str) -> None:
+        handler: MalformedHandler | None = self.connection.client.transport_options.get(
+            MALFORMED_HANDLER_OPTION
+        )
+        log.error("%s; dead-lettered", reason)
+        if handler is not None:
+            handler(text, reason)
+
+
+class GuardedTransport(kombu_redis.Transport):
+    Channel = GuardedChannel
+
+
+for _scheme in SCHEMES.values():
+    TRANSPORT_ALIASES.setdefault(_scheme, "worker.transport:GuardedTransport")
