@@ -1,28 +1,9 @@
 """The Management API client: one HTTP call per method, answers as `Grant`s or `Auth0Error`s.
 
-This module is the one place where `requests` exceptions and HTTP statuses become the error
-tree of `tasks.errors` (always `raise … from exc`):
-
-| answer                          | Management API call                | `/oauth/token`            |
-|---------------------------------|------------------------------------|---------------------------|
-| 400                             | `BadRequest`                       | `Unauthorized`            |
-| 401                             | `Unauthorized` (after one refresh) | `Unauthorized`            |
-| 403                             | `Forbidden`                        | `Forbidden`               |
-| 404                             | `NotFound`                         | `Unauthorized`            |
-| 409                             | `GrantConflict`                    | `Unauthorized`            |
-| other 4xx                       | `BadRequest`                       | `Unauthorized`            |
-| 429                             | `RateLimited` (Retry-After, reset) | `RateLimited`             |
-| 408                             | `UpstreamError`, not ambiguous     | `UpstreamError`           |
-| 5xx, unreadable 2xx             | `UpstreamError`, ambiguous         | `UpstreamError`           |
-| 3xx (never followed)            | `UpstreamError`, not ambiguous     | `UpstreamError`           |
-| connect error / connect timeout | `NetworkError`, not ambiguous      | `NetworkError`            |
-| read timeout, dropped, reset    | `NetworkError`, ambiguous          | `NetworkError`            |
-
-`ambiguous` means "the call may have been applied although we got no usable answer"; a token
-request creates nothing, so its failures are never ambiguous. Nothing here retries, except
-that a 401 on a Management call with a client-credentials token gets one new token and one
-repeat. Messages are built from the status and Auth0's own `message`/`errorCode`, never from
-request headers or bodies, and any secret text is redacted from them.
+Errors are translated by `tasks.auth0_errors` (its table says which answer becomes which error),
+always `raise … from exc`. Nothing here retries, except that a 401 on a Management call with a
+client-credentials token gets one new token and one repeat. Every call runs the `CallHooks` the
+provisioner binds (rate governor, attempt count, budget-capped read timeout).
 """
 
 from __future__ import annotations
@@ -31,31 +12,19 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from pydantic import SecretStr, ValidationError
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from config.settings import Settings
 from tasks import metrics
-from tasks.errors import (
-    Auth0Error,
-    BadRequest,
-    Forbidden,
-    GrantConflict,
-    NetworkError,
-    NotFound,
-    RateLimited,
-    Unauthorized,
-    UpstreamError,
-)
+from tasks.auth0_errors import failing_as, management_error, network_error, token_error
+from tasks.errors import Unauthorized, UpstreamError
 from tasks.models import Grant
-from tasks.retry_policy import parse_reset_epoch, parse_retry_after
 from tasks.tokens import DEFAULT_LEEWAY_S, IssuedToken, StaticToken, TokenCache, TokenSource
 
 log = logging.getLogger(__name__)
@@ -67,7 +36,9 @@ PAGE_SIZE = 100
 MAX_PAGES = 1000
 # Used when /oauth/token omits `expires_in`: short, so a wrong guess costs one extra fetch.
 DEFAULT_TOKEN_LIFETIME_S = 600.0
-_MAX_MESSAGE_CHARS = 500
+# The read timeout never drops below this, however little budget is left: Auth0 answers in
+# well under a second, and a call that is made at all should be given a fair chance.
+MIN_READ_TIMEOUT_S = 2.0
 _QUERYABLE_SUBJECT_TYPES = frozenset({"client", "user"})  # the spec's enum for the filter
 
 # Endpoint labels, used in metrics and the hooks.
@@ -82,16 +53,23 @@ def _nothing(endpoint: str) -> None:
     return None
 
 
+def _unlimited() -> float | None:
+    return None
+
+
 @dataclass(frozen=True)
 class CallHooks:
     """What runs around every HTTP call (the provisioner binds these per request).
 
     `before_call(endpoint)` runs before anything is sent (the rate governor; it may raise an
-    `Auth0Error` to give up); `on_call(endpoint)` runs once per HTTP call actually attempted.
+    `Auth0Error` to give up); `on_call(endpoint)` runs once per HTTP call actually attempted;
+    `time_left()` is the request's remaining budget in seconds (None: unlimited), which caps the
+    read timeout so that a call started late in the budget does not outlive it by much.
     """
 
     before_call: Callable[[str], None] = _nothing
     on_call: Callable[[str], None] = _nothing
+    time_left: Callable[[], float | None] = _unlimited
 
 
 @dataclass(frozen=True)
@@ -147,19 +125,22 @@ class ManagementApi:
         `before_send` runs just before each send (after the token and the governor slot).
         Raises `GrantConflict` on 409 and the other `Auth0Error`s of the module table.
         """
-        data = self._call(
-            CREATE_GRANT, "POST", GRANTS_PATH, json_body=dict(body), before_send=before_send
-        )
-        return _grant(data, CREATE_GRANT)
+        with failing_as(CREATE_GRANT):
+            data = self._call(
+                CREATE_GRANT, "POST", GRANTS_PATH, json_body=dict(body), before_send=before_send
+            )
+            return _grant(data, CREATE_GRANT)
 
     def get_grant(self, grant_id: str) -> Grant:
         """`GET /api/v2/client-grants/{id}`; raises `NotFound` for an unknown id."""
-        return _grant(self._call(GET_GRANT, "GET", _grant_path(grant_id)), GET_GRANT)
+        with failing_as(GET_GRANT):
+            return _grant(self._call(GET_GRANT, "GET", _grant_path(grant_id)), GET_GRANT)
 
     def update_grant(self, grant_id: str, patch: Mapping[str, Any]) -> Grant:
         """`PATCH /api/v2/client-grants/{id}` with `patch` (PATCH-able fields only) → the grant."""
-        data = self._call(UPDATE_GRANT, "PATCH", _grant_path(grant_id), json_body=dict(patch))
-        return _grant(data, UPDATE_GRANT)
+        with failing_as(UPDATE_GRANT):
+            data = self._call(UPDATE_GRANT, "PATCH", _grant_path(grant_id), json_body=dict(patch))
+            return _grant(data, UPDATE_GRANT)
 
     def find_grants(
         self,
@@ -181,6 +162,11 @@ class ManagementApi:
             params["default_for"] = default_for
         if subject_type in _QUERYABLE_SUBJECT_TYPES:
             params["subject_type"] = subject_type
+        with failing_as(LIST_GRANTS):
+            found = self._pages(params)
+        return [g for g in found if matches(g, audience, client_id, default_for, subject_type)]
+
+    def _pages(self, params: dict[str, str]) -> list[Grant]:
         found: list[Grant] = []
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
@@ -195,7 +181,7 @@ class ManagementApi:
             raise UpstreamError(
                 f"listing grants did not end after {MAX_PAGES} pages", ambiguous=False
             )
-        return [g for g in found if matches(g, audience, client_id, default_for, subject_type)]
+        return found
 
     # -- the token -----------------------------------------------------------------------------
 
@@ -205,6 +191,10 @@ class ManagementApi:
         Raises `Unauthorized` / `Forbidden` when the credentials are refused (final),
         `RateLimited`, `UpstreamError` or `NetworkError` (retryable, never ambiguous).
         """
+        with failing_as(TOKEN):
+            return self._fetch_token()
+
+    def _fetch_token(self) -> IssuedToken:
         if self._credentials is None:
             raise Unauthorized("no client credentials to fetch a token with")
         credentials = self._credentials
@@ -224,7 +214,7 @@ class ManagementApi:
                 now_epoch_s=self._epoch_clock(),
                 secrets=(secret,),
             )
-        return _issued_token(response.content, secrets=(secret,))
+        return _issued_token(response.content)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -300,12 +290,13 @@ class ManagementApi:
                 data=data,
                 params=params,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=self._timeout_for_call(),
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
             metrics.AUTH0_CALLS.labels(endpoint=endpoint, status="network_error").inc()
-            error = network_error(exc, endpoint)
+            # A token request creates nothing: whatever happened to it, no grant was touched.
+            error = network_error(exc, endpoint, may_apply=endpoint != TOKEN)
             log.info("%s %s: %s", method, path, error.message)
             raise error from exc
         finally:
@@ -316,96 +307,20 @@ class ManagementApi:
         log.debug("%s %s -> %s", method, path, response.status_code)
         return response
 
+    def _timeout_for_call(self) -> tuple[float, float]:
+        connect_s, read_s = self._timeout
+        left = self._hooks.time_left()
+        if left is not None:
+            read_s = min(read_s, max(left, MIN_READ_TIMEOUT_S))
+        return connect_s, read_s
+
     def _secrets(self, token: str) -> tuple[str, ...]:
         if self._credentials is None:
             return (token,)
         return (token, self._credentials.client_secret.get_secret_value())
 
 
-# -- pure translation ---------------------------------------------------------------------------
-
-
-def management_error(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes | str,
-    *,
-    now_epoch_s: float,
-    secrets: Iterable[str] = (),
-) -> Auth0Error:
-    """The error for a non-2xx answer of a Management API call (module table)."""
-    fields = _error_fields(body)
-    message = _redact(_describe(status, fields), secrets)
-    code = fields.get("errorCode") or fields.get("error_code") or fields.get("code")
-    kwargs: dict[str, Any] = {"http_status": status, "auth0_error_code": code}
-    if status == 429:
-        return _rate_limited(message, headers, now_epoch_s, code)
-    if status == 408:
-        return UpstreamError(message, **kwargs, ambiguous=False)
-    if status >= 500:
-        retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch_s)
-        return UpstreamError(message, **kwargs, ambiguous=True, retry_after_s=retry_after)
-    if status < 400:
-        where = headers.get("Location", "")
-        return UpstreamError(
-            f"{message} (redirect to {where!r} not followed)", **kwargs, ambiguous=False
-        )
-    by_status: dict[int, type[Auth0Error]] = {
-        401: Unauthorized,
-        403: Forbidden,
-        404: NotFound,
-        409: GrantConflict,
-    }
-    return by_status.get(status, BadRequest)(message, **kwargs)
-
-
-def token_error(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes | str,
-    *,
-    now_epoch_s: float,
-    secrets: Iterable[str] = (),
-) -> Auth0Error:
-    """The error for a non-200 answer of `/oauth/token` (module table)."""
-    fields = _error_fields(body)
-    message = _redact(f"token request refused: {_describe(status, fields)}", secrets)
-    code = fields.get("error") if isinstance(fields.get("error"), str) else None
-    code = fields.get("errorCode") or code
-    if status == 429:
-        return _rate_limited(message, headers, now_epoch_s, code)
-    if status >= 500 or status == 408 or status < 400:
-        retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch_s)
-        return UpstreamError(
-            message,
-            http_status=status,
-            auth0_error_code=code,
-            ambiguous=False,
-            retry_after_s=retry_after,
-        )
-    if status == 403:
-        return Forbidden(message, http_status=status, auth0_error_code=code)
-    return Unauthorized(message, http_status=status, auth0_error_code=code)
-
-
-def network_error(exc: requests.RequestException, endpoint: str) -> NetworkError:
-    """The error for a call that got no HTTP answer; ambiguous unless it failed to connect."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        what, ambiguous = "timed out connecting", False
-    elif isinstance(exc, requests.exceptions.ReadTimeout):
-        what, ambiguous = "timed out waiting for the answer", True
-    elif isinstance(exc, requests.exceptions.SSLError):
-        what, ambiguous = "TLS handshake failed", False
-    elif isinstance(exc, requests.exceptions.ConnectionError) and _failed_to_connect(exc):
-        what, ambiguous = "could not connect", False
-    elif isinstance(exc, requests.exceptions.ConnectionError):
-        what, ambiguous = "connection dropped before the answer", True
-    elif isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        what, ambiguous = f"not sent ({exc})", False
-    else:
-        what, ambiguous = f"no usable answer ({type(exc).__name__})", True
-    # A token request creates nothing: whatever happened to it, no grant was touched.
-    return NetworkError(f"{endpoint}: {what}", ambiguous=ambiguous and endpoint != TOKEN)
+# -- reading answers -------------------------------------------------------------------------
 
 
 def matches(
@@ -423,63 +338,6 @@ def matches(
     if default_for is not None and grant.default_for != default_for:
         return False
     return subject_type is None or (grant.subject_type or "client") == subject_type
-
-
-def _failed_to_connect(exc: requests.exceptions.ConnectionError) -> bool:
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
-
-
-def _rate_limited(
-    message: str, headers: Mapping[str, str], now_epoch_s: float, code: str | None
-) -> RateLimited:
-    return RateLimited(
-        message,
-        retry_after_s=parse_retry_after(headers.get("Retry-After"), now_epoch_s),
-        reset_at_epoch_s=parse_reset_epoch(headers.get("x-ratelimit-reset")),
-        auth0_error_code=code,
-    )
-
-
-def _error_fields(body: bytes | str) -> dict[str, Any]:
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        return {"message": _plain_text(body)} if body else {}
-    return data if isinstance(data, dict) else {}
-
-
-def _plain_text(body: bytes | str) -> str:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    return " ".join(text.split())[:_MAX_MESSAGE_CHARS]
-
-
-def _describe(status: int, fields: Mapping[str, Any]) -> str:
-    """`404 Not Found: No resource with identifier …` from Auth0's error body."""
-    reason = _text(fields.get("error")) or _phrase(status)
-    detail = _text(fields.get("error_description")) or _text(fields.get("message"))
-    head = f"{status} {reason.replace('_', ' ')}".strip()
-    return f"{head}: {detail}" if detail else head
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _text(value: Any) -> str | None:
-    return value[:_MAX_MESSAGE_CHARS] if isinstance(value, str) and value else None
-
-
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
 
 
 def _grant_path(grant_id: str) -> str:
@@ -508,7 +366,7 @@ def _page(data: Any) -> tuple[list[Grant], str | None]:
     return grants, next_from if isinstance(next_from, str) and next_from else None
 
 
-def _issued_token(body: bytes, *, secrets: Iterable[str]) -> IssuedToken:
+def _issued_token(body: bytes) -> IssuedToken:
     try:
         data = json.loads(body)
         access_token = data["access_token"]
@@ -561,13 +419,4 @@ def make_api(
     )
 
 
-__all__ = [
-    "CallHooks",
-    "ClientCredentials",
-    "ManagementApi",
-    "make_api",
-    "management_error",
-    "matches",
-    "network_error",
-    "token_error",
-]
+__all__ = ["CallHooks", "ClientCredentials", "ManagementApi", "make_api", "matches"]

@@ -15,14 +15,17 @@
             ├── NotFound          404 (unknown audience or client)
             └── GrantConflict     409 (resolved by a lookup and `on_conflict`)
 
-Third-party exceptions (`requests`) are translated into this tree in one place only,
-`tasks.auth0_api`. Messages never carry secrets: they are built from status codes and
-Auth0's own error bodies, never from request headers.
+Third-party exceptions (`requests`) and HTTP statuses are translated into this tree in one
+place only, `tasks.auth0_errors` (used by `tasks.auth0_api` alone). Messages never carry
+secrets: they are built from status codes and Auth0's own error bodies, never from request
+headers, and any secret an answer echoes is redacted.
 
-Every `Auth0Error` that leaves `Provisioner.provision` carries `attempts` (HTTP calls made for
-the request). `UpstreamError` and `NetworkError` carry `ambiguous`: True when the failed call
-may have reached Auth0 and been applied (a 5xx, a read timeout, a dropped connection), False
-when it certainly was not (a connect error, a 408, a failed token request).
+Every `Auth0Error` that leaves `Provisioner.provision` carries `attempts` (Management API calls
+made for the request) and `endpoint` (the call that failed: `create_grant`, `list_grants`,
+`update_grant`, `get_grant`, `token`; None when no call was made). `UpstreamError` and
+`NetworkError` carry `ambiguous`: True when the failed call may have reached Auth0 and been
+applied (a 5xx, a read timeout, a dropped connection), False when it certainly was not (a
+connect error, a 408, a failed token request).
 """
 
 from __future__ import annotations
@@ -76,8 +79,10 @@ class RequestInvalid(GrantWorkerError):
 class Auth0Error(GrantWorkerError):
     """Raised when the Management API, or the network to it, does not give a usable answer."""
 
-    # HTTP calls made for the request when the error ended it (set by the provisioner).
+    # Management API calls made for the request when the error ended it (set by the provisioner).
     attempts: int = 0
+    # The call that failed (set by tasks.auth0_api); None when the error came before any call.
+    endpoint: str | None = None
 
 
 class RetryableError(Auth0Error):

@@ -120,7 +120,11 @@ class _Run:
         self.attempts = 0
         self.maybe_sent = sent_before
         self.before_send = before_send
-        self.api = owner.api.with_hooks(CallHooks(before_call=self._take_slot, on_call=self._count))
+        self.api = owner.api.with_hooks(
+            CallHooks(
+                before_call=self._take_slot, on_call=self._count, time_left=self.budget.remaining_s
+            )
+        )
 
     def provision(self, request: GrantRequest) -> Resolution:
         requested = request.grant
@@ -216,7 +220,8 @@ class _Run:
     def _pause_fleet(self, exc: RateLimited) -> None:
         """After Auth0's 429 that says when, hold every worker until then (capped)."""
         governor = self.owner.governor
-        if governor is None or exc.http_status != 429:
+        # Our own governor's refusal is no news, and /oauth/token has a limit of its own.
+        if governor is None or exc.http_status != 429 or exc.endpoint == TOKEN:
             return
         now = self.owner.epoch_clock()
         if exc.retry_after_s is not None:
