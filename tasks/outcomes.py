@@ -103,7 +103,7 @@ class OutcomeRecorder:
     def recorded(self, request_id: str) -> Outcome | None:
         """The outcome recorded for `request_id`, if any."""
         raw = self._client.get(self._keys.outcome_record(request_id))
-        return Outcome.model_validate_json(raw) if raw else None  # type: ignore[arg-type]
+        return Outcome.model_validate_json(raw) if raw else None
 
     def forget(self, request_id: str) -> None:
         """Drop the record so that a replay of the same request id is worked on again."""

@@ -41,6 +41,31 @@ def make_settings(emulator: Any, key_prefix: str, queue_name: str, **overrides: 
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+@pytest.fixture(scope="module")
+def shared_settings(
+    emulator_server: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """One worker for the tests of this module that need no settings of their own: starting
+    a worker costs seconds, and these tests tell their requests apart by id anyway."""
+    tag = uuid.uuid4().hex[:10]
+    settings = make_settings(
+        emulator_server,
+        f"test-{tag}:",
+        f"test-grants-{tag}",
+        redis_url=redis_url,
+        grants_retry_budget_s=30.0,
+    )
+    worker = WorkerProcess(settings, log_dir=tmp_path_factory.mktemp("worker"))
+    worker.start()
+    yield settings
+    worker.stop(timeout_s=10)
+    cleanup = redis.Redis.from_url(redis_url)
+    for pattern in (f"test-{tag}:*", f"*test-grants-{tag}*"):
+        keys = list(cleanup.scan_iter(pattern))
+        if keys:
+            cleanup.delete(*keys)
+
+
 @pytest.fixture
 def settings_factory(
     emulator: Any, key_prefix: str, queue_name: str, redis_url: str

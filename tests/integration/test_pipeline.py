@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import pickle
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 
 from config.settings import Settings
 from tasks.gate import TASK_NAME
 from tasks.models import Outcome
 from tests.integration.conftest import (
-    make_settings,
     next_client_id,
     outcome_counts,
     push_raw,
@@ -38,31 +35,6 @@ def request(client_id: str | None = None, *scopes: str, **envelope: Any) -> dict
 def run(client: GrantClient, *requests: dict[str, Any]) -> list[Outcome]:
     ids = client.submit_many(requests)
     return [client.wait(request_id, timeout_s=WAIT_S) for request_id in ids]
-
-
-@pytest.fixture(scope="module")
-def shared_settings(
-    emulator_server: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Settings]:
-    """One worker for the tests of this module that need no settings of their own: starting
-    a worker costs seconds, and these tests tell their requests apart by id anyway."""
-    tag = uuid.uuid4().hex[:10]
-    settings = make_settings(
-        emulator_server,
-        f"test-{tag}:",
-        f"test-grants-{tag}",
-        redis_url=redis_url,
-        grants_retry_budget_s=30.0,
-    )
-    worker = WorkerProcess(settings, log_dir=tmp_path_factory.mktemp("worker"))
-    worker.start()
-    yield settings
-    worker.stop(timeout_s=10)
-    cleanup = redis.Redis.from_url(redis_url)
-    for pattern in (f"test-{tag}:*", f"*test-grants-{tag}*"):
-        keys = list(cleanup.scan_iter(pattern))
-        if keys:
-            cleanup.delete(*keys)
 
 
 @pytest.fixture

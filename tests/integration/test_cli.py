@@ -1,0 +1,164 @@
+"""The `grants` command as pipelines and operators use it: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from config.settings import Settings
+from tests.integration.conftest import next_client_id
+from worker.cli import cli
+from worker.client import GrantClient
+from worker.testing import settings_env
+
+API = "https://api.example.com/"
+
+
+@pytest.fixture
+def settings(shared_settings: Settings) -> Settings:
+    return shared_settings
+
+
+def grants(settings: Settings, *args: str, **env: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env={**settings_env(settings), **env})
+
+
+def test_submit_wait_prints_the_outcome_and_exits_0_when_created(settings: Settings) -> None:
+    result = grants(
+        settings, "submit", "--audience", API, "--client-id", next_client_id(),
+        "--scope", "read:a", "--scope", "write:a", "--request-id", "cli-1", "--wait",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    request_id, outcome_line = result.stdout.splitlines()
+    outcome = json.loads(outcome_line)
+    assert request_id == "cli-1"
+    assert outcome["status"] == "created"
+    assert outcome["grant"]["scope"] == ["read:a", "write:a"]
+
+
+def test_submit_wait_exits_1_when_the_grant_fails(settings: Settings) -> None:
+    result = grants(
+        settings, "submit", "--audience", "https://nowhere.example.com/",
+        "--client-id", next_client_id(), "--wait",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert json.loads(result.stdout.splitlines()[1])["error"]["code"] == "not_found"
+
+
+def test_submit_refuses_an_invalid_request_with_exit_2_and_sends_nothing(
+    settings: Settings, redis_client: Any
+) -> None:
+    result = grants(
+        settings, "submit", "--audience", API, "--client-id", "c",
+        "--default-for", "third_party_clients",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "exactly one of client_id or default_for" in result.output
+    assert redis_client.llen(settings.grants_queue) == 0
+
+
+def test_submit_wait_exits_3_when_no_outcome_arrives_in_time(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    idle = settings_factory()  # a queue no worker consumes
+    result = grants(
+        idle, "submit", "--audience", API, "--client-id", "c", "--wait", "--timeout", "0.5"
+    )
+    assert result.exit_code == 3
+    assert "timeout" in result.output
+
+
+def test_results_filters_by_request_id(settings: Settings) -> None:
+    grants(settings, "submit", "--audience", API, "--client-id", next_client_id(),
+           "--request-id", "cli-results", "--wait")  # fmt: skip
+    result = grants(settings, "results", "--request-id", "cli-results")
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["request_id"] for line in lines] == ["cli-results"]
+
+
+def test_a_config_error_exits_2_naming_the_setting(settings: Settings) -> None:
+    result = grants(settings, "worker", AUTH0_DOMAIN="http://tenant.example.com")
+    assert result.exit_code == 2
+    assert "auth0_domain" in result.output
+    assert "loopback" in result.output
+
+
+def test_bulk_checks_every_row_and_enqueues_nothing_when_one_is_bad(
+    settings: Settings, tmp_path: Path, redis_client: Any
+) -> None:
+    rows = [{"grant": {"client_id": next_client_id(), "audience": API}} for _ in range(3)]
+    rows.append({"grant": {"audience": API}})
+    path = tmp_path / "grants.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    result = grants(settings, "bulk", str(path))
+    assert result.exit_code == 1
+    assert "line 4: grant: exactly one of client_id or default_for is required" in result.output
+    assert redis_client.llen(settings.grants_queue) == 0
+
+
+def test_bulk_wait_follows_a_csv_batch_to_a_summary_and_a_report(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "grants.csv"
+    lines = ["client_id,audience,scope"]
+    lines += [f"{next_client_id()},{API},read:a write:a" for _ in range(25)]
+    path.write_text("\n".join(lines) + "\n")
+    report = tmp_path / "report.jsonl"
+    result = grants(
+        settings, "bulk", str(path), "--batch-id", "cli-batch", "--wait", "--report", str(report)
+    )
+    assert result.exit_code == 0, result.output
+    outcomes = [json.loads(line) for line in report.read_text().splitlines()]
+    assert len(outcomes) == 25
+    assert {o["status"] for o in outcomes} == {"created"}
+    assert {o["batch_id"] for o in outcomes} == {"cli-batch"}
+    assert json.loads(result.stdout.splitlines()[-1]) == {"created": 25}
+
+
+def test_dlq_list_show_replay_and_purge(
+    settings: Settings, emulator: Any, redis_client: Any
+) -> None:
+    with GrantClient(settings) as client:
+        missing = client.submit(
+            {"grant": {"client_id": next_client_id(), "audience": "https://later.example.com/"}}
+        )
+        conflict_client = next_client_id()
+        client.wait(
+            client.submit({"grant": {"client_id": conflict_client, "audience": API}}), timeout_s=30
+        )
+        conflicted = client.submit(
+            {"grant": {"client_id": conflict_client, "audience": API}, "on_conflict": "fail"}
+        )
+        client.wait(missing, timeout_s=30)
+        client.wait(conflicted, timeout_s=30)
+
+    listed = grants(settings, "dlq", "list", "--code", "not_found")
+    assert listed.exit_code == 0
+    (letter,) = [json.loads(line) for line in listed.stdout.splitlines() if missing in line]
+    shown = grants(settings, "dlq", "show", letter["id"])
+    assert json.loads(shown.stdout)["request"]["grant"]["audience"] == "https://later.example.com/"
+
+    dry = grants(settings, "dlq", "replay", missing, "--dry-run")
+    assert json.loads(dry.stdout)["action"] == "would replay"
+    assert redis_client.xlen(f"{settings.grants_key_prefix}dead") >= 2
+
+    emulator.admin.add_resource_servers(
+        [{"identifier": "https://later.example.com/", "name": "Later", "scopes": []}]
+    )
+    replayed = grants(settings, "dlq", "replay", missing)
+    assert replayed.exit_code == 0
+    with GrantClient(settings) as client:
+        assert client.wait(missing, timeout_s=30).status == "created"
+
+    assert grants(settings, "dlq", "replay").exit_code == 2  # nothing selected: usage error
+    purged = grants(settings, "dlq", "purge", conflicted)
+    assert purged.exit_code == 0
+    assert "1 purged" in purged.output
+    remaining = grants(settings, "dlq", "list").stdout
+    assert conflicted not in remaining and missing not in remaining
