@@ -10,10 +10,12 @@
 - TLS verification is always on, and the process environment is not consulted (`trust_env` is
   off): no proxy variables, no `.netrc` credentials replacing our bearer token, no CA bundle
   swapped in from outside. Timeouts are passed on every call by `tasks.auth0_api`.
+- No cookies are kept: every call stands on its bearer token alone, whatever the tenant sets.
 """
 
 from __future__ import annotations
 
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
@@ -49,6 +51,7 @@ def make_session(settings: Settings) -> requests.Session:
     session.trust_env = False
     session.verify = True
     session.max_redirects = 0
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     pool_size = settings.grants_concurrency + 1
     tenant = HTTPAdapter(
         pool_connections=_POOLS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import MockRequest, create_cookie
 
 from config.settings import Settings
 from tasks.session import OffTenantRefused, make_session
@@ -55,3 +56,12 @@ def test_tls_is_verified_and_the_environment_is_not_consulted() -> None:
 def test_a_session_needs_the_tenant() -> None:
     with pytest.raises(ValueError, match="AUTH0_DOMAIN"):
         make_session(Settings(auth0_domain=""))
+
+
+def test_no_cookie_the_tenant_sets_is_kept() -> None:
+    session = make_session(settings())
+    cookie = create_cookie("did", "abc", domain="tenant.example.com")
+    request = MockRequest(
+        requests.Request("GET", "https://tenant.example.com/oauth/token").prepare()
+    )
+    assert not session.cookies.get_policy().set_ok(cookie, request)
