@@ -1,10 +1,10 @@
-# The Auth0 emulator as a container; built by docker-compose.yml from the repository root.
+# The project as a container: `grants worker` by default, `python -m emulator` for the emulator.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
-# The project's own packaging, so the emulator runs on the dependencies pyproject declares.
+# The project's own packaging, so both run on the dependencies pyproject declares.
 COPY pyproject.toml README.md ./
 COPY config ./config
 COPY tasks ./tasks
@@ -13,5 +13,5 @@ COPY emulator ./emulator
 RUN pip install --no-cache-dir . && rm -rf /app/*
 
 USER nobody
-EXPOSE 8787
-CMD ["python", "-m", "emulator", "--host", "0.0.0.0", "--port", "8787"]
+EXPOSE 8787 9108
+CMD ["grants", "worker"]
