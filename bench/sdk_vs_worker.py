@@ -104,7 +104,7 @@ def run_sdk(base_url: str, count: int, threads: int) -> Figures:
 def run_worker(base_url: str, count: int, workers: int, concurrency: int, rate: float) -> Figures:
     tag = uuid.uuid4().hex[:8]
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         redis_url=REDIS_URL,
         auth0_domain=base_url,
         auth0_client_id="grant-worker",
