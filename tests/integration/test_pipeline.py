@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 
 from config.settings import Settings
 from tasks.gate import TASK_NAME
@@ -19,8 +23,9 @@ from tests.integration.conftest import (
     push_raw,
     raw_celery_message,
 )
+from tests.local_redis import free_port
 from worker.client import GrantClient
-from worker.testing import WorkerProcess
+from worker.testing import WorkerProcess, settings_env
 
 API = "https://api.example.com/"
 WAIT_S = 30.0
@@ -307,3 +312,41 @@ def test_a_pickle_message_is_rejected_unread_and_the_worker_goes_on(
     assert outcome.error is not None and "JSON only" in outcome.error.message
     (after,) = run(client, request())
     assert after.status == "created"
+
+
+def test_the_plain_celery_command_runs_the_same_worker(
+    settings_factory: Callable[..., Settings], tmp_path: Any
+) -> None:
+    settings = settings_factory()
+    log_path = tmp_path / "celery.log"
+    command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=threads"]
+    command += [f"--queues={settings.grants_queue}", "--concurrency=2"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **settings_env(settings)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with GrantClient(settings) as client:
+            (outcome,) = run(client, request())
+        assert outcome.status == "created"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_worker_exposes_prometheus_metrics_when_asked(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    port = free_port()
+    settings = settings_factory(grants_metrics_port=port)
+    start_worker(settings)
+    with GrantClient(settings) as client:
+        run(client, request(), request(None, grant={"audience": "https://nowhere.example.com/"}))
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'grants_outcomes_total{code="",status="created"} 1.0' in text
+    assert 'grants_outcomes_total{code="not_found",status="failed"} 1.0' in text
+    assert "grants_auth0_calls_total" in text

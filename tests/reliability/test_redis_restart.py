@@ -12,8 +12,8 @@ import redis
 
 from config.settings import Settings
 from tests.integration.conftest import next_client_id
+from tests.local_redis import RedisServer
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
-from tests.reliability.redis_server import RedisServer
 from worker.client import GrantClient
 from worker.testing import WorkerProcess
 from worker.watchdog import STALLED_EXIT_CODE

@@ -17,7 +17,7 @@ from tasks.errors import RequestInvalid
 from tasks.session import make_session
 from tasks.validation import parse_request
 from tests.integration.conftest import next_client_id
-from tests.reliability.redis_server import RedisServer
+from tests.local_redis import RedisServer
 from worker.cli import cli
 from worker.client import GrantClient
 from worker.testing import WorkerProcess, settings_env
