@@ -350,3 +350,12 @@ def test_a_worker_exposes_prometheus_metrics_when_asked(
     assert 'grants_outcomes_total{code="",status="created"} 1.0' in text
     assert 'grants_outcomes_total{code="not_found",status="failed"} 1.0' in text
     assert "grants_auth0_calls_total" in text
+
+
+def test_following_results_yields_an_outcome_as_it_is_recorded(
+    worker: None, client: GrantClient
+) -> None:
+    following = client.results(request_id="follow-1", follow=True)
+    client.submit(request(request_id="follow-1"))
+    outcome = next(following)
+    assert (outcome.request_id, outcome.status) == ("follow-1", "created")
