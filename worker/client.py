@@ -168,7 +168,9 @@ class GrantClient:
         if not follow:
             return
         if not exclusive:
-            last_id = newest_id(self.redis, self.keys.results)
+            # Nothing was read: follow from the very start, so that an outcome recorded since
+            # the scan is not skipped.
+            last_id = "0-0"
         while True:
             for entry_id, fields in entries_after(
                 self.redis, self.keys.results, last_id, count=STREAM_PAGE, block_ms=1000
