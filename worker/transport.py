@@ -7,6 +7,12 @@ worker dies and the item is gone without a trace. Here such an item becomes a de
 its raw text, through the handler the app puts in the transport options, and the worker keeps
 consuming.
 
+It also closes a window in which kombu loses a message when Redis goes away: BRPOP has taken the
+message off the list, and the write that records it as unacknowledged fails. kombu lets it go
+with the exception; here it is kept in the process and pushed back onto its queue as soon as
+Redis answers again (seen in the Redis-restart scenario: one request of a hundred lost).
+A worker killed while Redis is down still loses what it keeps this way.
+
 The transport registers itself under the URL schemes `grants-redis` and `grants-rediss`;
 `worker.app` maps `REDIS_URL` onto them, so users keep writing `redis://` and `rediss://`.
 """
@@ -14,6 +20,8 @@ The transport registers itself under the URL schemes `grants-redis` and `grants-
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable
 from queue import Empty
 from typing import Any
@@ -21,7 +29,7 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,11 @@ SCHEMES = {"redis": "grants-redis", "rediss": "grants-rediss"}
 MALFORMED_HANDLER_OPTION = "grants_malformed_handler"
 
 MalformedHandler = Callable[[str, str], None]
+
+# Messages taken off a queue whose "unacknowledged" record could not be written: (payload,
+# queue name). Process-wide, because the channel that took them is replaced on reconnect.
+_taken_not_recorded: deque[tuple[dict[str, Any], str]] = deque()
+_taken_lock = threading.Lock()
 
 
 def broker_url(redis_url: str) -> str:
@@ -54,13 +67,51 @@ class GuardedChannel(kombu_redis.Channel):
             self._queue_cycle.rotate(dest)
             payload = self._checked(item)
             if payload is not None:
-                self.connection._deliver(payload, dest)
+                try:
+                    self.connection._deliver(payload, dest)
+                except self.connection_errors:
+                    # Off the list, not yet in the unacknowledged hash: only we hold it now.
+                    with _taken_lock:
+                        _taken_not_recorded.append((payload, dest))
+                    log.warning("a message taken as Redis went away is kept to be put back")
+                    raise
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu annotates it as bool
             flush_reauth = getattr(self, "_flush_brpop_reauth", None)
             if flush_reauth is not None:
                 flush_reauth()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except AttributeError:
+            # kombu race, seen when Redis restarts under a working worker: the transport has
+            # dropped its connection while this channel closes, and restoring the unacknowledged
+            # messages trips over it ("Unrecoverable error": the worker exits). The messages
+            # are still in the unacknowledged hash in Redis; the visibility timeout returns them.
+            self.closed = True
+            log.warning("channel closed without restoring its messages (its connection is gone)")
+
+    def _brpop_start(self, timeout: Any = None) -> None:
+        self._put_back_taken()
+        super()._brpop_start(timeout)
+
+    def _put_back_taken(self) -> None:
+        """Return kept messages to the head of their queue, oldest first, while Redis answers."""
+        with _taken_lock:
+            while _taken_not_recorded:
+                payload, queue = _taken_not_recorded[0]
+                key = self._q_for_pri(queue, self._get_message_priority(payload, reverse=False))
+                try:
+                    # BRPOP takes from the right: RPUSH puts it next in line. A pooled
+                    # connection, not the one BRPOP is about to use.
+                    with self.conn_or_acquire() as client:
+                        client.rpush(key, dumps(payload))
+                except self.connection_errors:
+                    return
+                _taken_not_recorded.popleft()
+                log.warning("a message taken as Redis went away was put back on %s", queue)
 
     def _get(self, queue: Any, timeout: Any = None) -> Any:
         # The synchronous path (basic_get) reads items too; skip the ones that are not messages.
