@@ -61,8 +61,17 @@ def decode_entry(fields: dict[str, str]) -> Any:
 class IntakeBridge:
     """Moves entries from the intake stream onto the Celery queue."""
 
-    def __init__(self, app: Celery, client: redis.Redis, keys: Keys, consumer: str) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        client: redis.Redis,
+        keys: Keys,
+        consumer: str,
+        *,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+    ) -> None:
         self._app = app
+        self._claim_idle_ms = claim_idle_ms
         self._client = client
         self._keys = keys
         self._consumer = consumer
@@ -94,7 +103,7 @@ class IntakeBridge:
             self._keys.intake,
             self._keys.intake_group,
             self._consumer,
-            min_idle_ms=CLAIM_IDLE_MS,
+            min_idle_ms=self._claim_idle_ms,
             count=BATCH,
         )
         if not entries:
