@@ -16,9 +16,9 @@ from config.settings import Settings
 from tasks.models import Outcome
 from worker.bulk import Format, guess_format, read_requests
 from worker.client import GrantClient, WaitTimeout
+from worker.exit_codes import EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE
 
 ENQUEUE_CHUNK = 200
-EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
 
 def run_bulk(

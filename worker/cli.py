@@ -20,8 +20,7 @@ from config.settings import Settings
 from tasks.errors import RequestInvalid
 from tasks.models import Outcome
 from tasks.validation import describe_errors
-
-EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+from worker.exit_codes import EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE
 
 
 def load_settings(**overrides: Any) -> Settings:
