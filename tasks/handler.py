@@ -8,7 +8,6 @@ Every path ends in exactly one recorded outcome, or in the acknowledgement of a 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +19,11 @@ from tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid
 from tasks.ledger import DeliveryLedger
 from tasks.locks import RequestLocks
 from tasks.models import (
-    REQUEST_ID_PATTERN,
     ErrorInfo,
     GrantRequest,
     Outcome,
     Status,
+    is_request_id,
     utc_timestamp,
 )
 from tasks.outcomes import OutcomeRecorder
@@ -32,7 +31,6 @@ from tasks.provision import Provisioner
 from tasks.validation import parse_request
 
 log = logging.getLogger(__name__)
-_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 @dataclass
@@ -133,7 +131,7 @@ class GrantHandler:
         """Record a `rejected` outcome for input that could not be used; nothing is sent."""
         fields = raw if isinstance(raw, dict) else {}
         given_id = fields.get("request_id")
-        request_id = given_id if isinstance(given_id, str) and _valid_id(given_id) else fallback_id
+        request_id = given_id if is_request_id(given_id) else fallback_id
         batch_id = fields.get("batch_id")
         outcome = Outcome(
             request_id=request_id,
@@ -174,10 +172,6 @@ class GrantHandler:
             finished_at=utc_timestamp(self.now()),
             metadata=request.metadata,
         )
-
-
-def _valid_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(_REQUEST_ID.fullmatch(value))
 
 
 def _printable(raw: Any) -> Any:

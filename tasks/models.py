@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeGuard
 
 from pydantic import (
     BaseModel,
@@ -27,6 +28,14 @@ MAX_METADATA_BYTES = 4 * 1024
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+
+
+def is_request_id(value: Any) -> TypeGuard[str]:
+    """Whether `value` may serve as a request id (for input that failed validation as a whole)."""
+    return isinstance(value, str) and bool(_REQUEST_ID.fullmatch(value))
+
+
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=280)]
 AuthorizationDetailsType = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 

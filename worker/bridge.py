@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import socket
 import threading
 import uuid
@@ -24,7 +23,7 @@ from tasks.connections import make_redis
 from tasks.errors import RequestInvalid
 from tasks.gate import TASK_NAME
 from tasks.keys import Keys
-from tasks.models import REQUEST_ID_PATTERN
+from tasks.models import is_request_id
 from tasks.streams import claim_stale, group_entries
 
 log = logging.getLogger(__name__)
@@ -32,14 +31,13 @@ log = logging.getLogger(__name__)
 BLOCK_MS = 1000
 BATCH = 100
 CLAIM_IDLE_MS = 60_000
-_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 def task_id_for(entry_id: str, request: Any) -> str:
     """The request's own id where it has a valid one, else one derived from the entry id."""
     if isinstance(request, dict):
         given = request.get("request_id")
-        if isinstance(given, str) and _REQUEST_ID.fullmatch(given):
+        if is_request_id(given):
             return given
     return f"intake-{entry_id}"
 
