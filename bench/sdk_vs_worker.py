@@ -38,7 +38,7 @@ from auth0.management.client import Auth0
 
 from config.settings import Settings
 from emulator.testing import EmulatorAdmin
-from tasks.connections import make_redis
+from tasks.connections import delete_deployment, make_redis
 from worker.client import GrantClient
 from worker.testing import WorkerProcess
 
@@ -128,17 +128,9 @@ def run_worker(base_url: str, count: int, workers: int, concurrency: int, rate: 
     finally:
         for process in processes:
             process.stop()
-        cleanup(settings)
+        delete_deployment(make_redis(settings), settings)
     created = sum(1 for outcome in outcomes if outcome.status in ("created", "exists"))
     return Figures(created, count - created, 0, seconds)
-
-
-def cleanup(settings: Settings) -> None:
-    client = make_redis(settings)
-    for pattern in (f"{settings.grants_key_prefix}*", f"*{settings.grants_queue}*"):
-        keys = list(client.scan_iter(pattern))
-        if keys:
-            client.delete(*keys)
 
 
 def phase(admin: EmulatorAdmin, name: str, run: Callable[[], Figures]) -> Figures:

@@ -23,3 +23,15 @@ def make_redis(settings: Settings) -> redis.Redis:
         socket_timeout=30,
         retry_on_timeout=True,
     )
+
+
+def delete_deployment(client: redis.Redis, settings: Settings) -> int:
+    """Delete every key a deployment wrote: those under its key prefix, its queue and kombu's
+    bindings of the queue (`_kombu.binding.{queue}`). For the demo, benchmarks and tests, which
+    run on deployments of their own; returns how many keys were deleted."""
+    deleted = 0
+    for pattern in (f"{settings.grants_key_prefix}*", f"*{settings.grants_queue}*"):
+        batch = list(client.scan_iter(pattern, count=1000))
+        if batch:
+            deleted += int(client.delete(*batch))
+    return deleted

@@ -17,7 +17,7 @@ import redis
 from tasks.errors import RequestInvalid
 from tasks.keys import Keys
 from tasks.ledger import DeliveryLedger
-from tasks.outcomes import OutcomeRecorder
+from tasks.outcomes import make_recorder
 from tasks.streams import entries_between
 from tasks.validation import parse_request
 from worker.client import GrantClient
@@ -66,9 +66,7 @@ class DeadLetters:
         self._redis: redis.Redis = client.redis
         self._keys: Keys = client.keys
         settings = client.settings
-        self._recorder = OutcomeRecorder(
-            self._redis, self._keys, record_ttl_s=settings.grants_record_ttl_s, stream_maxlen=0
-        )
+        self._recorder = make_recorder(settings, self._redis)
         self._ledger = DeliveryLedger(self._redis, self._keys, ttl_s=settings.grants_record_ttl_s)
 
     def all(self, *, code: str | None = None) -> Iterator[DeadLetter]:

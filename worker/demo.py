@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import Settings
-from tasks.keys import Keys
+from tasks.connections import delete_deployment, make_redis
 from tasks.models import Outcome
 from worker.client import GrantClient, WaitTimeout
 
@@ -210,12 +210,6 @@ def _table(rows: list[tuple[Example, Outcome | None]]) -> Table:
 
 
 def _clean(settings: Settings) -> None:
-    from tasks.connections import make_redis
-
     client = make_redis(settings)
-    keys = Keys(settings.grants_key_prefix)
-    for pattern in (f"{keys.prefix}*", f"*{settings.grants_queue}*"):
-        batch = list(client.scan_iter(pattern, count=1000))
-        if batch:
-            client.delete(*batch)
+    delete_deployment(client, settings)
     client.close()

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from config.settings import Settings
+from tasks.connections import delete_deployment
 from worker.client import GrantClient
 from worker.testing import WorkerProcess
 
@@ -59,11 +60,7 @@ def shared_settings(
     worker.start()
     yield settings
     worker.stop(timeout_s=10)
-    cleanup = redis.Redis.from_url(redis_url)
-    for pattern in (f"test-{tag}:*", f"*test-grants-{tag}*"):
-        keys = list(cleanup.scan_iter(pattern))
-        if keys:
-            cleanup.delete(*keys)
+    delete_deployment(redis.Redis.from_url(redis_url), settings)
 
 
 @pytest.fixture
