@@ -32,8 +32,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from emulator.server import start, start_app
-from emulator.state import Emulator
+from grant_worker.emulator.server import start, start_app
+from grant_worker.emulator.state import Emulator
 
 AUDIENCES = (
     "https://api.example.com/",

@@ -36,11 +36,11 @@ from typing import Any
 from auth0.authentication import GetToken
 from auth0.management.client import Auth0
 
-from config.settings import Settings
-from emulator.testing import EmulatorAdmin
-from tasks.connections import delete_deployment, make_redis
-from worker.client import GrantClient
-from worker.testing import WorkerProcess
+from grant_worker.config.settings import Settings
+from grant_worker.emulator.testing import EmulatorAdmin
+from grant_worker.tasks.connections import delete_deployment, make_redis
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import WorkerProcess
 
 API = "https://api.example.com/"
 PHASE_CAP_S = 600.0
@@ -60,7 +60,7 @@ class Figures:
 
 
 def start_emulator(port: int, rate: float) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "emulator", "--port", str(port)]
+    command = [sys.executable, "-m", "grant_worker.emulator", "--port", str(port)]
     command += ["--rate-limit", str(rate), "--burst", str(int(rate))]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     admin = EmulatorAdmin(f"http://127.0.0.1:{port}")

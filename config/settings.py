@@ -2,8 +2,8 @@
 
 Sources, highest priority first: keyword arguments (tests, the demo), environment variables,
 a `.env` file in the working directory, then the defaults below. `Settings` is read once at the
-entry point (`grants …`, `celery -A worker.app`) and passed down; nothing reads the environment
-at import time.
+entry point (`grants …`, `celery -A grant_worker.worker.app`) and passed down; nothing reads the
+environment at import time.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""`python -m emulator`: the same command as `grants emulator`."""
+"""`python -m grant_worker.emulator`: the same command as `grants emulator`."""
 
-from emulator.cli import emulator
+from grant_worker.emulator.cli import emulator
 
 if __name__ == "__main__":
-    emulator(prog_name="python -m emulator")
+    emulator(prog_name="python -m grant_worker.emulator")

@@ -26,10 +26,10 @@ from typing import Any
 import pydantic
 from aiohttp import web
 
-from emulator.errors import ApiError
-from emulator.ratelimit import RateLimitSettings
-from emulator.seed import ClientSpec, ResourceServerSpec, Seed
-from emulator.state import Emulator
+from grant_worker.emulator.errors import ApiError
+from grant_worker.emulator.ratelimit import RateLimitSettings
+from grant_worker.emulator.seed import ClientSpec, ResourceServerSpec, Seed
+from grant_worker.emulator.state import Emulator
 
 PREFIX = "/__emulator"
 AdminHandler = Callable[[Emulator, Any], Any]

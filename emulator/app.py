@@ -25,14 +25,18 @@ from typing import Any
 
 from aiohttp import web
 
-from emulator import admin
-from emulator.errors import ApiError, OAuthError, reason_phrase
-from emulator.faults import Fault, FaultSettings, fault_body
-from emulator.oauth import exchange
-from emulator.ratelimit import TOO_MANY_REQUESTS_BODY, TOO_MANY_REQUESTS_OAUTH_BODY, RateDecision
-from emulator.state import Emulator
-from emulator.store import format_key, grant_key
-from emulator.validation import coerce_form
+from grant_worker.emulator import admin
+from grant_worker.emulator.errors import ApiError, OAuthError, reason_phrase
+from grant_worker.emulator.faults import Fault, FaultSettings, fault_body
+from grant_worker.emulator.oauth import exchange
+from grant_worker.emulator.ratelimit import (
+    TOO_MANY_REQUESTS_BODY,
+    TOO_MANY_REQUESTS_OAUTH_BODY,
+    RateDecision,
+)
+from grant_worker.emulator.state import Emulator
+from grant_worker.emulator.store import format_key, grant_key
+from grant_worker.emulator.validation import coerce_form
 
 EMULATOR = web.AppKey("emulator", Emulator)
 GRANTS_PATH = "/api/v2/client-grants"

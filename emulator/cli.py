@@ -1,4 +1,4 @@
-"""`grants emulator` / `python -m emulator`: run the local Auth0 Management API."""
+"""`grants emulator` / `python -m grant_worker.emulator`: run the local Auth0 Management API."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from emulator.config import DEFAULT_TOKEN_LIFETIME_S, EmulatorConfig
-from emulator.errors import ApiError
-from emulator.faults import FaultSettings
-from emulator.ratelimit import RateLimitSettings
-from emulator.seed import load_seed
-from emulator.server import serve_forever
-from emulator.state import Emulator
+from grant_worker.emulator.config import DEFAULT_TOKEN_LIFETIME_S, EmulatorConfig
+from grant_worker.emulator.errors import ApiError
+from grant_worker.emulator.faults import FaultSettings
+from grant_worker.emulator.ratelimit import RateLimitSettings
+from grant_worker.emulator.seed import load_seed
+from grant_worker.emulator.server import serve_forever
+from grant_worker.emulator.state import Emulator
 
 RATE = click.FloatRange(0.0, 1.0)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from emulator.faults import FaultSettings
-from emulator.ratelimit import RateLimitSettings
-from emulator.seed import Seed
+from grant_worker.emulator.faults import FaultSettings
+from grant_worker.emulator.ratelimit import RateLimitSettings
+from grant_worker.emulator.seed import Seed
 
 DEFAULT_TOKEN_LIFETIME_S = 86400.0  # what real tenants answer in expires_in
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emulator.errors import reason_phrase
+from grant_worker.emulator.errors import reason_phrase
 
 Rate = Field(default=0.0, ge=0.0, le=1.0)
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from emulator.dialect import Dialect
-from emulator.errors import ApiError
-from emulator.store import SETTABLE, BadCheckpoint, DuplicateGrant, Grant, GrantStore
-from emulator.tenant import Tenant
-from emulator.validation import (
+from grant_worker.emulator.dialect import Dialect
+from grant_worker.emulator.errors import ApiError
+from grant_worker.emulator.store import SETTABLE, BadCheckpoint, DuplicateGrant, Grant, GrantStore
+from grant_worker.emulator.tenant import Tenant
+from grant_worker.emulator.validation import (
     INVALID_QUERY,
     parse_list_query,
     validate_create,

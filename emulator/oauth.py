@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from emulator.errors import OAuthError
-from emulator.seed import ClientSpec
-from emulator.store import GrantStore, grant_key
-from emulator.tenant import Tenant
-from emulator.tokens import TokenIssuer
+from grant_worker.emulator.errors import OAuthError
+from grant_worker.emulator.seed import ClientSpec
+from grant_worker.emulator.store import GrantStore, grant_key
+from grant_worker.emulator.tenant import Tenant
+from grant_worker.emulator.tokens import TokenIssuer
 
 GRANT_TYPES_URI = "https://auth0.com/docs/clients/client-grant-types"
 CLIENT_GRANTS_DOCS = "https://auth0.com/docs/api/v2#!/Client_Grants/post_client_grants"

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emulator.dialect import Dialect
+from grant_worker.emulator.dialect import Dialect
 
 CLIENT_GRANTS_SCOPES = (
     "create:client_grants",

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.log import access_logger
 
-from emulator.app import make_app
-from emulator.state import Emulator
+from grant_worker.emulator.app import make_app
+from grant_worker.emulator.state import Emulator
 
 # Enough for hundreds of clients connecting at once without SYN retries (capped by somaxconn).
 BACKLOG = 2048

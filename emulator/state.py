@@ -9,15 +9,15 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from emulator.config import EmulatorConfig
-from emulator.faults import FaultSettings
-from emulator.grants import ClientGrants
-from emulator.ratelimit import RateLimitSettings, TokenBucket, make_bucket
-from emulator.seed import ClientSpec, ResourceServerSpec, Seed, default_seed
-from emulator.stats import Stats
-from emulator.store import GrantStore
-from emulator.tenant import Tenant
-from emulator.tokens import TokenIssuer
+from grant_worker.emulator.config import EmulatorConfig
+from grant_worker.emulator.faults import FaultSettings
+from grant_worker.emulator.grants import ClientGrants
+from grant_worker.emulator.ratelimit import RateLimitSettings, TokenBucket, make_bucket
+from grant_worker.emulator.seed import ClientSpec, ResourceServerSpec, Seed, default_seed
+from grant_worker.emulator.stats import Stats
+from grant_worker.emulator.store import GrantStore
+from grant_worker.emulator.tenant import Tenant
+from grant_worker.emulator.tokens import TokenIssuer
 
 # Seeded grants are applied as if sent to this host; only a Management API audience listed in
 # `management_api.extra_identifiers` can be seeded, since the real host is not known yet.

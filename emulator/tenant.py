@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from emulator.seed import ClientSpec, ManagementApiSpec, ResourceServerSpec, Seed
+from grant_worker.emulator.seed import ClientSpec, ManagementApiSpec, ResourceServerSpec, Seed
 
 MANAGEMENT_PATH = "/api/v2/"
 

@@ -1,7 +1,7 @@
 """Test helpers shipped with the product: an emulator in a background thread, and a client
 of its admin API.
 
-    from emulator.testing import running_emulator
+    from grant_worker.emulator.testing import running_emulator
 
     with running_emulator() as emu:
         os.environ["AUTH0_DOMAIN"] = emu.base_url          # http://127.0.0.1:PORT
@@ -19,9 +19,9 @@ from typing import Any
 
 import requests
 
-from emulator.config import EmulatorConfig
-from emulator.server import BackgroundServer
-from emulator.state import Emulator
+from grant_worker.emulator.config import EmulatorConfig
+from grant_worker.emulator.server import BackgroundServer
+from grant_worker.emulator.state import Emulator
 
 ADMIN_TIMEOUT_S = 10.0
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from emulator.errors import ApiError
+from grant_worker.emulator.errors import ApiError
 
 
 def _b64(data: bytes) -> str:

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from emulator.dialect import Dialect
-from emulator.errors import ApiError
+from grant_worker.emulator.dialect import Dialect
+from grant_worker.emulator.errors import ApiError
 
 INVALID_BODY = "invalid_body"
 INVALID_QUERY = "invalid_query_string"

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tasks.models import CreateClientGrant, Grant, OnConflict
+from grant_worker.tasks.messages.models import CreateClientGrant, Grant, OnConflict
 
 # The fields `PATCH /api/v2/client-grants/{id}` accepts (README section 3); the others
 # (client_id, audience, subject_type, default_for) are immutable and part of the match.

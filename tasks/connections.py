@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from config.settings import Settings
+from grant_worker.config.settings import Settings
 
 
 def make_redis(settings: Settings) -> redis.Redis:

@@ -16,7 +16,7 @@
             └── GrantConflict     409 (resolved by a lookup and `on_conflict`)
 
 Third-party exceptions (`requests`) and HTTP statuses are translated into this tree in one
-place only, `tasks.auth0_errors` (used by `tasks.auth0_api` alone). Messages never carry
+place only, `tasks.auth0.translate` (used by `tasks.auth0.api` alone). Messages never carry
 secrets: they are built from status codes and Auth0's own error bodies, never from request
 headers, and any secret an answer echoes is redacted.
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.models import ErrorCode, ErrorInfo
+from grant_worker.tasks.messages.models import ErrorCode, ErrorInfo
 
 
 class GrantWorkerError(Exception):
@@ -81,7 +81,7 @@ class Auth0Error(GrantWorkerError):
 
     # Management API calls made for the request when the error ended it (set by the provisioner).
     attempts: int = 0
-    # The call that failed (set by tasks.auth0_api); None when the error came before any call.
+    # The call that failed (set by tasks.auth0.api); None when the error came before any call.
     endpoint: str | None = None
 
 

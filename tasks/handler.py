@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks import metrics
-from tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid
-from tasks.ledger import DeliveryLedger
-from tasks.locks import RequestLocks
-from tasks.models import (
+from grant_worker.tasks import metrics
+from grant_worker.tasks.delivery.ledger import DeliveryLedger
+from grant_worker.tasks.delivery.locks import RequestLocks
+from grant_worker.tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid
+from grant_worker.tasks.messages.models import (
     ErrorInfo,
     GrantRequest,
     Outcome,
@@ -26,9 +26,9 @@ from tasks.models import (
     is_request_id,
     utc_timestamp,
 )
-from tasks.outcomes import OutcomeRecorder
-from tasks.provision import Provisioner
-from tasks.validation import parse_request
+from grant_worker.tasks.messages.validation import parse_request
+from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
+from grant_worker.tasks.provision import Provisioner
 
 log = logging.getLogger(__name__)
 

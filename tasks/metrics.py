@@ -21,7 +21,7 @@ DUPLICATE_DELIVERIES = Counter(
     "Deliveries of requests whose outcome was already recorded (acknowledged without a call)",
 )
 
-# -- Management API client (tasks.auth0_api, tasks.provision, tasks.governor) --
+# -- Management API client (tasks.auth0.api, tasks.provision, tasks.flow.governor) --
 
 AUTH0_CALLS = Counter(
     "grants_auth0_calls_total",

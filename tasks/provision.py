@@ -3,7 +3,7 @@
 The story of one request:
 
 1. POST the grant, retrying 429 / 5xx / 408 / network errors inside the one retry budget
-   (`tasks.retry_policy`); every HTTP call (token, POST, GET, PATCH) first takes a slot of the
+   (`tasks.flow.retry_policy`); every HTTP call (token, POST, GET, PATCH) first takes a slot of the
    fleet's rate governor, and a 429 pauses the whole fleet until its reset.
 2. 201 → `created`.
 3. 409 → look the grant up and apply `on_conflict` (`tasks.conflicts`). The grant counts as
@@ -27,11 +27,12 @@ from typing import Any, Literal, TypeVar
 import redis
 import requests
 
-from config.settings import Settings
-from tasks import metrics
-from tasks.auth0_api import TOKEN, CallHooks, ManagementApi, make_api
-from tasks.conflicts import Mode, effective_mode, lookup_filters, pick, plan
-from tasks.errors import (
+from grant_worker.config.settings import Settings
+from grant_worker.tasks import metrics
+from grant_worker.tasks.auth0.api import TOKEN, CallHooks, ManagementApi, make_api
+from grant_worker.tasks.auth0.session import make_session
+from grant_worker.tasks.conflicts import Mode, effective_mode, lookup_filters, pick, plan
+from grant_worker.tasks.errors import (
     Auth0Error,
     ConflictUnresolved,
     GrantConflict,
@@ -39,10 +40,15 @@ from tasks.errors import (
     RateLimited,
     RetryableError,
 )
-from tasks.governor import Governor, SlotUnavailable, make_governor
-from tasks.models import CreateClientGrant, Grant, GrantRequest
-from tasks.retry_policy import Budget, Random, RetryPolicy, backoff_s, call_with_retries
-from tasks.session import make_session
+from grant_worker.tasks.flow.governor import Governor, SlotUnavailable, make_governor
+from grant_worker.tasks.flow.retry_policy import (
+    Budget,
+    Random,
+    RetryPolicy,
+    backoff_s,
+    call_with_retries,
+)
+from grant_worker.tasks.messages.models import CreateClientGrant, Grant, GrantRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,9 +10,9 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from tasks.errors import RequestInvalid
-from tasks.gate import TASK_NAME
-from tasks.handler import GrantHandler
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.handler import GrantHandler
+from grant_worker.tasks.messages.gate import TASK_NAME
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 class LazyHandler:
     """Builds the process's `GrantHandler` on first use, once, shared by the pool's threads.
 
-    Built lazily so that importing the app (`celery -A worker.app`) neither reads secrets nor
-    opens connections; only a process that works on requests does.
+    Built lazily so that importing the app (`celery -A grant_worker.worker.app`) neither reads
+    secrets nor opens connections; only a process that works on requests does.
     """
 
     def __init__(self, build: Callable[[], GrantHandler]) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import redis
 
-from config.settings import Settings
-from tasks.connections import make_redis
-from tasks.handler import GrantHandler
-from tasks.keys import Keys
-from tasks.ledger import DeliveryLedger
-from tasks.locks import RequestLocks
-from tasks.outcomes import make_recorder
-from tasks.provision import make_provisioner
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.delivery.ledger import DeliveryLedger
+from grant_worker.tasks.delivery.locks import RequestLocks
+from grant_worker.tasks.handler import GrantHandler
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.outcomes.recorder import make_recorder
+from grant_worker.tasks.provision import make_provisioner
 
 
 def make_handler(settings: Settings, client: redis.Redis | None = None) -> GrantHandler:

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 if TYPE_CHECKING:
-    from emulator.testing import RunningEmulator
+    from grant_worker.emulator.testing import RunningEmulator
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -58,7 +58,7 @@ def queue_name(redis_client: redis.Redis) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[RunningEmulator]:
-    from emulator.testing import running_emulator
+    from grant_worker.emulator.testing import running_emulator
 
     with running_emulator() as running:
         yield running

@@ -1,6 +1,6 @@
 """The Celery app: configuration derived from `Settings`, the task and the worker's extras.
 
-`celery -A worker.app worker` finds `app` here; it is built on first access (module
+`celery -A grant_worker.worker.app worker` finds `app` here; it is built on first access (module
 `__getattr__`), so importing this module reads no environment and opens no connection.
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 
 from celery import Celery
 
-from config.settings import Settings
-from tasks.errors import RequestInvalid
-from tasks.keys import Keys
-from tasks.task import LazyHandler, register_create_task
-from tasks.wiring import make_handler
-from worker.transport import MALFORMED_HANDLER_OPTION, broker_url
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.task import LazyHandler, register_create_task
+from grant_worker.tasks.wiring import make_handler
+from grant_worker.worker.transport import MALFORMED_HANDLER_OPTION, broker_url
 
 UNACKED_MUTEX_EXPIRE_S = 10
 
@@ -71,7 +71,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One message per thread: nothing waits in a local buffer while its visibility
         # timeout runs.
         "worker_prefetch_multiplier": 1,
-        "worker_consumer": "worker.consumer:GatedConsumer",
+        "worker_consumer": "grant_worker.worker.consumer:GatedConsumer",
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "worker_send_task_events": False,
@@ -87,8 +87,8 @@ def create_app(settings: Settings) -> Celery:
     app.grants_handler = handler
     register_create_task(app, handler)
     app.conf.broker_transport_options[MALFORMED_HANDLER_OPTION] = _dead_letter_malformed(handler)
-    from worker.bridge import IntakeBridgeStep
-    from worker.watchdog import WatchdogStep
+    from grant_worker.worker.bridge import IntakeBridgeStep
+    from grant_worker.worker.watchdog import WatchdogStep
 
     app.steps["worker"].add(IntakeBridgeStep)
     app.steps["worker"].add(WatchdogStep)

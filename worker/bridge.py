@@ -19,12 +19,12 @@ from typing import Any
 import redis
 from celery import Celery, bootsteps
 
-from tasks.connections import make_redis
-from tasks.errors import RequestInvalid
-from tasks.gate import TASK_NAME
-from tasks.keys import Keys
-from tasks.models import is_request_id
-from tasks.streams import claim_stale, group_entries
+from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.gate import TASK_NAME
+from grant_worker.tasks.messages.models import is_request_id
+from grant_worker.tasks.outcomes.streams import claim_stale, group_entries
 
 log = logging.getLogger(__name__)
 

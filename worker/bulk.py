@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tasks.errors import RequestInvalid
-from tasks.models import GrantRequest
-from tasks.validation import parse_request
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.models import GrantRequest
+from grant_worker.tasks.messages.validation import parse_request
 
 Format = Literal["jsonl", "csv"]
 

@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from config.settings import Settings
-from tasks.models import Outcome
-from worker.bulk import Format, guess_format, read_requests
-from worker.client import GrantClient, WaitTimeout
-from worker.exit_codes import EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.messages.models import Outcome
+from grant_worker.worker.bulk import Format, guess_format, read_requests
+from grant_worker.worker.client import GrantClient, WaitTimeout
+from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE
 
 ENQUEUE_CHUNK = 200
 

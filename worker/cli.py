@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 import click
 from pydantic import ValidationError
 
-from config.settings import Settings
-from tasks.errors import RequestInvalid
-from tasks.models import Outcome
-from tasks.validation import describe_errors
-from worker.exit_codes import EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.models import Outcome
+from grant_worker.tasks.messages.validation import describe_errors
+from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -79,7 +79,7 @@ def cli() -> None:
 @click.option("--hostname", default=None, help="Celery node name (default: celery@host).")
 def worker(loglevel: str, hostname: str | None) -> None:
     """Run a worker (threads pool of GRANTS_CONCURRENCY) with the intake bridge."""
-    from worker.run import run_worker
+    from grant_worker.worker.run import run_worker
 
     settings = load_settings()
     try:
@@ -118,7 +118,7 @@ def submit(
     timeout_s: float,
 ) -> None:
     """Enqueue one grant request and print its request id."""
-    from worker.client import GrantClient, WaitTimeout
+    from grant_worker.worker.client import GrantClient, WaitTimeout
 
     grant: dict[str, Any] = {"audience": audience}
     for name, value in (
@@ -158,7 +158,7 @@ def submit(
 @click.option("--batch-id", default=None)
 def results(follow: bool, request_id: str | None, batch_id: str | None) -> None:
     """Print outcomes from the results stream as JSON lines."""
-    from worker.client import GrantClient
+    from grant_worker.worker.client import GrantClient
 
     with GrantClient(load_settings()) as client:
         try:
@@ -184,7 +184,7 @@ def bulk(
     report: Path | None,
 ) -> None:
     """Check every row of FILE, then enqueue them all (JSON lines or CSV)."""
-    from worker.bulk_run import run_bulk
+    from grant_worker.worker.bulk_run import run_bulk
 
     sys.exit(
         run_bulk(
@@ -208,8 +208,8 @@ def dlq() -> None:
 @click.option("--code", default=None, help="Only dead letters with this error code.")
 def dlq_list(code: str | None) -> None:
     """One JSON line per dead letter."""
-    from worker.client import GrantClient
-    from worker.dead_letters import DeadLetters
+    from grant_worker.worker.client import GrantClient
+    from grant_worker.worker.dead_letters import DeadLetters
 
     with GrantClient(load_settings()) as client:
         for letter in DeadLetters(client).all(code=code):
@@ -220,8 +220,8 @@ def dlq_list(code: str | None) -> None:
 @click.argument("ident")
 def dlq_show(ident: str) -> None:
     """The whole dead letter IDENT (stream entry id or request id)."""
-    from worker.client import GrantClient
-    from worker.dead_letters import DeadLetters
+    from grant_worker.worker.client import GrantClient
+    from grant_worker.worker.dead_letters import DeadLetters
 
     with GrantClient(load_settings()) as client:
         letter = DeadLetters(client).find(ident)
@@ -251,8 +251,8 @@ def _select(dead: Any, idents: tuple[str, ...], all_: bool, code: str | None) ->
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed; change nothing.")
 def dlq_replay(idents: tuple[str, ...], all_: bool, code: str | None, dry_run: bool) -> None:
     """Re-validate and re-enqueue dead letters under their request ids."""
-    from worker.client import GrantClient
-    from worker.dead_letters import DeadLetters
+    from grant_worker.worker.client import GrantClient
+    from grant_worker.worker.dead_letters import DeadLetters
 
     with GrantClient(load_settings()) as client:
         dead = DeadLetters(client)
@@ -272,8 +272,8 @@ def dlq_replay(idents: tuple[str, ...], all_: bool, code: str | None, dry_run: b
 @click.option("--code", default=None)
 def dlq_purge(idents: tuple[str, ...], all_: bool, code: str | None) -> None:
     """Delete dead letters for good."""
-    from worker.client import GrantClient
-    from worker.dead_letters import DeadLetters
+    from grant_worker.worker.client import GrantClient
+    from grant_worker.worker.dead_letters import DeadLetters
 
     with GrantClient(load_settings()) as client:
         dead = DeadLetters(client)
@@ -285,13 +285,13 @@ def dlq_purge(idents: tuple[str, ...], all_: bool, code: str | None) -> None:
 @click.option("--keep", is_flag=True, help="Keep the demo's streams in Redis afterwards.")
 def demo(keep: bool) -> None:
     """The whole pipeline on one machine: emulator, a worker, example requests."""
-    from worker.demo import run_demo
+    from grant_worker.worker.demo import run_demo
 
     sys.exit(run_demo(load_settings(), keep=keep))
 
 
 def _register_subcommands() -> None:
-    from emulator.cli import emulator
+    from grant_worker.emulator.cli import emulator
 
     cli.add_command(emulator)
 

@@ -17,15 +17,15 @@ from typing import Any
 import redis
 from celery import Celery
 
-from config.settings import Settings
-from tasks.connections import make_redis
-from tasks.gate import TASK_NAME
-from tasks.keys import Keys
-from tasks.models import GrantRequest, Outcome
-from tasks.outcomes import make_recorder
-from tasks.streams import entries_after, entries_between, newest_id
-from tasks.validation import parse_request
-from worker.app import create_app
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.gate import TASK_NAME
+from grant_worker.tasks.messages.models import GrantRequest, Outcome
+from grant_worker.tasks.messages.validation import parse_request
+from grant_worker.tasks.outcomes.recorder import make_recorder
+from grant_worker.tasks.outcomes.streams import entries_after, entries_between, newest_id
+from grant_worker.worker.app import create_app
 
 POLL_START_S = 0.05
 POLL_MAX_S = 0.5

@@ -7,15 +7,15 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from tasks.errors import RequestInvalid
-from tasks.gate import inspect_message
-from worker.watchdog import note_message_taken
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.gate import inspect_message
+from grant_worker.worker.watchdog import note_message_taken
 
 log = logging.getLogger(__name__)
 
 
 class GatedConsumer(Consumer):
-    """Puts `tasks.gate.inspect_message` in front of Celery's own message handling.
+    """Puts `tasks.messages.gate.inspect_message` in front of Celery's own message handling.
 
     Celery logs and drops messages for unknown tasks, and never lets a producer know a
     message was not JSON; here each becomes a `rejected` outcome and a dead letter with the

@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 import redis
 
-from tasks.errors import RequestInvalid
-from tasks.keys import Keys
-from tasks.ledger import DeliveryLedger
-from tasks.outcomes import make_recorder
-from tasks.streams import entries_between
-from tasks.validation import parse_request
-from worker.client import GrantClient
+from grant_worker.tasks.delivery.ledger import DeliveryLedger
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.validation import parse_request
+from grant_worker.tasks.outcomes.recorder import make_recorder
+from grant_worker.tasks.outcomes.streams import entries_between
+from grant_worker.worker.client import GrantClient
 
 PAGE = 500
 

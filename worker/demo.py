@@ -19,10 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from config.settings import Settings
-from tasks.connections import delete_deployment, make_redis
-from tasks.models import Outcome
-from worker.client import GrantClient, WaitTimeout
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.connections import delete_deployment, make_redis
+from grant_worker.tasks.messages.models import Outcome
+from grant_worker.worker.client import GrantClient, WaitTimeout
 
 WAIT_S = 60.0
 
@@ -104,7 +104,7 @@ SECOND_ROUND = [
 
 def run_demo(settings: Settings, *, keep: bool = False) -> int:
     """Run the demo; returns 0 when every example ended as expected, else 1."""
-    from emulator.testing import running_emulator
+    from grant_worker.emulator.testing import running_emulator
 
     console = Console()
     run_id = uuid.uuid4().hex[:8]
@@ -153,7 +153,7 @@ def _start_worker(settings: Settings, log_path: str) -> subprocess.Popen[bytes]:
     }
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker", "worker", "--loglevel", "INFO"],
+            [sys.executable, "-m", "grant_worker.worker", "worker", "--loglevel", "INFO"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

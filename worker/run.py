@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from config.settings import Settings
-from worker.app import create_app
-from worker.metrics import serve_metrics
+from grant_worker.config.settings import Settings
+from grant_worker.worker.app import create_app
+from grant_worker.worker.metrics import serve_metrics
 
 
 def run_worker(settings: Settings, *, loglevel: str = "INFO", hostname: str | None = None) -> None:

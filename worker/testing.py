@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from config.settings import Settings
+from grant_worker.config.settings import Settings
 
 READY_MARK = b"ready."
 
@@ -58,7 +58,14 @@ class WorkerProcess:
     def start(self, *, ready_timeout_s: float = 30.0) -> WorkerProcess:
         """Start the worker and return once it consumes; raises `RuntimeError` otherwise."""
         env = {**os.environ, **settings_env(self.settings), **self.extra_env}
-        command = [sys.executable, "-m", "worker", "worker", "--loglevel", self.loglevel]
+        command = [
+            sys.executable,
+            "-m",
+            "grant_worker.worker",
+            "worker",
+            "--loglevel",
+            self.loglevel,
+        ]
         if self.hostname:
             command.append(f"--hostname={self.hostname}")
         with self.log_path.open("ab") as log:

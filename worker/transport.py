@@ -154,4 +154,4 @@ class GuardedTransport(kombu_redis.Transport):
 
 
 for _scheme in SCHEMES.values():
-    TRANSPORT_ALIASES.setdefault(_scheme, "worker.transport:GuardedTransport")
+    TRANSPORT_ALIASES.setdefault(_scheme, "grant_worker.worker.transport:GuardedTransport")

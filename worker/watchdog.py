@@ -27,8 +27,8 @@ import redis
 from celery import bootsteps
 from celery.worker import state
 
-from tasks.connections import make_redis
-from tasks.keys import Keys
+from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from emulator.testing import RunningEmulator, running_emulator
+from grant_worker.emulator.testing import RunningEmulator, running_emulator
 from tests.emulator.helpers import Api, fetch_token
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from emulator.testing import RunningEmulator
+from grant_worker.emulator.testing import RunningEmulator
 
 
 def fetch_token(

@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 from click.testing import CliRunner
 
-from emulator.cli import emulator
+from grant_worker.emulator.cli import emulator
 
 
 def test_the_help_lists_the_condition_options() -> None:
@@ -52,7 +52,7 @@ def test_an_invalid_seed_file_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_python_m_emulator_prints_the_credentials_and_serves() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", "0"],
+        [sys.executable, "-m", "grant_worker.emulator", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

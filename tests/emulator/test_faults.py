@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from emulator.faults import Fault, FaultSettings
+from grant_worker.emulator.faults import Fault, FaultSettings
 
 
 def share_of_faults(settings: FaultSettings, points: int = 1000) -> Counter[Fault]:

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from emulator.dialect import Dialect
-from emulator.errors import ApiError
-from emulator.grants import ClientGrants
-from emulator.seed import Seed, default_seed, seed_from_dict
-from emulator.store import GrantStore
-from emulator.tenant import Tenant
+from grant_worker.emulator.dialect import Dialect
+from grant_worker.emulator.errors import ApiError
+from grant_worker.emulator.grants import ClientGrants
+from grant_worker.emulator.seed import Seed, default_seed, seed_from_dict
+from grant_worker.emulator.store import GrantStore
+from grant_worker.emulator.tenant import Tenant
 
 HOST = "127.0.0.1:8787"
 MGMT = f"https://{HOST}/api/v2/"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from emulator.testing import RunningEmulator, running_emulator
+from grant_worker.emulator.testing import RunningEmulator, running_emulator
 from tests.emulator.helpers import Api, fetch_token
 
 GRANTS = "/api/v2/client-grants"

@@ -8,9 +8,9 @@ import time
 import pytest
 import requests
 
-from emulator.config import EmulatorConfig
-from emulator.faults import FaultSettings
-from emulator.testing import RunningEmulator, running_emulator
+from grant_worker.emulator.config import EmulatorConfig
+from grant_worker.emulator.faults import FaultSettings
+from grant_worker.emulator.testing import RunningEmulator, running_emulator
 from tests.emulator.helpers import Api, fetch_token
 
 API = "https://api.example.com/"

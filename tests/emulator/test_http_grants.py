@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from emulator.testing import RunningEmulator
+from grant_worker.emulator.testing import RunningEmulator
 from tests.emulator.helpers import Api
 
 API = "https://api.example.com/"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-from emulator.testing import RunningEmulator
+from grant_worker.emulator.testing import RunningEmulator
 from tests.emulator.helpers import Api, fetch_token
 
 

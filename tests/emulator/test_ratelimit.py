@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from emulator.ratelimit import RateLimitSettings, TokenBucket
+from grant_worker.emulator.ratelimit import RateLimitSettings, TokenBucket
 
 EPOCH = 1_800_000_000.0
 

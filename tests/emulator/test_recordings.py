@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from emulator.config import EmulatorConfig
-from emulator.seed import seed_from_dict
-from emulator.testing import running_emulator
+from grant_worker.emulator.config import EmulatorConfig
+from grant_worker.emulator.seed import seed_from_dict
+from grant_worker.emulator.testing import running_emulator
 from tests.emulator.helpers import fetch_token
 
 RECORDINGS = sorted((Path(__file__).parent.parent / "data" / "recordings").glob("*.json"))

@@ -19,7 +19,7 @@ from auth0.management.errors import (
     TooManyRequestsError,
 )
 
-from emulator.testing import RunningEmulator
+from grant_worker.emulator.testing import RunningEmulator
 
 API = "https://api.example.com/"
 

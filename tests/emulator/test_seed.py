@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from emulator.seed import CLIENT_GRANTS_SCOPES, ClientBlock, default_seed, load_seed, seed_from_dict
+from grant_worker.emulator.seed import (
+    CLIENT_GRANTS_SCOPES,
+    ClientBlock,
+    default_seed,
+    load_seed,
+    seed_from_dict,
+)
 
 
 def test_the_default_worker_is_grant_worker_with_all_four_client_grants_scopes() -> None:

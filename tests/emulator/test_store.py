@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from emulator.store import RESPONSE_ORDER, BadCheckpoint, DuplicateGrant, GrantStore
+from grant_worker.emulator.store import RESPONSE_ORDER, BadCheckpoint, DuplicateGrant, GrantStore
 
 API = "https://api.example.com/"
 

@@ -1,10 +1,10 @@
-"""emulator.testing: the interface the rest of the team builds on."""
+"""grant_worker.emulator.testing: the interface the rest of the team builds on."""
 
 from __future__ import annotations
 
 import requests
 
-from emulator.testing import running_emulator
+from grant_worker.emulator.testing import running_emulator
 
 
 def test_running_emulator_serves_on_a_free_port_with_the_worker_credentials() -> None:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from emulator.errors import ApiError
-from emulator.tokens import TokenIssuer
+from grant_worker.emulator.errors import ApiError
+from grant_worker.emulator.tokens import TokenIssuer
 
 AUD = "https://127.0.0.1:8787/api/v2/"
 SCOPES = ["create:client_grants", "read:client_grants"]

@@ -6,9 +6,14 @@ from typing import Any
 
 import pytest
 
-from emulator.dialect import Dialect
-from emulator.errors import ApiError
-from emulator.validation import coerce_form, parse_list_query, validate_create, validate_update
+from grant_worker.emulator.dialect import Dialect
+from grant_worker.emulator.errors import ApiError
+from grant_worker.emulator.validation import (
+    coerce_form,
+    parse_list_query,
+    validate_create,
+    validate_update,
+)
 
 DIALECT = Dialect()
 AUDIENCE = "https://api.example.com/"

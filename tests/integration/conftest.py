@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import redis
 
-from config.settings import Settings
-from tasks.connections import delete_deployment
-from worker.client import GrantClient
-from worker.testing import WorkerProcess
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.connections import delete_deployment
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import WorkerProcess
 
 _client_numbers = itertools.count(1000)
 

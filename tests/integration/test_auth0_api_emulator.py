@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from config.settings import Settings
-from emulator.testing import RunningEmulator
-from tasks.auth0_api import ManagementApi, make_api
-from tasks.errors import Auth0Error, BadRequest, Forbidden, NotFound, Unauthorized
-from tasks.session import make_session
+from grant_worker.config.settings import Settings
+from grant_worker.emulator.testing import RunningEmulator
+from grant_worker.tasks.auth0.api import ManagementApi, make_api
+from grant_worker.tasks.auth0.session import make_session
+from grant_worker.tasks.errors import Auth0Error, BadRequest, Forbidden, NotFound, Unauthorized
 
 API = "https://api.example.com/"
 BILLING = "https://billing.example.com/"

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from config.settings import Settings
+from grant_worker.config.settings import Settings
+from grant_worker.worker.cli import cli
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import settings_env
 from tests.integration.conftest import next_client_id
-from worker.cli import cli
-from worker.client import GrantClient
-from worker.testing import settings_env
 
 API = "https://api.example.com/"
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tasks.governor import Governor, Slot, SlotUnavailable
-from tasks.keys import Keys
+from grant_worker.tasks.flow.governor import Governor, Slot, SlotUnavailable
+from grant_worker.tasks.keys import Keys
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from config.settings import Settings
-from tasks.keys import Keys
-from worker.app import create_app
-from worker.bridge import IntakeBridge
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.keys import Keys
+from grant_worker.worker.app import create_app
+from grant_worker.worker.bridge import IntakeBridge
 
 
 def queued_task_ids(redis_client: Any, queue: str) -> list[str]:

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import requests
 
-from config.settings import Settings
-from tasks.gate import TASK_NAME
-from tasks.models import Outcome
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.messages.gate import TASK_NAME
+from grant_worker.tasks.messages.models import Outcome
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import (
     next_client_id,
     outcome_counts,
@@ -24,8 +26,6 @@ from tests.integration.conftest import (
     raw_celery_message,
 )
 from tests.local_redis import free_port
-from worker.client import GrantClient
-from worker.testing import WorkerProcess, settings_env
 
 API = "https://api.example.com/"
 WAIT_S = 30.0
@@ -319,7 +319,15 @@ def test_the_plain_celery_command_runs_the_same_worker(
 ) -> None:
     settings = settings_factory()
     log_path = tmp_path / "celery.log"
-    command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=threads"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "grant_worker.worker.app",
+        "worker",
+        "--pool=threads",
+    ]
     command += [f"--queues={settings.grants_queue}", "--concurrency=2"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import redis
 
-from config.settings import Settings
-from emulator.testing import RunningEmulator
-from tasks.auth0_api import make_api
-from tasks.errors import (
+from grant_worker.config.settings import Settings
+from grant_worker.emulator.testing import RunningEmulator
+from grant_worker.tasks.auth0.api import make_api
+from grant_worker.tasks.auth0.session import make_session
+from grant_worker.tasks.errors import (
     Auth0Error,
     BadRequest,
     Forbidden,
@@ -28,10 +29,9 @@ from tasks.errors import (
     NotFound,
     UpstreamError,
 )
-from tasks.keys import Keys
-from tasks.models import GrantRequest
-from tasks.provision import Provisioner, Resolution, make_provisioner
-from tasks.session import make_session
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import GrantRequest
+from grant_worker.tasks.provision import Provisioner, Resolution, make_provisioner
 
 API = "https://api.example.com/"
 # Clients of these tests: svc-00500 … svc-00999 (the pipeline tests use svc-01000 and up).

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from tasks.models import Outcome
+from grant_worker.tasks.messages.models import Outcome
 
 
 def outcomes_by_request(client: redis.Redis, results_key: str) -> dict[str, list[Outcome]]:

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from config.settings import Settings
-from tasks.gate import TASK_NAME
-from tasks.models import MAX_MESSAGE_BYTES
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.messages.gate import TASK_NAME
+from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import WorkerProcess
 from tests.bad_requests import BAD_ENVELOPES, BAD_TEXTS
 from tests.integration.conftest import next_client_id, push_raw, raw_celery_message
-from worker.client import GrantClient
-from worker.testing import WorkerProcess
 
 API = "https://api.example.com/"
 

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from config.settings import Settings
+from grant_worker.config.settings import Settings
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
-from worker.client import GrantClient
-from worker.testing import WorkerProcess
 
 API = "https://api.example.com/"
 

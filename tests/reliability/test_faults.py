@@ -9,12 +9,12 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from config.settings import Settings
+from grant_worker.config.settings import Settings
+from grant_worker.worker.cli import cli
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
-from worker.cli import cli
-from worker.client import GrantClient
-from worker.testing import WorkerProcess, settings_env
 
 API = "https://api.example.com/"
 

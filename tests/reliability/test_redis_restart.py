@@ -10,13 +10,13 @@ from typing import Any
 
 import redis
 
-from config.settings import Settings
+from grant_worker.config.settings import Settings
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import WorkerProcess
+from grant_worker.worker.watchdog import STALLED_EXIT_CODE
 from tests.integration.conftest import next_client_id
 from tests.local_redis import RedisServer
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
-from worker.client import GrantClient
-from worker.testing import WorkerProcess
-from worker.watchdog import STALLED_EXIT_CODE
 
 API = "https://api.example.com/"
 

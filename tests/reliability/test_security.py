@@ -12,15 +12,15 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from config.settings import Settings
-from tasks.errors import RequestInvalid
-from tasks.session import make_session
-from tasks.validation import parse_request
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.auth0.session import make_session
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.validation import parse_request
+from grant_worker.worker.cli import cli
+from grant_worker.worker.client import GrantClient
+from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id
 from tests.local_redis import RedisServer
-from worker.cli import cli
-from worker.client import GrantClient
-from worker.testing import WorkerProcess, settings_env
 
 API = "https://api.example.com/"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
@@ -159,8 +159,8 @@ def test_rediss_verifies_the_brokers_certificate(
 ) -> None:
     import ssl
 
-    from tasks.connections import make_redis
-    from worker.app import celery_config
+    from grant_worker.tasks.connections import make_redis
+    from grant_worker.worker.app import celery_config
 
     settings = settings_factory(redis_url="rediss://grants:pw@redis.example.com:6380/0")
     # kombu's own default for rediss:// is CERT_NONE; ours is to verify.

@@ -17,16 +17,22 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from config.settings import Settings
-from tasks.auth0_api import MIN_READ_TIMEOUT_S, CallHooks, ManagementApi, make_api, matches
-from tasks.errors import (
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.auth0.api import (
+    MIN_READ_TIMEOUT_S,
+    CallHooks,
+    ManagementApi,
+    make_api,
+    matches,
+)
+from grant_worker.tasks.auth0.session import make_session
+from grant_worker.tasks.errors import (
     BadRequest,
     NetworkError,
     Unauthorized,
     UpstreamError,
 )
-from tasks.models import Grant
-from tasks.session import make_session
+from grant_worker.tasks.messages.models import Grant
 
 BASE = "https://tenant.example.com"
 SECRET = "client-secret-never-shown"

@@ -8,8 +8,8 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from tasks.auth0_errors import management_error, network_error, token_error
-from tasks.errors import (
+from grant_worker.tasks.auth0.translate import management_error, network_error, token_error
+from grant_worker.tasks.errors import (
     BadRequest,
     Forbidden,
     GrantConflict,

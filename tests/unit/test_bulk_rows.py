@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from worker.bulk import csv_row_to_request, read_requests
+from grant_worker.worker.bulk import csv_row_to_request, read_requests
 
 
 def test_a_csv_row_becomes_an_envelope_with_lists_and_booleans() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.conflicts import (
+from grant_worker.tasks.conflicts import (
     differences,
     effective_mode,
     lookup_filters,
@@ -13,7 +13,7 @@ from tasks.conflicts import (
     plan,
     replace_patch,
 )
-from tasks.models import CreateClientGrant, Grant
+from grant_worker.tasks.messages.models import CreateClientGrant, Grant
 
 API = "https://api.example.com/"
 

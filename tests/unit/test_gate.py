@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import pickle
 
-from tasks.gate import TASK_NAME, inspect_message
-from tasks.models import MAX_MESSAGE_BYTES
+from grant_worker.tasks.messages.gate import TASK_NAME, inspect_message
+from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES
 
 KNOWN = {TASK_NAME}
 HEADERS = {"task": TASK_NAME, "id": "task-1"}

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import requests
 
-from tasks.errors import (
+from grant_worker.tasks.errors import (
     BadRequest,
     ConflictUnresolved,
     GrantConflict,
     NetworkError,
     UpstreamError,
 )
-from tasks.models import GrantRequest
-from tasks.provision import Provisioner
-from tasks.retry_policy import RetryPolicy
+from grant_worker.tasks.flow.retry_policy import RetryPolicy
+from grant_worker.tasks.messages.models import GrantRequest
+from grant_worker.tasks.provision import Provisioner
 from tests.unit.test_auth0_api import Reply, ScriptedTenant, api_over, grant_body, token_reply
 
 GRANTS = "/api/v2/client-grants"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from tasks.errors import RequestInvalid
-from tasks.models import MAX_MESSAGE_BYTES, CreateClientGrant
-from tasks.validation import parse_request
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES, CreateClientGrant
+from grant_worker.tasks.messages.validation import parse_request
 from tests.bad_requests import BAD_ENVELOPES, BAD_TEXTS, OK_GRANT
 
 

@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from tasks.errors import (
+from grant_worker.tasks.errors import (
     BadRequest,
     Forbidden,
     GrantConflict,
@@ -17,7 +17,7 @@ from tasks.errors import (
     Unauthorized,
     UpstreamError,
 )
-from tasks.retry_policy import (
+from grant_worker.tasks.flow.retry_policy import (
     Budget,
     RetryPolicy,
     backoff_s,
@@ -200,7 +200,7 @@ def test_unreadable_rate_limit_reset_is_ignored(value: str | None) -> None:
 
 
 def test_the_policy_takes_its_budget_from_the_settings() -> None:
-    from config.settings import Settings
+    from grant_worker.config.settings import Settings
 
     settings = Settings(auth0_domain="tenant.example.com", grants_retry_budget_s=12.5)
     assert RetryPolicy.from_settings(settings).budget_s == 12.5

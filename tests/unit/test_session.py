@@ -7,8 +7,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.cookies import MockRequest, create_cookie
 
-from config.settings import Settings
-from tasks.session import OffTenantRefused, make_session
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.auth0.session import OffTenantRefused, make_session
 
 
 def settings(**overrides: object) -> Settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from config.settings import Settings
+from grant_worker.config.settings import Settings
 
 
 def settings(**values: object) -> Settings:

@@ -7,8 +7,8 @@ import threading
 import pytest
 from pydantic import SecretStr
 
-from tasks.errors import NetworkError
-from tasks.tokens import IssuedToken, StaticToken, TokenCache, renew_at
+from grant_worker.tasks.auth0.tokens import IssuedToken, StaticToken, TokenCache, renew_at
+from grant_worker.tasks.errors import NetworkError
 
 
 class Clock:

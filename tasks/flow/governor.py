@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import redis
 
-from config.settings import Settings
-from tasks import metrics
-from tasks.keys import Keys
+from grant_worker.config.settings import Settings
+from grant_worker.tasks import metrics
+from grant_worker.tasks.keys import Keys
 
 _US = 1_000_000
 # How long the governor's hash outlives its last use (ms), so an idle fleet leaves no state.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import redis
 
-from tasks.keys import Keys
+from grant_worker.tasks.keys import Keys
 
 
 class DeliveryLedger:

@@ -1,7 +1,7 @@
 """Management API access tokens: a static one, or client credentials cached until near expiry.
 
 The cache holds no HTTP code: it is handed the function that fetches a token (built by
-`tasks.auth0_api`, where HTTP errors are translated) at each call, so that the thread that
+`tasks.auth0.api`, where HTTP errors are translated) at each call, so that the thread that
 happens to refresh does it under its own rate-governor slot and retry budget.
 
 Thread-safety: one fetch at a time; threads that need a token while another thread fetches

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from tasks.errors import RateLimited, RetryableError
+from grant_worker.tasks.errors import RateLimited, RetryableError
 
 if TYPE_CHECKING:
-    from config.settings import Settings
+    from grant_worker.config.settings import Settings
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.models import MAX_MESSAGE_BYTES
+from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES
 
 TASK_NAME = "grants.create"
 JSON_CONTENT_TYPE = "application/json"

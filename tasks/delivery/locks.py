@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import redis
 
-from tasks.keys import Keys
+from grant_worker.tasks.keys import Keys
 
 POLL_S = 0.2
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import redis
 
-from config.settings import Settings
-from tasks.keys import Keys
-from tasks.models import Outcome
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import Outcome
 
 # KEYS: record, results, dead, events(channel)
 # ARGV: outcome_json, request_id, status, ttl_s, maxlen, dead_json ("" = not dead)

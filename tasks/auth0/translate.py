@@ -1,6 +1,6 @@
 """Translation of HTTP answers and `requests` exceptions into the error tree (pure).
 
-The one place where this happens; only `tasks.auth0_api` calls it. Every error is built from the
+The one place where this happens; only `tasks.auth0.api` calls it. Every error is built from the
 status and Auth0's own `message` / `errorCode` (or OAuth's `error` / `error_description`),
 never from request headers or bodies, and any secret text an answer echoes is redacted.
 
@@ -34,7 +34,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
-from tasks.errors import (
+from grant_worker.tasks.errors import (
     Auth0Error,
     BadRequest,
     Forbidden,
@@ -45,7 +45,7 @@ from tasks.errors import (
     Unauthorized,
     UpstreamError,
 )
-from tasks.retry_policy import parse_reset_epoch, parse_retry_after
+from grant_worker.tasks.flow.retry_policy import parse_reset_epoch, parse_retry_after
 
 _MAX_MESSAGE_CHARS = 500
 

@@ -1,6 +1,6 @@
 """The Management API client: one HTTP call per method, answers as `Grant`s or `Auth0Error`s.
 
-Errors are translated by `tasks.auth0_errors` (its table says which answer becomes which error),
+Errors are translated by `tasks.auth0.translate` (its table says which answer becomes which error),
 always `raise … from exc`. Nothing here retries, except that a 401 on a Management call with a
 client-credentials token gets one new token and one repeat. Every call runs the `CallHooks` the
 provisioner binds (rate governor, attempt count, budget-capped read timeout).
@@ -20,12 +20,23 @@ from urllib.parse import quote
 import requests
 from pydantic import SecretStr, ValidationError
 
-from config.settings import Settings
-from tasks import metrics
-from tasks.auth0_errors import failing_as, management_error, network_error, token_error
-from tasks.errors import Unauthorized, UpstreamError
-from tasks.models import Grant
-from tasks.tokens import DEFAULT_LEEWAY_S, IssuedToken, StaticToken, TokenCache, TokenSource
+from grant_worker.config.settings import Settings
+from grant_worker.tasks import metrics
+from grant_worker.tasks.auth0.tokens import (
+    DEFAULT_LEEWAY_S,
+    IssuedToken,
+    StaticToken,
+    TokenCache,
+    TokenSource,
+)
+from grant_worker.tasks.auth0.translate import (
+    failing_as,
+    management_error,
+    network_error,
+    token_error,
+)
+from grant_worker.tasks.errors import Unauthorized, UpstreamError
+from grant_worker.tasks.messages.models import Grant
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +403,7 @@ def make_api(
     token_leeway_s: float = DEFAULT_LEEWAY_S,
     clock: Callable[[], float] = time.monotonic,
 ) -> ManagementApi:
-    """The client for `settings`' tenant over `session` (see `tasks.session.make_session`).
+    """The client for `settings`' tenant over `session` (see `tasks.auth0.session.make_session`).
 
     A static AUTH0_TOKEN wins over client credentials. Raises `ValueError` when neither is set.
     """

@@ -2,14 +2,14 @@
 
 - The pool keeps at least GRANTS_CONCURRENCY connections (one per worker thread, plus the token
   request), so threads do not open and close connections under load.
-- urllib3 retries nothing (`Retry(total=0)`): every retry is explicit, in `tasks.retry_policy`,
+- urllib3 retries nothing (`Retry(total=0)`): every retry is explicit, in `tasks.flow.retry_policy`,
   where it is counted against the budget and never repeats a create behind our back.
 - Only `settings.auth0_base_url` is reachable: every other URL, including the target of a
   redirect, meets an adapter that refuses to send. Redirects are not followed anyway
-  (`tasks.auth0_api` sends with `allow_redirects=False`).
+  (`tasks.auth0.api` sends with `allow_redirects=False`).
 - TLS verification is always on, and the process environment is not consulted (`trust_env` is
   off): no proxy variables, no `.netrc` credentials replacing our bearer token, no CA bundle
-  swapped in from outside. Timeouts are passed on every call by `tasks.auth0_api`.
+  swapped in from outside. Timeouts are passed on every call by `tasks.auth0.api`.
 - No cookies are kept: every call stands on its bearer token alone, whatever the tenant sets.
 """
 
@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from config.settings import Settings
+from grant_worker.config.settings import Settings
 
 # Connection pools the adapter keeps (one per host; we talk to one).
 _POOLS = 2

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tasks.errors import RequestInvalid
-from tasks.models import MAX_MESSAGE_BYTES, GrantRequest
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES, GrantRequest
 
 
 def parse_request(raw: Any) -> GrantRequest:

@@ -1,0 +1,1 @@
+"""What arrives: the message models, their validation, and the consumer's door check."""
