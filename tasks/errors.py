@@ -1,5 +1,6 @@
 """One exception tree, split by what the retry policy must do with each error.
 
+    ReturnToQueue                 not an error: back to the queue, not counted     → requeued
     GrantWorkerError
     ├── RequestInvalid            the request itself is bad; nothing is sent     → rejected
     └── Auth0Error                the Management API (or the way to it) refused  → failed
@@ -33,6 +34,20 @@ from __future__ import annotations
 from typing import Any
 
 from grant_worker.tasks.messages.models import ErrorCode, ErrorInfo
+
+
+class ReturnToQueue(Exception):
+    """Raised when a request must go back to the queue untouched: not a failure, not a delivery.
+
+    Waiting is never failing: the fleet has no rate slot soon, the breaker is open, a 429's
+    reset is far off, or the worker is shutting down. The handler takes back the delivery it
+    counted, records nothing, and the task puts the message back on the queue after `delay_s`.
+    """
+
+    def __init__(self, reason: str, *, delay_s: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_s = max(0.0, delay_s)
 
 
 class GrantWorkerError(Exception):

@@ -17,7 +17,7 @@ from typing import Any
 from grant_worker.tasks import metrics
 from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.delivery.locks import RequestLocks
-from grant_worker.tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid
+from grant_worker.tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid, ReturnToQueue
 from grant_worker.tasks.messages.models import (
     ErrorInfo,
     GrantRequest,
@@ -49,7 +49,8 @@ class GrantHandler:
 
         Returns the outcome recorded for the request, possibly by an earlier delivery.
         Raises `redis.RedisError` (or `LockBusy`) when no outcome could be recorded: the caller
-        must then leave the message to be delivered again.
+        must then leave the message to be delivered again. Raises `ReturnToQueue` (delivery
+        not counted, nothing recorded) when the request must wait on the queue instead.
         """
         started = time.monotonic()
         received_at = utc_timestamp(self.now())
@@ -100,6 +101,11 @@ class GrantHandler:
                 sent_before=self.ledger.was_sent(request_id),
                 before_send=lambda: self.ledger.mark_sent(request_id),
             )
+        except ReturnToQueue:
+            # Going back to the queue is not a delivery that failed: it must not bring the
+            # request closer to `poison`.
+            self.ledger.uncount_delivery(request_id)
+            raise
         except Auth0Error as exc:
             attempts = int(getattr(exc, "attempts", 0))
             return self._outcome(

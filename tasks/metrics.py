@@ -49,3 +49,7 @@ GOVERNOR_WAIT_SECONDS = Histogram(
 GOVERNOR_PAUSES = Counter(
     "grants_governor_pauses_total", "Fleet-wide pauses set after a 429 with a reset time"
 )
+RETURNED_TO_QUEUE = Counter(
+    "grants_returned_to_queue_total",
+    "Requests put back on the queue to wait (no slot soon, breaker open, shutting down)",
+)

@@ -10,7 +10,8 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks import metrics
+from grant_worker.tasks.errors import RequestInvalid, ReturnToQueue
 from grant_worker.tasks.handler import GrantHandler
 from grant_worker.tasks.messages.gate import TASK_NAME
 
@@ -46,6 +47,9 @@ def register_create_task(app: Celery, handler: Callable[[], GrantHandler]) -> Ta
         acks_late=True,
         reject_on_worker_lost=True,
         ignore_result=True,
+        # `ReturnToQueue` retries without end: it is waiting, not failing, and the delivery
+        # ledger (not Celery's retry count) turns a real loop into `poison`.
+        max_retries=None,
     )
     def create_grant(self: Task, *args: Any, **kwargs: Any) -> None:
         task_id = str(self.request.id)
@@ -60,6 +64,12 @@ def register_create_task(app: Celery, handler: Callable[[], GrantHandler]) -> Ta
             return
         try:
             handler().handle(kwargs["request"], fallback_id=task_id)
+        except ReturnToQueue as exc:
+            # A copy goes back on the queue (same id, same body) and this delivery is
+            # acknowledged; `countdown` keeps a waiting fleet from spinning on it.
+            metrics.RETURNED_TO_QUEUE.inc()
+            log.info("request %s back to the queue in %.1f s: %s", task_id, exc.delay_s, exc.reason)
+            raise self.retry(countdown=exc.delay_s) from exc
         except Exception as exc:
             # Redis or a bug failed us before an outcome was recorded. Put the message back:
             # it is worked on again, and the delivery count turns a loop into `poison`.

@@ -9,6 +9,13 @@ import redis
 
 from grant_worker.tasks.keys import Keys
 
+_DECR_TO_ZERO = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
 
 class DeliveryLedger:
     """Counts deliveries (for `poison`) and remembers possibly-sent creates (for 409s)."""
@@ -26,6 +33,12 @@ class DeliveryLedger:
         pipe.expire(key, self._ttl_s)
         count, _ = pipe.execute()
         return int(count)
+
+    def uncount_delivery(self, request_id: str) -> None:
+        """Take back the delivery counted last: the request went back to the queue unworked."""
+        key = self._keys.deliveries(request_id)
+        # Never below zero, even if the count expired in between.
+        self._client.eval(_DECR_TO_ZERO, 1, key)
 
     def mark_sent(self, request_id: str) -> None:
         """Remember that a create for `request_id` may have reached Auth0."""
