@@ -79,3 +79,16 @@ class Keys:
     @property
     def unacked_mutex(self) -> str:
         return f"{self.prefix}unacked_mutex"
+
+    def batch(self, batch_id: str) -> str:
+        """A batch's ledger: total, queued, and counts by state (`tasks.outcomes.batches`)."""
+        return f"{self.prefix}batch:{batch_id}"
+
+    def batch_rows(self, batch_id: str) -> str:
+        """A batch's requests and the state of each (queued, or how it ended)."""
+        return f"{self.prefix}batch-rows:{batch_id}"
+
+    @property
+    def batches(self) -> str:
+        """Sorted set of batch ids by last activity (epoch seconds)."""
+        return f"{self.prefix}batches"

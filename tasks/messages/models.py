@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, TypeGuard
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     StringConstraints,
@@ -36,7 +37,17 @@ def is_request_id(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(_REQUEST_ID.fullmatch(value))
 
 
-Scope = Annotated[str, StringConstraints(min_length=1, max_length=280)]
+def _one_scope_token(value: str) -> str:
+    # OAuth scope tokens hold no white space (RFC 6749 3.3): "read:a write:a" as one item
+    # would become a grant with a scope nobody can ever ask for.
+    if any(ch.isspace() for ch in value):
+        raise ValueError("must not contain white space (one scope per item)")
+    return value
+
+
+Scope = Annotated[
+    str, StringConstraints(min_length=1, max_length=280), AfterValidator(_one_scope_token)
+]
 AuthorizationDetailsType = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 OnConflict = Literal["keep", "merge", "replace", "fail"]
@@ -52,6 +63,7 @@ ErrorCode = Literal[
     "upstream_error",
     "network_error",
     "poison",
+    "cancelled",
 ]
 SubjectType = Literal["client", "user", "anonymous_user"]
 DONE_STATUSES: frozenset[str] = frozenset({"created", "exists", "updated"})

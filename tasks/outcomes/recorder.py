@@ -16,6 +16,7 @@ import redis
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
+from grant_worker.tasks.outcomes.batches import COUNT_IN_BATCH, batch_argument, batch_keys
 
 # KEYS: record, results, dead, events(channel)
 # ARGV: outcome_json, request_id, status, ttl_s, maxlen, dead_json ("" = not dead)
@@ -65,19 +66,31 @@ class OutcomeRecorder:
     """Writes each request's single outcome (and dead letter) to Redis."""
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, record_ttl_s: int, stream_maxlen: int
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        record_ttl_s: int,
+        stream_maxlen: int,
+        queue: str = "grants",
     ) -> None:
         self._client = client
         self._keys = keys
         self._record_ttl_s = record_ttl_s
         self._stream_maxlen = stream_maxlen
-        self._script = client.register_script(_RECORD_ONCE)
+        # The batch ledger's block runs first, in the same script: counters move with the record.
+        self._script = client.register_script(COUNT_IN_BATCH + _RECORD_ONCE)
+        self._queue = queue
 
-    def record(self, outcome: Outcome, *, original: Any = None) -> bool:
+    def record(
+        self, outcome: Outcome, *, original: Any = None, withdraw: str | None = None
+    ) -> bool:
         """Record `outcome` unless one is already recorded for its request id.
 
         Failed and rejected outcomes also go to the dead stream with `original`.
         Returns False when an outcome was already recorded (nothing is written then).
+        With `withdraw` (an exact item of the queue), the item is removed in the same step, and
+        nothing is written when it is no longer on the queue (a worker took it): False.
         """
         dead = ""
         if not outcome.done:
@@ -88,6 +101,7 @@ class OutcomeRecorder:
                 self._keys.results,
                 self._keys.dead,
                 self._keys.events,
+                *batch_keys(self._keys, outcome.batch_id, self._queue),
             ],
             args=[
                 outcome.to_json(),
@@ -96,9 +110,10 @@ class OutcomeRecorder:
                 self._record_ttl_s,
                 self._stream_maxlen,
                 dead,
+                batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
             ],
         )
-        return bool(written)
+        return int(written) == 1
 
     def recorded(self, request_id: str) -> Outcome | None:
         """The outcome recorded for `request_id`, if any."""
@@ -116,4 +131,5 @@ def make_recorder(settings: Settings, client: redis.Redis) -> OutcomeRecorder:
         Keys(settings.grants_key_prefix),
         record_ttl_s=settings.grants_record_ttl_s,
         stream_maxlen=settings.grants_stream_maxlen,
+        queue=settings.grants_queue,
     )

@@ -1,0 +1,272 @@
+"""The per-batch ledger: how many requests a batch has, how many wait, how each one ended.
+
+Kept in Redis beside the outcomes, so that a batch's progress is read in a few calls instead of
+by scanning the results stream:
+
+- `Keys.batch(B)`: a hash of counters: `total` (requests the batch ever had), `queued`
+  (enqueued and not yet ended), one counter per ending state (`STATES`), and times in epoch
+  milliseconds (`first_enqueued_ms`, `first_outcome_ms`, `last_outcome_ms`).
+- `Keys.batch_rows(B)`: request id → its state (`queued` or an ending state), so that a request
+  counted once stays counted once, through redeliveries, replays and reruns.
+- `Keys.batches`: batch ids by last activity.
+
+Writers: `MARK_QUEUED` (the producer, in the same script as the LPUSH of the messages) and
+`COUNT_IN_BATCH` (prepended to the outcome recorder's script, so a batch's counters move in the
+same atomic step as the outcome is recorded). Readers: `read_batch` and `list_batches`, pure
+reads, for the CLI and the dashboard.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import redis
+
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import Outcome
+
+# How a request ended, as the ledger counts it. `exists_differs`: an `exists` whose grant does
+# not match the request (drift); `cancelled`: rejected by `grants batch cancel`.
+STATES = ("created", "exists", "exists_differs", "updated", "failed", "rejected", "cancelled")
+QUEUED = "queued"
+
+# Prepended to the recorder's script. Keys and arguments come last, so that the recorder's own
+# stay where they are: KEYS[n-3..n] = ledger, rows, batches, queue; ARGV[#ARGV] = JSON
+# {"batch", "rid", "state", "now_ms", "ttl_s", "withdraw"?} or "" (no batch, nothing to withdraw).
+# With "withdraw" (the exact queue item), the outcome is recorded only if the item was still on
+# the queue, and the item is removed in the same step: a withdrawn request never also runs.
+COUNT_IN_BATCH = """
+local batch_arg = ARGV[#ARGV]
+if batch_arg ~= '' then
+  local b = cjson.decode(batch_arg)
+  local n = #KEYS
+  if b.withdraw and redis.call('LREM', KEYS[n], 1, b.withdraw) == 0 then
+    return -1
+  end
+  if b.batch and redis.call('EXISTS', KEYS[1]) == 0 then
+    local ledger, rows = KEYS[n-3], KEYS[n-2]
+    local before = redis.call('HGET', rows, b.rid)
+    if before then
+      redis.call('HINCRBY', ledger, before, -1)
+    else
+      redis.call('HINCRBY', ledger, 'total', 1)
+    end
+    redis.call('HSET', rows, b.rid, b.state)
+    redis.call('HINCRBY', ledger, b.state, 1)
+    redis.call('HSET', ledger, 'last_outcome_ms', b.now_ms)
+    redis.call('HSETNX', ledger, 'first_outcome_ms', b.now_ms)
+    redis.call('ZADD', KEYS[n-1], tonumber(b.now_ms) / 1000, b.batch)
+    redis.call('EXPIRE', ledger, b.ttl_s)
+    redis.call('EXPIRE', rows, b.ttl_s)
+  end
+end
+"""
+
+# KEYS: queue, ledger, rows, batches. ARGV: batch_id, now_ms, ttl_s, then (request_id, item)…
+# The messages and their ledger entries are written in one step: an interrupted producer has
+# counted exactly what it queued.
+MARK_QUEUED = """
+local ledger, rows = KEYS[2], KEYS[3]
+for i = 4, #ARGV, 2 do
+  redis.call('LPUSH', KEYS[1], ARGV[i + 1])
+  local before = redis.call('HGET', rows, ARGV[i])
+  if before ~= 'queued' then
+    if before then
+      redis.call('HINCRBY', ledger, before, -1)
+    else
+      redis.call('HINCRBY', ledger, 'total', 1)
+    end
+    redis.call('HSET', rows, ARGV[i], 'queued')
+    redis.call('HINCRBY', ledger, 'queued', 1)
+  end
+end
+redis.call('HSETNX', ledger, 'first_enqueued_ms', ARGV[2])
+redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) / 1000, ARGV[1])
+redis.call('EXPIRE', ledger, ARGV[3])
+redis.call('EXPIRE', rows, ARGV[3])
+return #ARGV / 2 - 1
+"""
+
+
+def state_of(outcome: Outcome) -> str:
+    """The ledger state of an outcome (see `STATES`)."""
+    if outcome.status == "exists" and outcome.differences:
+        return "exists_differs"
+    if outcome.status == "rejected" and outcome.error and outcome.error.code == "cancelled":
+        return "cancelled"
+    return outcome.status
+
+
+def batch_argument(
+    outcome: Outcome, *, ttl_s: int, withdraw: str | None = None, now_ms: int | None = None
+) -> str:
+    """The recorder script's last argument for `outcome` ("" when there is nothing to do)."""
+    if outcome.batch_id is None and withdraw is None:
+        return ""
+    arg: dict[str, Any] = {
+        "rid": outcome.request_id,
+        "state": state_of(outcome),
+        "now_ms": str(now_ms if now_ms is not None else int(time.time() * 1000)),
+        "ttl_s": ttl_s,
+    }
+    if outcome.batch_id is not None:
+        arg["batch"] = outcome.batch_id
+    if withdraw is not None:
+        arg["withdraw"] = withdraw
+    return json.dumps(arg, separators=(",", ":"))
+
+
+def batch_keys(keys: Keys, batch_id: str | None, queue: str) -> list[str]:
+    """The recorder script's last keys: ledger, rows, batches, queue."""
+    name = batch_id or ""
+    return [keys.batch(name), keys.batch_rows(name), keys.batches, queue]
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch's progress as the ledger has it. Times are epoch seconds (None: not yet).
+
+    `queued`: enqueued and not yet taken by a worker; `in_flight`: taken, not yet ended
+    (including requests a worker holds back to retry later).
+    """
+
+    batch_id: str
+    total: int
+    queued: int
+    in_flight: int
+    created: int
+    exists: int
+    exists_differs: int
+    updated: int
+    failed: int
+    rejected: int
+    cancelled: int
+    first_enqueued_at: float | None
+    first_outcome_at: float | None
+    last_outcome_at: float | None
+
+    @property
+    def finished(self) -> int:
+        return sum(getattr(self, state) for state in STATES)
+
+    @property
+    def pending(self) -> int:
+        return self.queued + self.in_flight
+
+    @property
+    def rate_per_s(self) -> float | None:
+        """Outcomes per second since the batch was first enqueued; None before two points."""
+        start = self.first_enqueued_at or self.first_outcome_at
+        if start is None or self.last_outcome_at is None or self.last_outcome_at <= start:
+            return None
+        return self.finished / (self.last_outcome_at - start)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until every pending request has ended, at `rate_per_s`; 0 when done."""
+        if self.pending == 0:
+            return 0.0
+        rate = self.rate_per_s
+        return self.pending / rate if rate else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "finished": self.finished,
+            "pending": self.pending,
+            "rate_per_s": self.rate_per_s,
+            "eta_s": self.eta_s,
+        }
+
+
+def read_batch(client: redis.Redis, keys: Keys, batch_id: str) -> BatchView | None:
+    """The ledger of `batch_id`, or None when no such batch is known. Reads only."""
+    fields = cast(dict[Any, Any], client.hgetall(keys.batch(batch_id)))
+    if not fields:
+        return None
+    return _view(batch_id, _text(fields), in_flight_by_batch(client, keys).get(batch_id, 0))
+
+
+def list_batches(client: redis.Redis, keys: Keys, limit: int) -> list[BatchView]:
+    """The `limit` batches with the latest activity, newest first. Reads only."""
+    ids = [_str(i) for i in cast(list[Any], client.zrevrange(keys.batches, 0, limit - 1))]
+    if not ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for batch_id in ids:
+        pipe.hgetall(keys.batch(batch_id))
+    in_flight = in_flight_by_batch(client, keys)
+    return [
+        _view(batch_id, _text(fields), in_flight.get(batch_id, 0))
+        for batch_id, fields in zip(ids, pipe.execute(), strict=True)
+        if fields
+    ]
+
+
+def in_flight_by_batch(client: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Messages taken by workers and not yet acknowledged, counted by batch.
+
+    Read from kombu's hash of unacknowledged messages, which holds at most the fleet's
+    prefetch (a few per worker thread), not the queue.
+    """
+    counts: dict[str, int] = {}
+    for raw in cast(list[Any], client.hvals(keys.unacked)):
+        try:
+            envelope = json.loads(raw)[0]
+        except (ValueError, TypeError, IndexError, KeyError):
+            continue
+        request = request_of_message(envelope)
+        batch_id = request.get("batch_id") if request else None
+        if isinstance(batch_id, str):
+            counts[batch_id] = counts.get(batch_id, 0) + 1
+    return counts
+
+
+def request_of_message(envelope: Any) -> dict[str, Any] | None:
+    """The `request` kwarg of a kombu/Celery protocol-2 message as the Redis transport stores
+    it (JSON envelope, base64 body), or None when it is not one we can read."""
+    try:
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        _args, kwargs, _embed = json.loads(body)
+        request = kwargs["request"]
+        if isinstance(request, str):
+            request = json.loads(request)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return request if isinstance(request, dict) else None
+
+
+def _view(batch_id: str, fields: dict[str, str], in_flight: int) -> BatchView:
+    def count(name: str) -> int:
+        return max(0, int(fields.get(name, 0)))
+
+    def moment(name: str) -> float | None:
+        value = fields.get(name)
+        return int(value) / 1000 if value else None
+
+    # `queued` in the ledger is "enqueued, no outcome yet": what workers hold is part of it.
+    in_flight = min(in_flight, count(QUEUED))
+    return BatchView(
+        batch_id=batch_id,
+        total=count("total"),
+        queued=count(QUEUED) - in_flight,
+        in_flight=in_flight,
+        **{state: count(state) for state in STATES},
+        first_enqueued_at=moment("first_enqueued_ms"),
+        first_outcome_at=moment("first_outcome_ms"),
+        last_outcome_at=moment("last_outcome_ms"),
+    )
+
+
+def _text(fields: dict[Any, Any]) -> dict[str, str]:
+    return {_str(k): _str(v) for k, v in fields.items()}
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
