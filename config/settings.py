@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     grants_record_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     # Approximate cap on the results / dead streams (XADD MAXLEN ~); 0 keeps everything.
     grants_stream_maxlen: int = Field(default=1_000_000, ge=0)
+    # How often `grants bulk` prints a progress line when its output is not a terminal.
+    grants_progress_interval_s: float = Field(default=5.0, gt=0)
 
     @field_validator("auth0_domain")
     @classmethod

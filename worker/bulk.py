@@ -1,21 +1,29 @@
-"""Reading bulk files (JSON lines or CSV) into validated requests, every row checked first."""
+"""Reading bulk files (JSON lines or CSV) into validated requests, every row checked first.
+
+Rerunning a file must resume it, so nothing about a row is random: the batch id derives from
+the file's bytes (unless given), and a row without a request id gets one derived from its batch
+and its normalised content. Two rows that normalise alike are one request: the second is
+flagged as a duplicate of the first and sent once.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from grant_worker.tasks.errors import RequestInvalid
-from grant_worker.tasks.messages.models import GrantRequest
+from grant_worker.tasks.messages.models import GrantRequest, is_request_id
 from grant_worker.tasks.messages.validation import parse_request
 
 Format = Literal["jsonl", "csv"]
 
-# CSV columns: the grant's fields, space-separated lists, and the envelope's own fields.
+# CSV columns: the grant's fields, lists, booleans, and the envelope's own fields.
 GRANT_COLUMNS = (
     "client_id",
     "default_for",
@@ -26,76 +34,160 @@ GRANT_COLUMNS = (
 LIST_COLUMNS = ("scope", "authorization_details_types")
 BOOL_COLUMNS = ("allow_any_organization", "allow_all_scopes")
 ENVELOPE_COLUMNS = ("request_id", "on_conflict", "batch_id")
+JSON_COLUMNS = ("metadata",)
+
+# Scope lists are written either way by people: "read:a write:a" and "read:a,write:a".
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
+# Derived request ids keep the batch id readable when it fits the request-id rule.
+_MAX_READABLE_BATCH = 100
 
 
 @dataclass(frozen=True)
 class RowProblem:
     line: int
     problems: list[str]
+    raw: Any = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """A valid row, with its request id and batch settled."""
+
+    line: int
+    request: GrantRequest
+
+    @property
+    def request_id(self) -> str:
+        assert self.request.request_id is not None
+        return self.request.request_id
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A row that normalises to the same request as an earlier one: sent once, as `first`."""
+
+    line: int
+    first: Row
+
+
+@dataclass
+class Checked:
+    """A whole file, checked: the requests to send, the duplicates, the invalid rows."""
+
+    batch_id: str
+    rows: list[Row] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    invalid: list[RowProblem] = field(default_factory=list)
 
 
 def guess_format(path: Path) -> Format:
     return "csv" if path.suffix.lower() == ".csv" else "jsonl"
 
 
-def read_requests(
-    path: Path, fmt: Format, *, batch_id: str | None
-) -> tuple[list[GrantRequest], list[RowProblem]]:
-    """Every row of `path` as a request, or the problems of each row that is not one.
+def split_list(value: str) -> list[str]:
+    """A list cell or flag value: items separated by white space and/or commas."""
+    return [item for item in _LIST_SEPARATORS.split(value) if item]
 
-    `batch_id` fills the batch of rows that name none. Duplicate request ids are problems too:
-    the second row would be taken for a redelivery of the first.
+
+def derive_batch_id(content: bytes) -> str:
+    """The batch id of a file: the same bytes, the same batch (so a rerun resumes it)."""
+    return f"b-{hashlib.sha256(content).hexdigest()[:16]}"
+
+
+def normalised(request: GrantRequest) -> str:
+    """What makes two rows the same request: the grant with its lists as sorted sets, the
+    conflict mode and the metadata; not the ids."""
+    grant = request.grant.body()
+    for name in ("scope", "authorization_details_types"):
+        if name in grant:
+            grant[name] = sorted(set(grant[name]))
+    return json.dumps(
+        {"grant": grant, "on_conflict": request.on_conflict, "metadata": request.metadata},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def derive_request_id(batch_id: str, content: str) -> str:
+    """The request id of a row without one, from its batch and its normalised content."""
+    digest = hashlib.sha256(f"{batch_id}\n{content}".encode()).hexdigest()
+    if len(batch_id) <= _MAX_READABLE_BATCH and is_request_id(batch_id):
+        return f"{batch_id}.{digest[:24]}"
+    return f"bulk.{digest[:40]}"
+
+
+def check_file(path: Path, fmt: Format, *, batch_id: str | None) -> Checked:
+    """Every row of `path` checked; `batch_id` (else the file's derived one) fills the batch of
+    rows that name none.
+
+    Two rows with the same request id but different requests are a problem: the second would
+    be taken for a redelivery of the first.
     """
-    requests: list[GrantRequest] = []
-    problems: list[RowProblem] = []
-    seen: dict[str, int] = {}
-    for line, raw in _rows(path, fmt):
+    data = path.read_bytes()
+    checked = Checked(batch_id=batch_id or derive_batch_id(data))
+    by_content: dict[str, Row] = {}
+    by_id: dict[str, Row] = {}
+    for line, raw in _rows(data, fmt):
         if isinstance(raw, RowProblem):
-            problems.append(raw)
+            checked.invalid.append(raw)
             continue
-        if batch_id is not None and isinstance(raw, dict) and "batch_id" not in raw:
-            raw = {**raw, "batch_id": batch_id}
+        if isinstance(raw, dict) and "batch_id" not in raw:
+            raw = {**raw, "batch_id": checked.batch_id}
         try:
             request = parse_request(raw)
         except RequestInvalid as exc:
-            problems.append(RowProblem(line, exc.problems))
+            checked.invalid.append(RowProblem(line, exc.problems, raw))
             continue
-        if request.request_id is not None:
-            first = seen.setdefault(request.request_id, line)
-            if first != line:
-                repeat = f"request_id: {request.request_id!r} repeats line {first}"
-                problems.append(RowProblem(line, [repeat]))
+        content = normalised(request)
+        first = by_content.get(content)
+        if first is not None and request.request_id in (None, first.request_id):
+            checked.duplicates.append(Duplicate(line, first))
+            continue
+        if request.request_id is None:
+            assert request.batch_id is not None
+            request_id = derive_request_id(request.batch_id, content)
+            request = request.model_copy(update={"request_id": request_id})
+        row = Row(line, request)
+        earlier = by_id.get(row.request_id)
+        if earlier is not None:
+            repeat = f"request_id: {row.request_id!r} repeats line {earlier.line}"
+            checked.invalid.append(RowProblem(line, [repeat], raw))
+            continue
+        if first is not None:
+            checked.duplicates.append(Duplicate(line, first))
+            continue
+        by_content[content] = by_id[row.request_id] = row
+        checked.rows.append(row)
+    return checked
+
+
+def _rows(data: bytes, fmt: Format) -> Iterator[tuple[int, Any]]:
+    # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's name.
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        yield 1, RowProblem(1, [f"file: not valid UTF-8 ({exc.reason} at byte {exc.start})"])
+        return
+    if fmt == "jsonl":
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
                 continue
-        requests.append(request)
-    return requests, problems
-
-
-def _rows(path: Path, fmt: Format) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        if fmt == "jsonl":
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield line_no, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield line_no, RowProblem(line_no, [f"request: not valid JSON ({exc.msg})"])
-            return
-        reader = csv.DictReader(handle)
-        unknown = set(reader.fieldnames or ()) - {
-            *GRANT_COLUMNS,
-            *LIST_COLUMNS,
-            *BOOL_COLUMNS,
-            *ENVELOPE_COLUMNS,
-        }
-        if unknown:
-            yield 1, RowProblem(1, [f"header: unknown columns {sorted(unknown)}"])
-            return
-        for row in reader:
-            converted = csv_row_to_request(row)
-            if isinstance(converted, RowProblem):
-                converted = RowProblem(reader.line_num, converted.problems)
-            yield reader.line_num, converted
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield line_no, RowProblem(line_no, [f"request: not valid JSON ({exc.msg})"], line)
+        return
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    known = {*GRANT_COLUMNS, *LIST_COLUMNS, *BOOL_COLUMNS, *ENVELOPE_COLUMNS, *JSON_COLUMNS}
+    unknown = set(reader.fieldnames or ()) - known
+    if unknown:
+        yield 1, RowProblem(1, [f"header: unknown columns {sorted(unknown)}"])
+        return
+    for row in reader:
+        converted = csv_row_to_request(row)
+        if isinstance(converted, RowProblem):
+            converted = RowProblem(reader.line_num, converted.problems, row)
+        yield reader.line_num, converted
 
 
 def csv_row_to_request(row: dict[str, str | None]) -> dict[str, Any] | RowProblem:
@@ -109,11 +201,16 @@ def csv_row_to_request(row: dict[str, str | None]) -> dict[str, Any] | RowProble
         if column in GRANT_COLUMNS:
             grant[column] = value
         elif column in LIST_COLUMNS:
-            grant[column] = value.split()
+            grant[column] = split_list(value)
         elif column in BOOL_COLUMNS:
             if value.lower() not in ("true", "false"):
                 return RowProblem(0, [f"grant.{column}: must be true or false"])
             grant[column] = value.lower() == "true"
+        elif column in JSON_COLUMNS:
+            try:
+                envelope[column] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                return RowProblem(0, [f"{column}: not valid JSON ({exc.msg})"])
         elif column in ENVELOPE_COLUMNS:
             envelope[column] = value
     return {**envelope, "grant": grant}

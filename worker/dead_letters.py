@@ -35,18 +35,25 @@ class DeadLetter:
         return str(self.letter.get("request_id", ""))
 
     @property
+    def batch_id(self) -> str | None:
+        batch_id = self.letter.get("batch_id")
+        return batch_id if isinstance(batch_id, str) else None
+
+    @property
     def code(self) -> str | None:
         error = self.letter.get("error") or {}
         return error.get("code")
 
     def summary(self) -> dict[str, Any]:
         error = self.letter.get("error") or {}
+        # The keys of the other commands' JSON (bulk report, results): one vocabulary.
         return {
-            "id": self.entry_id,
+            "entry_id": self.entry_id,
             "request_id": self.request_id,
+            "batch_id": self.batch_id,
             "status": self.letter.get("status"),
-            "code": error.get("code"),
-            "message": error.get("message"),
+            "error_code": error.get("code"),
+            "error_message": error.get("message"),
             "attempts": self.letter.get("attempts"),
             "finished_at": self.letter.get("finished_at"),
         }
@@ -69,14 +76,17 @@ class DeadLetters:
         self._recorder = make_recorder(settings, self._redis)
         self._ledger = DeliveryLedger(self._redis, self._keys, ttl_s=settings.grants_record_ttl_s)
 
-    def all(self, *, code: str | None = None) -> Iterator[DeadLetter]:
-        """Every dead letter, oldest first, optionally only those with error code `code`."""
+    def all(self, *, code: str | None = None, batch_id: str | None = None) -> Iterator[DeadLetter]:
+        """Every dead letter, oldest first, optionally only those with error code `code` and
+        of batch `batch_id`."""
         low = "-"
         while True:
             entries = entries_between(self._redis, self._keys.dead, low=low, count=PAGE)
             for entry_id, fields in entries:
                 letter = DeadLetter(entry_id, json.loads(fields["dead"]))
-                if code is None or letter.code == code:
+                if (code is None or letter.code == code) and (
+                    batch_id is None or letter.batch_id == batch_id
+                ):
                     yield letter
             if len(entries) < PAGE:
                 return

@@ -118,7 +118,8 @@ def test_bulk_wait_follows_a_csv_batch_to_a_summary_and_a_report(
     assert len(outcomes) == 25
     assert {o["status"] for o in outcomes} == {"created"}
     assert {o["batch_id"] for o in outcomes} == {"cli-batch"}
-    assert json.loads(result.stdout.splitlines()[-1]) == {"created": 25}
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["batch_id"], summary["rows"], summary["created"]) == ("cli-batch", 25, 25)
 
 
 def test_dlq_list_show_replay_and_purge(
@@ -141,7 +142,7 @@ def test_dlq_list_show_replay_and_purge(
     listed = grants(settings, "dlq", "list", "--code", "not_found")
     assert listed.exit_code == 0
     (letter,) = [json.loads(line) for line in listed.stdout.splitlines() if missing in line]
-    shown = grants(settings, "dlq", "show", letter["id"])
+    shown = grants(settings, "dlq", "show", letter["entry_id"])
     assert json.loads(shown.stdout)["request"]["grant"]["audience"] == "https://later.example.com/"
 
     dry = grants(settings, "dlq", "replay", missing, "--dry-run")
@@ -157,7 +158,7 @@ def test_dlq_list_show_replay_and_purge(
         assert client.wait(missing, timeout_s=30).status == "created"
 
     assert grants(settings, "dlq", "replay").exit_code == 2  # nothing selected: usage error
-    purged = grants(settings, "dlq", "purge", conflicted)
+    purged = grants(settings, "dlq", "purge", conflicted, "--yes")
     assert purged.exit_code == 0
     assert "1 purged" in purged.output
     remaining = grants(settings, "dlq", "list").stdout
