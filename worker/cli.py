@@ -141,7 +141,8 @@ def submit(
     grant: dict[str, Any] = {"audience": audience}
     grant.update({name: value for name, value in fields.items() if value is not None})
     if scopes:
-        grant["scope"] = [item for value in scopes for item in split_list(value)]
+        # The same scope given twice is asked for once.
+        grant["scope"] = list(dict.fromkeys(item for value in scopes for item in split_list(value)))
     if details_types:
         grant["authorization_details_types"] = [
             item for value in details_types for item in split_list(value)
