@@ -229,11 +229,24 @@ class GrantClient:
         filtered by batch and status; with `follow`, new outcomes as they come, starting now
         unless `from_start`.
         """
+        # Where "now" is, taken at the call, not at the first `next()`: an outcome recorded in
+        # between is then after it.
+        now_id = newest_id(self.redis, self.keys.results)
         if request_id is not None:
-            yield from self._one_result(request_id, follow=follow)
-            return
+            return self._one_result(request_id, follow=follow, after=now_id)
+        return self._results(batch_id, status, since_ms, follow, from_start, now_id)
+
+    def _results(
+        self,
+        batch_id: str | None,
+        status: str | None,
+        since_ms: int | None,
+        follow: bool,
+        from_start: bool,
+        now_id: str,
+    ) -> Iterator[Outcome]:
         if follow and not from_start and since_ms is None:
-            last_id = newest_id(self.redis, self.keys.results)
+            last_id = now_id
         else:
             last_id = self._scan_end(since_ms)
             low = f"{since_ms}-0" if since_ms is not None else "-"
@@ -264,10 +277,10 @@ class GrantClient:
         # outcome recorded since the scan began is not skipped.
         return f"{since_ms - 1}-0" if since_ms else "0-0"
 
-    def _one_result(self, request_id: str, *, follow: bool) -> Iterator[Outcome]:
-        # The stream position is taken first: an outcome recorded between the two reads is
+    def _one_result(self, request_id: str, *, follow: bool, after: str) -> Iterator[Outcome]:
+        # The stream position was taken first: an outcome recorded between the two reads is
         # then on the stream after it.
-        last_id = newest_id(self.redis, self.keys.results)
+        last_id = after
         outcome = self.outcome(request_id)
         if outcome is not None:
             yield outcome

@@ -163,3 +163,122 @@ def test_dlq_list_show_replay_and_purge(
     assert "1 purged" in purged.output
     remaining = grants(settings, "dlq", "list").stdout
     assert conflicted not in remaining and missing not in remaining
+
+
+def test_submit_takes_every_field_of_the_request_and_splits_scope_lists(
+    settings: Settings,
+) -> None:
+    result = grants(
+        settings, "submit", "--audience", API, "--client-id", next_client_id(),
+        "--scope", "read:reports,export:reports", "--scope", "read:reports write:reports",
+        "--organization-usage", "allow", "--allow-any-organization",
+        "--authorization-details-type", "payment_initiation", "--subject-type", "client",
+        "--metadata", '{"ticket": "ONB-1"}', "--batch-id", "cli-fields", "--wait",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout.splitlines()[1])
+    grant = outcome["grant"]
+    assert grant["scope"] == ["read:reports", "export:reports", "write:reports"]
+    assert (grant["organization_usage"], grant["allow_any_organization"]) == ("allow", True)
+    assert grant["authorization_details_types"] == ["payment_initiation"]
+    assert (outcome["metadata"], outcome["batch_id"]) == ({"ticket": "ONB-1"}, "cli-fields")
+
+
+def test_submit_allow_all_scopes_is_a_flag(settings: Settings) -> None:
+    result = grants(
+        settings, "submit", "--audience", API, "--client-id", next_client_id(),
+        "--allow-all-scopes", "--wait",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[1])["grant"]["allow_all_scopes"] is True
+
+
+def test_submit_wait_shows_drift_on_stderr_and_points_to_merge_with_exit_0(
+    settings: Settings,
+) -> None:
+    client_id = next_client_id()
+    first = grants(settings, "submit", "--audience", API, "--client-id", client_id,
+                   "--scope", "read:a", "--wait")  # fmt: skip
+    assert first.exit_code == 0 and "drift" not in first.stderr
+    again = grants(settings, "submit", "--audience", API, "--client-id", client_id,
+                   "--scope", "read:a write:a", "--wait")  # fmt: skip
+    assert again.exit_code == 0
+    assert json.loads(again.stdout.splitlines()[1])["status"] == "exists"
+    assert "drift: the grant exists but differs: scope missing ['write:a']" in again.stderr
+    assert "--on-conflict merge" in again.stderr
+
+
+def test_results_filter_by_status_since_and_limit(settings: Settings) -> None:
+    batch = f"cli-results-{next_client_id()}"
+    for audience in (API, API, "https://nowhere.example.com/"):
+        grants(settings, "submit", "--audience", audience, "--client-id", next_client_id(),
+               "--batch-id", batch, "--wait")  # fmt: skip
+
+    def lines(*args: str) -> list[dict[str, Any]]:
+        result = grants(settings, "results", "--batch-id", batch, *args)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    assert [o["status"] for o in lines("--status", "failed")] == ["failed"]
+    assert len(lines("--limit", "2")) == 2
+    assert len(lines("--since", "10m")) == 3
+    assert lines("--since", "2999-01-01T00:00:00Z") == []
+    assert grants(settings, "results", "--since", "yesterday").exit_code == 2
+
+
+def test_results_request_id_reads_the_request_record_not_the_stream(
+    settings: Settings, redis_client: Any
+) -> None:
+    grants(settings, "submit", "--audience", API, "--client-id", next_client_id(),
+           "--request-id", "cli-record", "--wait")  # fmt: skip
+    results_key = f"{settings.grants_key_prefix}results"
+    for entry_id, fields in redis_client.xrange(results_key):
+        if fields["request_id"] == "cli-record":
+            redis_client.xdel(results_key, entry_id)
+    result = grants(settings, "results", "--request-id", "cli-record")
+    assert [json.loads(line)["request_id"] for line in result.stdout.splitlines()] == ["cli-record"]
+
+
+def test_following_results_starts_now_unless_from_start(settings: Settings) -> None:
+    with GrantClient(settings) as client:
+        client.wait(client.submit({"grant": {"client_id": next_client_id(), "audience": API},
+                                   "request_id": "cli-old"}), timeout_s=30)  # fmt: skip
+        following = client.results(follow=True)
+        from_start = client.results(follow=True, from_start=True)
+        assert next(from_start).request_id != "cli-new"  # the history comes first
+        client.submit({"grant": {"client_id": next_client_id(), "audience": API},
+                       "request_id": "cli-new"})  # fmt: skip
+        assert next(following).request_id == "cli-new"
+
+
+def test_dlq_filters_by_batch_and_purge_asks_or_needs_yes(settings: Settings) -> None:
+    batch = f"cli-dlq-{next_client_id()}"
+    for _ in range(2):
+        grants(settings, "submit", "--audience", "https://nowhere.example.com/",
+               "--client-id", next_client_id(), "--batch-id", batch, "--wait")  # fmt: skip
+    listed = grants(settings, "dlq", "list", "--batch-id", batch)
+    letters = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(letters) == 2
+    assert set(letters[0]) >= {"entry_id", "request_id", "batch_id", "status", "error_code"}
+    assert {letter["batch_id"] for letter in letters} == {batch}
+
+    dry = grants(settings, "dlq", "replay", "--batch-id", batch, "--dry-run")
+    assert [json.loads(line)["action"] for line in dry.stdout.splitlines()] == ["would replay"] * 2
+
+    refused = grants(settings, "dlq", "purge", "--batch-id", batch)  # not a terminal, no --yes
+    assert refused.exit_code == 2
+    assert "--yes" in refused.output
+    dry = grants(settings, "dlq", "purge", "--batch-id", batch, "--dry-run")
+    assert [json.loads(line)["entry_id"] for line in dry.stdout.splitlines()] == [
+        letter["entry_id"] for letter in letters
+    ]
+    assert len(grants(settings, "dlq", "list", "--batch-id", batch).stdout.splitlines()) == 2
+    purged = grants(settings, "dlq", "purge", "--batch-id", batch, "--yes")
+    assert "2 purged" in purged.stderr
+    assert grants(settings, "dlq", "list", "--batch-id", batch).stdout == ""
+
+
+def test_version_is_printed(settings: Settings) -> None:
+    result = grants(settings, "--version")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("grants, version ")
