@@ -135,10 +135,12 @@ def _checks_pass(checked: Checked, options: BulkOptions) -> bool:
 
 def _resume(client: GrantClient, checked: Checked) -> _Run:
     """Which rows ended already, which an earlier run left on the queue, which are new."""
-    ids = [row.request_id for row in checked.rows]
-    outcomes = client.recorded_many(ids)
+    # The ledger first, the records second: a row that ends in between is then found ended,
+    # never taken for one no run has sent (workers keep working while a rerun starts).
+    queued = _queued_before(client, checked.rows)
+    outcomes = client.recorded_many([row.request_id for row in checked.rows])
+    queued -= set(outcomes)
     waiting = [row for row in checked.rows if row.request_id not in outcomes]
-    queued = _queued_before(client, waiting)
     if outcomes or queued:
         say(
             f"resuming: {len(outcomes)} rows already ended, {len(queued)} still queued "

@@ -17,7 +17,7 @@ import click
 from pydantic import ValidationError
 
 from grant_worker.config.settings import Settings
-from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.errors import GrantWorkerError, RequestInvalid
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.messages.validation import describe_errors
 from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE
@@ -297,7 +297,12 @@ def bulk(
         checked = check_file(file, "csv" if (fmt or guess_format(file)) == "csv" else "jsonl",
                              batch_id=batch_id)  # fmt: skip
         click.echo(f"batch {checked.batch_id}", err=True)
-        sys.exit(run_plan(settings, checked, terminal=sys.stdout.isatty()))
+        try:
+            code = run_plan(settings, checked, terminal=sys.stdout.isatty())
+        except GrantWorkerError as exc:
+            click.echo(f"error: the tenant's grants could not be read: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        sys.exit(code)
     options = BulkOptions(
         fmt=fmt,
         batch_id=batch_id,
