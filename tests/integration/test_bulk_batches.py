@@ -348,3 +348,51 @@ def test_batch_status_and_cancel_withdraw_the_queued_requests_for_a_later_replay
         "to-cancel: 4/4 ended (4 created)"
         in grants(settings, "batch", "status", "to-cancel").stdout
     )
+
+
+def run_on_a_terminal(settings: Settings, *args: str, answer: bytes = b"") -> tuple[int, str]:
+    """`grants ARGS` with stdin, stdout and stderr on a pseudo-terminal, as a person runs it."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grant_worker.worker", *args],
+        env={**os.environ, **settings_env(settings), "COLUMNS": "200"},
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    if answer:
+        os.write(leader, answer)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the process has ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    return process.wait(timeout=30), output.decode(errors="replace")
+
+
+def test_on_a_terminal_the_plan_is_a_table_and_purge_asks_first(
+    settings: Settings, emulator: Any, tmp_path: Path
+) -> None:
+    path = csv_file(tmp_path, [f"{next_client_id()},{API},read:a,"])
+    code, output = run_on_a_terminal(settings, "bulk", str(path), "--plan")
+    assert code == 0, output
+    assert "plan of batch" in output and "create" in output
+    assert '"create": 1' in output  # the JSON summary follows the table
+
+    with GrantClient(settings) as client:
+        client.submit(
+            {"grant": {"client_id": "c", "audience": API, "scope": ["a"]}, "batch_id": "tty"}
+        )
+    assert grants(settings, "batch", "cancel", "tty").exit_code == 0  # one dead letter
+    code, output = run_on_a_terminal(settings, "dlq", "purge", "--batch-id", "tty", answer=b"n\n")
+    assert code == 1
+    assert "Purge 1 dead letters for good?" in output and "nothing purged" in output
+    assert len(grants(settings, "dlq", "list", "--batch-id", "tty").stdout.splitlines()) == 1
