@@ -14,7 +14,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.worker.cli import cli
 from grant_worker.worker.client import GrantClient
 from grant_worker.worker.testing import settings_env
-from tests.integration.conftest import next_client_id
+from tests.integration.conftest import next_client_id, push_raw, raw_celery_message
 
 API = "https://api.example.com/"
 
@@ -282,3 +282,26 @@ def test_version_is_printed(settings: Settings) -> None:
     result = grants(settings, "--version")
     assert result.exit_code == 0
     assert result.stdout.startswith("grants, version ")
+
+
+def test_a_scope_item_with_white_space_from_any_producer_is_rejected_by_the_worker(
+    settings: Settings,
+) -> None:
+    request = {
+        "request_id": "cli-scope-space",
+        "grant": {"client_id": next_client_id(), "audience": API, "scope": ["read:a write:a"]},
+    }
+    body = json.dumps([[], {"request": request}, {}]).encode()
+    with GrantClient(settings) as client:
+        push_raw(
+            client.redis,
+            settings.grants_queue,
+            raw_celery_message(
+                queue=settings.grants_queue, task="grants.create",
+                task_id="cli-scope-space", body=body,
+            ),
+        )  # fmt: skip
+        outcome = client.wait("cli-scope-space", timeout_s=30)
+    assert outcome.status == "rejected"
+    assert outcome.error is not None and outcome.error.code == "invalid_request"
+    assert "grant.scope[0]: must not contain white space" in outcome.error.message
