@@ -26,8 +26,14 @@ def make_handler(settings: Settings, client: redis.Redis | None = None) -> Grant
         provisioner=make_provisioner(settings, client, sleep=SHUTDOWN.sleep),
         recorder=make_recorder(settings, client),
         ledger=DeliveryLedger(client, keys, ttl_s=settings.grants_record_ttl_s),
-        # The lock lapses before the message could be redelivered by the visibility timeout.
-        locks=RequestLocks(client, keys, ttl_s=settings.task_hard_time_limit_s),
+        # Renewed while held, lapsing with the heartbeat when its holder dies; a second
+        # delivery waits as long as the first can run.
+        locks=RequestLocks(
+            client,
+            keys,
+            ttl_s=settings.grants_heartbeat_ttl_s,
+            wait_s=settings.task_hard_time_limit_s,
+        ),
         max_deliveries=settings.grants_max_deliveries,
         claims=RequestClaims(client, keys, ttl_s=settings.grants_record_ttl_s),
         shutdown=SHUTDOWN,
