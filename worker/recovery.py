@@ -191,7 +191,7 @@ class Recovery:
             pipe.execute()
         finally:
             self._client.delete(lock)
-        if tags:
+        if tags and identity != self._me:
             metrics.RECOVERED_MESSAGES.inc(len(tags))
             log.warning(
                 "worker %s stopped beating; %d unacknowledged messages put back on the queue",
