@@ -136,6 +136,12 @@ def submit(
     if batch_id is not None:
         envelope["batch_id"] = batch_id
     with GrantClient(load_settings()) as client:
+        if request_id is not None:
+            from grant_worker.worker.reuse import earlier_use
+
+            if refusal := earlier_use(client, request_id):
+                click.echo(f"error: {refusal}", err=True)
+                sys.exit(EXIT_FAILED)
         try:
             submitted = client.submit(envelope)
         except RequestInvalid as exc:
