@@ -37,7 +37,9 @@ def test_sigterm_with_hung_calls_exits_0_within_the_grace_and_loses_nothing(
     figures: Callable[..., None],
 ) -> None:
     settings = settings_factory(**SETTINGS)
-    emulator.admin.set_faults(hang_rate=0.5, hang_s=20.0, latency_ms=200)
+    # Hung calls outlast the grace; they end (long after the worker) before the test does,
+    # so that no late create lands in the next test's tenant.
+    emulator.admin.set_faults(hang_rate=0.5, hang_s=6.0, latency_ms=200)
     stopping = start_worker(settings, hostname="stopping@test")
     requests = [{"grant": {"client_id": next_client_id(), "audience": API}} for _ in range(24)]
     with GrantClient(settings) as client:
@@ -51,6 +53,7 @@ def test_sigterm_with_hung_calls_exits_0_within_the_grace_and_loses_nothing(
         emulator.admin.set_faults(hang_rate=0.0, latency_ms=0)
         start_worker(settings, hostname="successor@test")
         list(client.wait_many(ids, timeout_s=60))
+        wait_until(lambda: emulator.admin.stats()["in_flight"] == 0, 30, "hung calls ended")
     assert exit_code == 0
     assert "shutdown grace of 3 s over" in stopping.log()
     outcomes = assert_exactly_one_outcome_each(redis_client, client.keys.results, ids)
