@@ -8,8 +8,8 @@ who holds which message. Here:
 - each worker process has an identity, `hostname/boot` (`boot` new at every start, so a
   restarted worker with the same name is told apart from its previous life);
 - `TrackingQoS` adds each delivery tag to the set `Keys.held(identity)` when the worker takes the
-  message (before kombu records it as unacknowledged), and removes it when kombu acks, rejects or
-  restores it;
+  message (in the same pipeline as kombu's own unacknowledged record), and removes it when kombu
+  acks, rejects or restores it;
 - the heartbeat (`Keys.heartbeat(hostname)`, written by the watchdog every
   GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S) names the identity, and
   each beat registers it in `Keys.workers`;
@@ -29,6 +29,7 @@ import json
 import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from typing import Any
 import redis
 from celery import bootsteps
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.json import dumps
 
 from grant_worker.tasks import metrics
 from grant_worker.tasks.connections import make_redis
@@ -95,12 +98,19 @@ class TrackingQoS(kombu_redis.QoS):
 
     def append(self, message: Any, delivery_tag: Any) -> None:
         held = _held_key()
-        if held is not None:
-            # Before kombu's own record: a tag held but never recorded is a harmless no-op to
-            # restore, a tag recorded but not held would wait for the visibility timeout.
-            with self.channel.conn_or_acquire() as client:
-                client.sadd(held, delivery_tag)
-        super().append(message, delivery_tag)
+        if held is None:
+            super().append(message, delivery_tag)
+            return
+        # kombu's own append, with the tag added to the held set in the same round trip: a
+        # second one would widen the window in which a killed worker loses a message it took
+        # off the queue but had not yet recorded.
+        delivery = message.delivery_info
+        exchange, routing_key = delivery["exchange"], delivery["routing_key"]
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
+                self.unacked_key, delivery_tag, dumps([message._raw, exchange, routing_key])
+            ).sadd(held, delivery_tag).execute()
+            virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
         pipe = super()._remove_from_indices(delivery_tag, pipe)
