@@ -4,6 +4,7 @@ request exactly once, creating no grant twice."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -55,7 +56,16 @@ def test_sigterm_with_hung_calls_exits_0_within_the_grace_and_loses_nothing(
         list(client.wait_many(ids, timeout_s=60))
         wait_until(lambda: emulator.admin.stats()["in_flight"] == 0, 30, "hung calls ended")
     assert exit_code == 0
-    assert "shutdown grace of 3 s over" in stopping.log()
+    log = stopping.log()
+    assert "shutdown grace of 3 s over" in log
+    # It stopped consuming at once: a message already on its way when the signal came was
+    # handed straight back, not worked on.
+    after_signal = log.split("Warm shutdown", 1)[1]
+    taken = re.findall(r"grants\.create\[([^\]]+)\] received", after_signal)
+    returned = re.findall(
+        r"request (\S+) back to the queue in 0\.0 s: the worker is shutting", after_signal
+    )
+    assert set(taken) <= set(returned)
     outcomes = assert_exactly_one_outcome_each(redis_client, client.keys.results, ids)
     statuses = [outcome.status for outcome in outcomes.values()]
     assert set(statuses) == {"created"}, statuses
