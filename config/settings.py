@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     grants_stream_maxlen: int = Field(default=1_000_000, ge=0)
     # How often `grants bulk` prints a progress line when its output is not a terminal.
     grants_progress_interval_s: float = Field(default=5.0, gt=0)
+    # After SIGTERM: how long calls already sent may finish; what is still unanswered then is
+    # returned to the queue (marked possibly sent) and the worker exits 0. Keep the
+    # supervisor's grace above it (compose stop_grace_period, Kubernetes
+    # terminationGracePeriodSeconds).
+    grants_shutdown_grace_s: float = Field(default=20.0, ge=0)
+    # How often a worker writes its heartbeat, and after how long without one it counts as
+    # dead: the surviving workers then put its unacknowledged messages back on the queue.
+    grants_heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    grants_heartbeat_ttl_s: float = Field(default=10.0, gt=0)
 
     @field_validator("auth0_domain")
     @classmethod
@@ -107,6 +116,15 @@ class Settings(BaseSettings):
                 "GRANTS_VISIBILITY_TIMEOUT must exceed the task's hard time limit "
                 f"({self.task_hard_time_limit_s:.0f} s = retry budget + margins), or a message "
                 "would be delivered again while it is still being worked on"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_outlasts_its_interval(self) -> Self:
+        if self.grants_heartbeat_ttl_s < 2 * self.grants_heartbeat_interval_s:
+            raise ValueError(
+                "GRANTS_HEARTBEAT_TTL_S must be at least twice GRANTS_HEARTBEAT_INTERVAL_S, or "
+                "one late beat would make a live worker's messages be taken from it"
             )
         return self
 

@@ -250,6 +250,8 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
         faulty = kind == "management" or faults.apply_to_token_endpoint
         if faulty and (faults.latency_ms or faults.jitter_ms):
             await asyncio.sleep(faults.delay_s(em.rng.random()))
+        if faults.create_latency_ms and request.method == "POST" and request.path == GRANTS_PATH:
+            await asyncio.sleep(faults.create_latency_ms / 1000.0)
         decision: RateDecision | None = None
         if em.bucket is not None and (
             kind == "management" or em.rate_limit.apply_to_token_endpoint

@@ -10,6 +10,9 @@ rates are exact shares of the traffic (their sum must stay ≤ 1):
   a 5xx (`commit_lost_reply: error`) or a closed connection (`drop`);
 - hang: the server sits on the request for `hang_s`, longer than the client's timeout,
   then carries it out and answers (to a client that has probably gone).
+
+`create_latency_ms` slows creates only (a slow write while reads stay fast): the create is
+carried out after the wait, whether or not the client is still there.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ class FaultSettings(BaseModel):
     hang_rate: float = Rate
     hang_s: float = Field(default=30.0, ge=0.0)
     apply_to_token_endpoint: bool = False
+    # Extra wait before a create (POST /api/v2/client-grants) only, on top of latency_ms: a
+    # tenant slow to write while it still reads fast.
+    create_latency_ms: float = Field(default=0.0, ge=0.0)
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultSettings:

@@ -15,7 +15,10 @@ lists are not compared: that grant covers every scope already.
 | `merge`   | `exists`        | PATCH adding the missing scopes (or `allow_all_scopes`) →    |
 |           |                 | `updated`; `exists` with the differences when none missing   |
 | `replace` | `exists`        | PATCH every PATCH-able field that differs → `updated`        |
-| `fail`    | raise `GrantConflict` (unless the grant is ours: then as `keep`)               |
+| `fail`    | raise `GrantConflict`                                                          |
+
+Before any mode applies, a create that may have been sent by this request (its reply was lost)
+and whose lookup finds a grant equal to the request (`is_equal`) is our own: `created`.
 """
 
 from __future__ import annotations
@@ -161,15 +164,20 @@ def plan(mode: Mode, requested: CreateClientGrant, actual: Grant) -> Plan:
     return Plan(patch=patch, differences=None if patch else differences(requested, actual))
 
 
-def effective_mode(on_conflict: OnConflict, *, ours: bool) -> Mode | None:
+def effective_mode(on_conflict: OnConflict) -> Mode | None:
     """The mode to apply, or None for "fail with `conflict`".
 
-    `ours`: an earlier attempt (this delivery or an earlier one) may have created the grant;
-    then `fail` must not fail on our own lost reply and resolves like `keep`.
+    A grant that may be our own lost create is recognised before this (`is_equal`): a grant
+    that differs from the request is never ours, so `fail` fails on it, whoever sent what.
     """
     if on_conflict == "fail":
-        return "keep" if ours else None
+        return None
     return on_conflict
+
+
+def is_equal(requested: CreateClientGrant, actual: Grant) -> bool:
+    """Whether `actual` is what creating `requested` makes (in Auth0's meaning)."""
+    return differences(requested, actual) is None
 
 
 def _set_difference(

@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from grant_worker.tasks import metrics
 from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.delivery.locks import RequestLocks
+from grant_worker.tasks.delivery.shutdown import ShutdownSignal
 from grant_worker.tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid, ReturnToQueue
 from grant_worker.tasks.messages.models import (
     ErrorInfo,
@@ -27,6 +28,7 @@ from grant_worker.tasks.messages.models import (
     utc_timestamp,
 )
 from grant_worker.tasks.messages.validation import parse_request
+from grant_worker.tasks.outcomes.claims import Claim, RequestClaims
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.provision import Provisioner
 
@@ -43,6 +45,10 @@ class GrantHandler:
     locks: RequestLocks
     max_deliveries: int
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Which request each request id belongs to (None: ids are not checked for reuse).
+    claims: RequestClaims | None = None
+    # Set once the worker is stopping: requests not yet begun go back to the queue.
+    shutdown: ShutdownSignal | None = None
 
     def handle(self, raw: Any, *, fallback_id: str) -> Outcome:
         """Work on `raw` (dict, JSON text or bytes); `fallback_id` is the Celery task id.
@@ -60,12 +66,19 @@ class GrantHandler:
             return self.reject(raw, fallback_id=fallback_id, error=exc, received_at=received_at)
 
         request_id = request.request_id or fallback_id
-        earlier = self._earlier_outcome(request_id)
+        earlier = self._earlier_outcome(request_id, request)
         if earlier is not None:
             return earlier
+        if self.shutdown is not None:
+            self.shutdown.check()
         with self.locks.hold(request_id):
+            # Decided under the lock: of two different requests under one id, the first to
+            # get here owns the id, whichever delivery comes when.
+            claimed = self.claims.claim(request_id, request) if self.claims else None
+            if claimed is not None:
+                return self._reject_reused(request, request_id, claimed, received_at)
             # Checked again under the lock: a concurrent delivery may have just finished.
-            earlier = self._earlier_outcome(request_id)
+            earlier = self._earlier_outcome(request_id, request)
             if earlier is not None:
                 return earlier
             outcome = self._work(request, request_id, received_at)
@@ -76,8 +89,12 @@ class GrantHandler:
         _count(outcome)
         return outcome
 
-    def _earlier_outcome(self, request_id: str) -> Outcome | None:
+    def _earlier_outcome(self, request_id: str, request: GrantRequest) -> Outcome | None:
+        """The outcome recorded for this very request; None when there is none, or when the
+        id belongs to another request (decided under the lock)."""
         earlier = self.recorder.recorded(request_id)
+        if earlier is not None and self.claims and not self.claims.matches(request_id, request):
+            return None
         if earlier is not None:
             metrics.DUPLICATE_DELIVERIES.inc()
             log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)
@@ -99,7 +116,7 @@ class GrantHandler:
             resolution = self.provisioner.provision(
                 request,
                 sent_before=self.ledger.was_sent(request_id),
-                before_send=lambda: self.ledger.mark_sent(request_id),
+                marker=self.ledger.marker(request_id),
             )
         except ReturnToQueue:
             # Going back to the queue is not a delivery that failed: it must not bring the
@@ -124,7 +141,37 @@ class GrantHandler:
             grant=resolution.grant.wire(),
             differences=resolution.differences,
             attempts=resolution.attempts,
+            resolved_by=resolution.resolved_by,
         )
+
+    def _reject_reused(
+        self, request: GrantRequest, request_id: str, earlier: Claim, received_at: str
+    ) -> Outcome:
+        """`rejected` / `request_id_reused` on the results and dead streams; the id's record
+        and claim stay the earlier request's."""
+        recorded = self.recorder.recorded(request_id)
+        ended = (
+            f"it ended {recorded.status}" + (f" ({recorded.error.code})" if recorded.error else "")
+            if recorded is not None
+            else "it has no outcome yet"
+        )
+        error = ErrorInfo(
+            code="request_id_reused",
+            message=(
+                f"request id {request_id} was already used for a different request "
+                f"({earlier.describe()}); {ended}. Nothing was sent: give this request an id "
+                "of its own"
+            ),
+            details={
+                "earlier_request": earlier.request,
+                "earlier_status": recorded.status if recorded is not None else None,
+            },
+        )
+        outcome = self._outcome(request, request_id, "rejected", received_at, error=error)
+        self.recorder.publish(outcome, original=request.wire())
+        log.warning("request %s: id reused for a different request; rejected", request_id)
+        _count(outcome)
+        return outcome
 
     def reject(
         self,
@@ -165,6 +212,7 @@ class GrantHandler:
         error: ErrorInfo | None = None,
         differences: dict[str, Any] | None = None,
         attempts: int = 0,
+        resolved_by: Literal["lookup"] | None = None,
     ) -> Outcome:
         return Outcome(
             request_id=request_id,
@@ -177,6 +225,7 @@ class GrantHandler:
             received_at=received_at,
             finished_at=utc_timestamp(self.now()),
             metadata=request.metadata,
+            resolved_by=resolved_by,
         )
 
 

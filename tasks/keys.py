@@ -5,6 +5,7 @@ Nothing else in the project spells a key: a reader of this file sees the whole f
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "grants:"
@@ -92,3 +93,30 @@ class Keys:
     def batches(self) -> str:
         """Sorted set of batch ids by last activity (epoch seconds)."""
         return f"{self.prefix}batches"
+
+    # -- outcome correctness and recovery (issue 9) -------------------------------------------
+
+    def claim(self, request_id: str) -> str:
+        """The request a request id was first used for (fingerprint and normalised request)."""
+        return f"{self.prefix}claim:{request_id}"
+
+    def grant_lock(self, owner: str, audience: str, subject_type: str) -> str:
+        """Held while one request reads and PATCHes a grant (owner = client_id or default_for).
+
+        Hashed: an audience is a URL, and the key must stay short and printable.
+        """
+        digest = hashlib.sha256(f"{owner}\n{audience}\n{subject_type}".encode()).hexdigest()
+        return f"{self.prefix}grant-lock:{digest[:32]}"
+
+    @property
+    def workers(self) -> str:
+        """Set of the worker host names that hold (or held) messages; for crash recovery."""
+        return f"{self.prefix}workers"
+
+    def held(self, hostname: str) -> str:
+        """Set of the delivery tags a worker holds unacknowledged (kombu's `unacked` hash)."""
+        return f"{self.prefix}held:{hostname}"
+
+    def recovering(self, hostname: str) -> str:
+        """Held by the one surviving worker that restores a lapsed worker's messages."""
+        return f"{self.prefix}recovering:{hostname}"

@@ -53,3 +53,18 @@ RETURNED_TO_QUEUE = Counter(
     "grants_returned_to_queue_total",
     "Requests put back on the queue to wait (no slot soon, breaker open, shutting down)",
 )
+
+# -- outcome correctness and recovery (issue 9) --
+
+RESOLVED_BY_LOOKUP = Counter(
+    "grants_resolved_by_lookup_total",
+    "Creates whose reply was lost and whose grant a lookup found equal to the request",
+)
+RECOVERED_MESSAGES = Counter(
+    "grants_recovered_messages_total",
+    "Unacknowledged messages of a worker whose heartbeat lapsed, put back on the queue",
+)
+ABANDONED_AT_SHUTDOWN = Counter(
+    "grants_abandoned_at_shutdown_total",
+    "Requests still in flight when the shutdown grace ran out, returned to the queue",
+)

@@ -6,12 +6,17 @@ The story of one request:
    (`tasks.flow.retry_policy`); every HTTP call (token, POST, GET, PATCH) first takes a slot of the
    fleet's rate governor, and a 429 pauses the whole fleet until its reset.
 2. 201 → `created`.
-3. 409 → look the grant up and apply `on_conflict` (`tasks.conflicts`). The grant counts as
-   ours, and `fail` resolves like `keep`, when an earlier delivery may have sent it
-   (`sent_before`) or an earlier attempt of this call was ambiguous (5xx, read timeout,
-   dropped connection after sending): a lost reply must never fail its own request, and the
-   409 is what guarantees the grant is not created twice.
-4. 409 but no such grant (deleted in between), or a PATCH on a vanished grant → create again,
+3. A create is "possibly ours" only when its reply was lost: a timeout or a dropped connection
+   after sending, or a 5xx, in this delivery or an earlier one (`sent_before`, kept by the
+   `SentMarker`). After such a loss the grant is looked up before anything else is sent, and
+   once more before the request may end as `network_error` / `upstream_error`: a grant equal
+   to the request is our own create, `created` (`resolved_by="lookup"`).
+4. 409 → look the grant up and apply `on_conflict` (`tasks.conflicts`), except that a possibly
+   ours create whose grant equals the request is `created` as above. A 409 after clean
+   refusals only is someone else's grant: under `fail` it stays `conflict`, on any delivery.
+   `merge` and `replace` read and PATCH under the grant's fleet-wide lock
+   (`tasks.delivery.grant_locks`), so concurrent updates never overwrite each other.
+5. 409 but no such grant (deleted in between), or a PATCH on a vanished grant → create again,
    at most `max_conflict_recreates` times, then `ConflictUnresolved` (retryable).
 """
 
@@ -22,7 +27,7 @@ import random as _random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import redis
 import requests
@@ -31,7 +36,15 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
 from grant_worker.tasks.auth0.api import TOKEN, CallHooks, ManagementApi, make_api
 from grant_worker.tasks.auth0.session import make_session
-from grant_worker.tasks.conflicts import Mode, effective_mode, lookup_filters, pick, plan
+from grant_worker.tasks.conflicts import (
+    Mode,
+    effective_mode,
+    is_equal,
+    lookup_filters,
+    pick,
+    plan,
+)
+from grant_worker.tasks.delivery.grant_locks import GrantBusy, GrantLocks, HeldGrant
 from grant_worker.tasks.errors import (
     Auth0Error,
     ConflictUnresolved,
@@ -39,6 +52,7 @@ from grant_worker.tasks.errors import (
     NotFound,
     RateLimited,
     RetryableError,
+    ReturnToQueue,
 )
 from grant_worker.tasks.flow.governor import Governor, SlotUnavailable, make_governor
 from grant_worker.tasks.flow.retry_policy import (
@@ -48,10 +62,29 @@ from grant_worker.tasks.flow.retry_policy import (
     backoff_s,
     call_with_retries,
 )
+from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import CreateClientGrant, Grant, GrantRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A request that finds its grant locked by another for its whole budget waits on the queue.
+GRANT_BUSY_DELAY_S = 1.0
+
+
+class SentMarker(Protocol):
+    """Where a request's "may have been sent" state lives across deliveries (the ledger)."""
+
+    def sending(self) -> bool:
+        """Just before a POST; True when no earlier state was there."""
+
+    def refused(self) -> None:
+        """The POST was cleanly refused (or never connected): take back this send's mark."""
+
+    def lost(self) -> None:
+        """The POST's reply was lost: it may have created the grant."""
+
+    def created(self) -> None:
+        """The POST answered 201."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,8 @@ class Resolution:
     # Management API calls made for this request: every POST, lookup page and PATCH, retries
     # included. Token requests are not counted: a token serves every request of the process.
     attempts: int
+    # "lookup": a create whose reply was lost, found by a lookup equal to the request.
+    resolved_by: Literal["lookup"] | None = None
 
 
 class Provisioner:
@@ -81,6 +116,7 @@ class Provisioner:
         sleep: Callable[[float], None] = time.sleep,
         epoch_clock: Callable[[], float] = time.time,
         random: Random = _random.random,
+        grant_locks: GrantLocks | None = None,
     ) -> None:
         self.api = api
         self.governor = governor
@@ -89,20 +125,23 @@ class Provisioner:
         self.sleep = sleep
         self.epoch_clock = epoch_clock
         self.random = random
+        self.grant_locks = grant_locks
 
     def provision(
         self,
         request: GrantRequest,
         *,
         sent_before: bool = False,
+        marker: SentMarker | None = None,
         before_send: Callable[[], None] | None = None,
     ) -> Resolution:
         """Create the grant of `request`, or resolve its 409 under `request.on_conflict`.
 
-        `sent_before`: an earlier delivery may have created this grant. `before_send` runs
-        just before each POST is sent. Raises an `Auth0Error` subclass, with `attempts` set.
+        `sent_before`: an earlier delivery's create may have reached Auth0 unanswered.
+        `marker` records what each POST did; `before_send` runs just before each POST.
+        Raises an `Auth0Error` subclass, with `attempts` set.
         """
-        run = _Run(self, sent_before=sent_before, before_send=before_send)
+        run = _Run(self, sent_before=sent_before, marker=marker, before_send=before_send)
         try:
             return run.provision(request)
         except Auth0Error as exc:
@@ -118,13 +157,18 @@ class _Run:
         owner: Provisioner,
         *,
         sent_before: bool,
+        marker: SentMarker | None,
         before_send: Callable[[], None] | None,
     ) -> None:
         self.owner = owner
         self.policy = owner.policy
         self.budget = Budget.starting_now(owner.policy.budget_s, owner.clock)
         self.attempts = 0
+        # True once a create of this request may have been applied without our seeing it.
         self.maybe_sent = sent_before
+        # Whether a lookup has been made since the last ambiguous send.
+        self.looked_up = not sent_before
+        self.marker = marker
         self.before_send = before_send
         self.api = owner.api.with_hooks(
             CallHooks(
@@ -134,56 +178,143 @@ class _Run:
 
     def provision(self, request: GrantRequest) -> Resolution:
         requested = request.grant
-        body = requested.body()
         recreates = 0
         while True:
             try:
-                grant = self._create(body)
-            except GrantConflict:
-                mode = effective_mode(request.on_conflict, ours=self.maybe_sent)
-                if mode is None:
-                    raise
-                resolution = self._resolve(mode, requested)
+                return self._create(requested)
+            except GrantConflict as conflict:
+                resolution = self._resolve_conflict(request, conflict)
                 if resolution is not None:
                     return resolution
                 recreates = self._before_recreate(requested, recreates)
-                continue
-            return Resolution("created", grant, None, self.attempts)
 
-    def _create(self, body: dict[str, Any]) -> Grant:
+    def _create(self, requested: CreateClientGrant) -> Resolution:
+        body = requested.body()
+        try:
+            return self._retrying(lambda: self._create_once(requested, body))
+        except RetryableError:
+            # About to end as network_error / upstream_error / rate_limited: if a create may
+            # have been applied since the last lookup, look once more.
+            if self.maybe_sent and not self.looked_up:
+                found = self._find_own(requested)
+                if found is not None:
+                    return found
+            raise
+
+    def _create_once(self, requested: CreateClientGrant, body: dict[str, Any]) -> Resolution:
         sent = False
+        fresh_mark = False
+        marker = self.marker
 
         def mark_sent() -> None:
-            nonlocal sent
+            nonlocal sent, fresh_mark
+            if not sent and marker is not None:
+                fresh_mark = marker.sending()
             sent = True
             if self.before_send is not None:
                 self.before_send()
 
-        def attempt() -> Grant:
-            nonlocal sent
-            sent = False
-            try:
-                return self.api.create_grant(body, before_send=mark_sent)
-            except RetryableError as exc:
-                if sent and exc.ambiguous:
-                    self.maybe_sent = True
-                raise
+        try:
+            grant = self.api.create_grant(body, before_send=mark_sent)
+        except RetryableError as exc:
+            if sent and exc.ambiguous:
+                self.maybe_sent = True
+                self.looked_up = False
+                if marker is not None:
+                    marker.lost()
+                found = self._find_own(requested)
+                if found is not None:
+                    return found
+            elif sent and fresh_mark and marker is not None:
+                marker.refused()
+            raise
+        except Auth0Error:
+            # A definite answer (409, 400, 404, ...): this send created nothing.
+            if sent and fresh_mark and marker is not None:
+                marker.refused()
+            raise
+        if marker is not None:
+            marker.created()
+        return Resolution("created", grant, None, self.attempts)
 
-        return self._retrying(attempt)
+    def _find_own(self, requested: CreateClientGrant) -> Resolution | None:
+        """After a lost reply: the grant, if the lost create (or anyone) made it already.
 
-    def _resolve(self, mode: Mode, requested: CreateClientGrant) -> Resolution | None:
-        """Apply `mode` to the existing grant; None when the grant has vanished."""
-        filters = lookup_filters(requested)
-        existing = self._retrying(lambda: pick(requested, self.api.find_grants(**filters)))
+        `created` when it equals the request; a `GrantConflict` (to be resolved under
+        `on_conflict`) when a different grant is there; None when there is none yet, or the
+        tenant did not answer the lookup either.
+        """
+        try:
+            existing = pick(requested, self.api.find_grants(**lookup_filters(requested)))
+        except Auth0Error as exc:
+            log.info("lookup after a lost reply failed too: %s", exc)
+            return None
+        self.looked_up = True
         if existing is None:
             return None
+        if is_equal(requested, existing):
+            log.info("grant %s found equal to the request after a lost reply", existing.id)
+            metrics.RESOLVED_BY_LOOKUP.inc()
+            return Resolution("created", existing, None, self.attempts, resolved_by="lookup")
+        raise GrantConflict(
+            "a grant for "
+            f"{requested.client_id or requested.default_for} on {requested.audience} "
+            f"(subject_type {requested.effective_subject_type}) exists and differs from the "
+            "request (found by a lookup after a lost reply)",
+            http_status=409,
+        )
+
+    def _resolve_conflict(
+        self, request: GrantRequest, conflict: GrantConflict
+    ) -> Resolution | None:
+        """The 409's resolution; None when the grant has vanished (create again)."""
+        mode = effective_mode(request.on_conflict)
+        if mode is None and not self.maybe_sent:
+            raise conflict
+        locks = self.owner.grant_locks
+        if mode not in ("merge", "replace") or locks is None:
+            return self._resolve(mode, request.grant, conflict, None)
+        try:
+            with locks.hold(request.grant, wait_s=self.budget.remaining_s()) as held:
+                return self._resolve(mode, request.grant, conflict, held)
+        except GrantBusy as exc:
+            raise ReturnToQueue(str(exc), delay_s=GRANT_BUSY_DELAY_S) from exc
+
+    def _resolve(
+        self,
+        mode: Mode | None,
+        requested: CreateClientGrant,
+        conflict: GrantConflict,
+        held: HeldGrant | None,
+    ) -> Resolution | None:
+        """Apply `mode` to the existing grant (under `held`, renewed before each call)."""
+
+        def locked(call: Callable[[], T]) -> Callable[[], T]:
+            def run() -> T:
+                if held is not None:
+                    held.renew()
+                return call()
+
+            return run
+
+        filters = lookup_filters(requested)
+        existing = self._retrying(locked(lambda: pick(requested, self.api.find_grants(**filters))))
+        self.looked_up = True
+        if existing is None:
+            return None
+        if self.maybe_sent and is_equal(requested, existing):
+            log.info("grant %s is this request's own lost create", existing.id)
+            metrics.RESOLVED_BY_LOOKUP.inc()
+            return Resolution("created", existing, None, self.attempts, resolved_by="lookup")
+        if mode is None:
+            raise conflict
         decided = plan(mode, requested, existing)
         if decided.patch is None:
             log.info("grant %s exists (on_conflict %s)", existing.id, mode)
             return Resolution("exists", existing, decided.differences, self.attempts)
         patch = decided.patch
         try:
-            updated = self._retrying(lambda: self.api.update_grant(existing.id, patch))
+            updated = self._retrying(locked(lambda: self.api.update_grant(existing.id, patch)))
         except NotFound:
             return None
         log.info("grant %s updated (on_conflict %s): %s", existing.id, mode, sorted(patch))
@@ -270,10 +401,13 @@ def make_provisioner(
     *,
     session: requests.Session | None = None,
     policy: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Provisioner:
-    """The provisioner for `settings`' tenant, sharing the fleet's governor in `redis_client`.
+    """The provisioner for `settings`' tenant, sharing the fleet's governor and grant locks
+    in `redis_client`.
 
-    `session` defaults to `make_session(settings)`; `policy` to the settings' retry budget.
+    `session` defaults to `make_session(settings)`; `policy` to the settings' retry budget;
+    `sleep` is how a backoff waits (the worker's raises `ReturnToQueue` once it shuts down).
     Raises `ValueError` when AUTH0_DOMAIN or the credentials are missing.
     """
     api = make_api(settings, session if session is not None else make_session(settings))
@@ -281,4 +415,11 @@ def make_provisioner(
         api,
         make_governor(settings, redis_client),
         policy or RetryPolicy.from_settings(settings),
+        sleep=sleep,
+        grant_locks=GrantLocks(
+            redis_client,
+            Keys(settings.grants_key_prefix),
+            # One call at a time: renewed before each, so a dead holder frees it in seconds.
+            ttl_s=settings.grants_connect_timeout_s + settings.grants_read_timeout_s + 5.0,
+        ),
     )

@@ -8,8 +8,10 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.delivery.locks import RequestLocks
+from grant_worker.tasks.delivery.shutdown import SHUTDOWN
 from grant_worker.tasks.handler import GrantHandler
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.outcomes.claims import RequestClaims
 from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.tasks.provision import make_provisioner
 
@@ -20,10 +22,19 @@ def make_handler(settings: Settings, client: redis.Redis | None = None) -> Grant
     client = client or make_redis(settings)
     keys = Keys(settings.grants_key_prefix)
     return GrantHandler(
-        provisioner=make_provisioner(settings, client),
+        # A backoff is cut short by SIGTERM: the request goes back to the queue.
+        provisioner=make_provisioner(settings, client, sleep=SHUTDOWN.sleep),
         recorder=make_recorder(settings, client),
         ledger=DeliveryLedger(client, keys, ttl_s=settings.grants_record_ttl_s),
-        # The lock lapses before the message could be redelivered by the visibility timeout.
-        locks=RequestLocks(client, keys, ttl_s=settings.task_hard_time_limit_s),
+        # Renewed while held, lapsing with the heartbeat when its holder dies; a second
+        # delivery waits as long as the first can run.
+        locks=RequestLocks(
+            client,
+            keys,
+            ttl_s=settings.grants_heartbeat_ttl_s,
+            wait_s=settings.task_hard_time_limit_s,
+        ),
         max_deliveries=settings.grants_max_deliveries,
+        claims=RequestClaims(client, keys, ttl_s=settings.grants_record_ttl_s),
+        shutdown=SHUTDOWN,
     )

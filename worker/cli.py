@@ -158,6 +158,12 @@ def submit(
         except json.JSONDecodeError as exc:
             fail_usage(f"--metadata: not valid JSON ({exc.msg})")
     with GrantClient(load_settings()) as client:
+        if request_id is not None:
+            from grant_worker.worker.reuse import earlier_use
+
+            if refusal := earlier_use(client, request_id):
+                click.echo(f"error: {refusal}", err=True)
+                sys.exit(EXIT_FAILED)
         try:
             submitted = client.submit(envelope)
         except RequestInvalid as exc:

@@ -3,6 +3,11 @@
 Replay re-validates the original request and enqueues it again under the same request id, after
 forgetting its outcome record and delivery count, so the worker works on it afresh while Auth0's
 uniqueness still keeps it from creating a grant twice.
+
+Each letter is replayed exactly once, however many replays run at once: a replay claims a letter
+by deleting it from the dead stream, in the same atomic step that forgets the record, and only
+the replay whose delete removed it enqueues the request. The others report it `skipped`.
+A `request_id_reused` letter is not replayed: its request id belongs to another request.
 """
 
 from __future__ import annotations
@@ -14,15 +19,23 @@ from typing import Any, Literal
 
 import redis
 
-from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.validation import parse_request
-from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.tasks.outcomes.streams import entries_between
 from grant_worker.worker.client import GrantClient
 
 PAGE = 500
+
+# KEYS: dead stream, outcome record, delivery count; ARGV: the letter's entry id.
+# Only the caller whose XDEL removed the letter gets 1, and forgets the record.
+_CLAIM = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,7 @@ class DeadLetter:
 class ReplayResult:
     entry_id: str
     request_id: str
-    action: Literal["replayed", "would replay", "invalid"]
+    action: Literal["replayed", "would replay", "invalid", "skipped"]
     reason: str | None = None
 
 
@@ -72,9 +85,7 @@ class DeadLetters:
         self._client = client
         self._redis: redis.Redis = client.redis
         self._keys: Keys = client.keys
-        settings = client.settings
-        self._recorder = make_recorder(settings, self._redis)
-        self._ledger = DeliveryLedger(self._redis, self._keys, ttl_s=settings.grants_record_ttl_s)
+        self._claim = self._redis.register_script(_CLAIM)
 
     def all(self, *, code: str | None = None, batch_id: str | None = None) -> Iterator[DeadLetter]:
         """Every dead letter, oldest first, optionally only those with error code `code` and
@@ -117,17 +128,46 @@ class DeadLetters:
                     ReplayResult(letter.entry_id, letter.request_id, "invalid", exc.message)
                 )
                 continue
+            if letter.code == "request_id_reused":
+                reason = (
+                    f"request id {letter.request_id} belongs to another request; "
+                    "submit this one under an id of its own"
+                )
+                results.append(ReplayResult(letter.entry_id, letter.request_id, "invalid", reason))
+                continue
             if request.request_id is None:
                 request = request.model_copy(update={"request_id": letter.request_id})
             if dry_run:
                 results.append(ReplayResult(letter.entry_id, letter.request_id, "would replay"))
                 continue
-            self._recorder.forget(letter.request_id)
-            self._ledger.forget_deliveries(letter.request_id)
-            self._client.submit(request)
-            self._redis.xdel(self._keys.dead, letter.entry_id)
+            if not self._claimed(letter):
+                reason = "already replayed or purged by someone else"
+                results.append(ReplayResult(letter.entry_id, letter.request_id, "skipped", reason))
+                continue
+            try:
+                self._client.submit(request)
+            except Exception:
+                # Not enqueued: the letter goes back, to be replayed again.
+                self._put_back(letter)
+                raise
             results.append(ReplayResult(letter.entry_id, letter.request_id, "replayed"))
         return results
+
+    def _claimed(self, letter: DeadLetter) -> bool:
+        keys = [
+            self._keys.dead,
+            self._keys.outcome_record(letter.request_id),
+            self._keys.deliveries(letter.request_id),
+        ]
+        return bool(self._claim(keys=keys, args=[letter.entry_id]))
+
+    def _put_back(self, letter: DeadLetter) -> None:
+        fields = {
+            "request_id": letter.request_id,
+            "status": str(letter.letter.get("status")),
+            "dead": json.dumps(letter.letter, separators=(",", ":")),
+        }
+        self._redis.xadd(self._keys.dead, fields)  # type: ignore[arg-type]
 
     def purge(self, letters: list[DeadLetter]) -> int:
         """Delete these dead letters; returns how many were deleted."""

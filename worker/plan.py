@@ -117,7 +117,7 @@ def _decide(row: Row, grants: list[Grant]) -> PlannedRow:
         return PlannedRow(action="create", then="create", **common)
     found = differences(requested, actual)
     action: Action = "exists_differs" if found else "exists"
-    mode = effective_mode(request.on_conflict, ours=False)
+    mode = effective_mode(request.on_conflict)
     if mode is None:
         return PlannedRow(action=action, then="fail", differences=found, **common)
     decided = conflict_plan(mode, requested, actual)

@@ -31,6 +31,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from grant_worker.worker.recovery import TrackingQoS
+
 log = logging.getLogger(__name__)
 
 SCHEMES = {"redis": "grants-redis", "rediss": "grants-rediss"}
@@ -52,6 +54,9 @@ def broker_url(redis_url: str) -> str:
 
 
 class GuardedChannel(kombu_redis.Channel):
+    # Also records which worker holds which unacknowledged message (crash recovery, issue 9).
+    QoS = TrackingQoS
+
     def _brpop_read(self, **options: Any) -> bool | None:
         # kombu's own `_brpop_read`, but the item is checked before it is delivered.
         try:

@@ -8,12 +8,15 @@ have waited while the worker had room and took nothing for `stall_after_s`, it l
 and ends the process with `STALLED_EXIT_CODE`, so the supervisor (systemd, Kubernetes, compose)
 starts a fresh one. Unacknowledged messages come back by the visibility timeout.
 
-It also writes a heartbeat (`Keys.heartbeat(hostname)`) with what it saw, for dashboards.
+It also writes the worker's heartbeat (`Keys.heartbeat(hostname)`) with what it saw, every
+GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S: dashboards read it, and the
+other workers take a lapsed heartbeat for a dead worker and put its messages back on the queue
+(`worker.recovery`). The heartbeat runs even when stall detection is off
+(GRANTS_STALL_AFTER_S=0).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -29,6 +32,7 @@ from celery.worker import state
 
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.recovery import Identity, beat, tracked_identity
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,8 @@ class Watchdog:
         interval_s: float,
         stall_after_s: float,
         on_stall: Callable[[], None],
+        heartbeat_ttl_s: float | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -81,12 +87,18 @@ class Watchdog:
         self._capacity = capacity
         self._hostname = hostname
         self._interval_s = interval_s
-        self._detector = StallDetector(stall_after_s)
+        # 0: only the heartbeat, no stall detection.
+        self._detector = StallDetector(stall_after_s) if stall_after_s else None
         self._on_stall = on_stall
+        self._heartbeat_ttl_s = heartbeat_ttl_s or max(interval_s * 3, 5.0)
+        self._identity = identity or Identity(hostname, "-")
         self._stop = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        # Beat at once: until the first beat, the other workers cannot tell this one is alive.
+        wait_s = 0.0
+        while not self._stop.wait(wait_s):
+            wait_s = self._interval_s
             try:
                 self.check()
             except redis.RedisError as exc:
@@ -97,10 +109,10 @@ class Watchdog:
         now = time.monotonic()
         queued = int(self._client.llen(self._queue))
         busy = len(state.reserved_requests)
-        stalled = self._detector.observe(
+        stalled = self._detector is not None and self._detector.observe(
             now=now, queued=queued, busy=busy, capacity=self._capacity, last_taken=_last_taken
         )
-        beat: dict[str, Any] = {
+        facts: dict[str, Any] = {
             "pid": os.getpid(),
             "queued": queued,
             "busy": busy,
@@ -109,8 +121,7 @@ class Watchdog:
             "stalled": stalled,
             "at": time.time(),
         }
-        ttl_s = max(int(self._interval_s * 3), 5)
-        self._client.set(self._keys.heartbeat(self._hostname), json.dumps(beat), ex=ttl_s)
+        beat(self._client, self._keys, self._identity, facts, self._heartbeat_ttl_s)
         if stalled:
             log.critical(
                 "consumer stalled: %d messages queued, %d/%d busy, nothing taken for %.0f s; "
@@ -143,17 +154,21 @@ class WatchdogStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         settings = worker.app.grants_settings
-        if not settings.grants_stall_after_s:
-            return
+        hostname = getattr(worker, "hostname", None) or socket.gethostname()
+        interval_s = settings.grants_heartbeat_interval_s
+        if settings.grants_stall_after_s:
+            interval_s = min(interval_s, settings.grants_stall_after_s / 4)
         self._watchdog = Watchdog(
             make_redis(settings),
             Keys(settings.grants_key_prefix),
             queue=settings.grants_queue,
             capacity=settings.grants_concurrency,
-            hostname=getattr(worker, "hostname", None) or socket.gethostname(),
-            interval_s=min(5.0, settings.grants_stall_after_s / 4),
+            hostname=hostname,
+            interval_s=interval_s,
             stall_after_s=settings.grants_stall_after_s,
             on_stall=_exit_stalled,
+            heartbeat_ttl_s=settings.grants_heartbeat_ttl_s,
+            identity=tracked_identity() or Identity(hostname, "-"),
         )
         threading.Thread(target=self._watchdog.run, name="watchdog", daemon=True).start()
 

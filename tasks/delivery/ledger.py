@@ -1,6 +1,19 @@
 """Per-request bookkeeping across deliveries: how often it was delivered, whether it was sent.
 
 Both survive a worker crash (they live in Redis) and expire with the outcome record.
+
+The sent marker says whether a create of this request may have reached Auth0 without its reply
+reaching us, so that a later 409 can be recognised as possibly our own:
+
+| marker     | set when                                        | a later 409 is           |
+|------------|-------------------------------------------------|--------------------------|
+| (absent)   | never sent, or every send was cleanly refused   | someone else's grant     |
+| `sending`  | just before a POST; left behind by a crash      | possibly ours            |
+| `lost`     | the POST timed out, dropped or got a 5xx        | possibly ours            |
+| `created`  | the POST answered 201 (outcome not yet recorded)| ours                     |
+
+A clean refusal (409, 400, a connect error: Auth0 certainly created nothing) takes back the
+`sending` this send put there, and only that: an earlier send's state is kept.
 """
 
 from __future__ import annotations
@@ -8,6 +21,18 @@ from __future__ import annotations
 import redis
 
 from grant_worker.tasks.keys import Keys
+
+SENDING = "sending"
+LOST = "lost"
+CREATED = "created"
+
+# Remove the marker only while it still says `sending` (a concurrent `lost` / `created` stays).
+_CLEAR_SENDING = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 _DECR_TO_ZERO = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
@@ -40,13 +65,56 @@ class DeliveryLedger:
         # Never below zero, even if the count expired in between.
         self._client.eval(_DECR_TO_ZERO, 1, key)
 
-    def mark_sent(self, request_id: str) -> None:
-        """Remember that a create for `request_id` may have reached Auth0."""
-        self._client.set(self._keys.sent(request_id), "1", ex=self._ttl_s)
+    def mark_sending(self, request_id: str) -> bool:
+        """Before a POST: remember it may reach Auth0. True when no earlier state was there
+        (then `mark_refused` may take it back); an earlier `lost` / `created` is kept."""
+        return bool(self._client.set(self._keys.sent(request_id), SENDING, nx=True, ex=self._ttl_s))
+
+    def mark_refused(self, request_id: str) -> None:
+        """The POST was answered with a refusal (or never connected): it created nothing."""
+        self._client.eval(_CLEAR_SENDING, 1, self._keys.sent(request_id), SENDING)
+
+    def mark_lost(self, request_id: str) -> None:
+        """The POST may have been applied, but its reply was lost (timeout, drop, 5xx)."""
+        self._client.set(self._keys.sent(request_id), LOST, ex=self._ttl_s)
+
+    def mark_created(self, request_id: str) -> None:
+        """The POST answered 201: a 409 on a later delivery is certainly our own grant."""
+        self._client.set(self._keys.sent(request_id), CREATED, ex=self._ttl_s)
+
+    def sent_state(self, request_id: str) -> str | None:
+        """`sending`, `lost`, `created`, or None when no create may have reached Auth0."""
+        value = self._client.get(self._keys.sent(request_id))
+        return value.decode() if isinstance(value, bytes) else value
 
     def was_sent(self, request_id: str) -> bool:
-        return bool(self._client.exists(self._keys.sent(request_id)))
+        """Whether a create of `request_id` may have reached Auth0 without our knowing."""
+        return self.sent_state(request_id) is not None
+
+    def marker(self, request_id: str) -> LedgerMarker:
+        """The `SentMarker` the provisioner drives for one delivery of `request_id`."""
+        return LedgerMarker(self, request_id)
 
     def forget_deliveries(self, request_id: str) -> None:
         """Start the delivery count afresh (a replay is a new chance, not a redelivery)."""
         self._client.delete(self._keys.deliveries(request_id))
+
+
+class LedgerMarker:
+    """Adapts the ledger to `tasks.provision.SentMarker` for one request."""
+
+    def __init__(self, ledger: DeliveryLedger, request_id: str) -> None:
+        self._ledger = ledger
+        self._request_id = request_id
+
+    def sending(self) -> bool:
+        return self._ledger.mark_sending(self._request_id)
+
+    def refused(self) -> None:
+        self._ledger.mark_refused(self._request_id)
+
+    def lost(self) -> None:
+        self._ledger.mark_lost(self._request_id)
+
+    def created(self) -> None:
+        self._ledger.mark_created(self._request_id)

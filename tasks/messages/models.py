@@ -64,6 +64,7 @@ ErrorCode = Literal[
     "network_error",
     "poison",
     "cancelled",
+    "request_id_reused",
 ]
 SubjectType = Literal["client", "user", "anonymous_user"]
 DONE_STATUSES: frozenset[str] = frozenset({"created", "exists", "updated"})
@@ -189,6 +190,9 @@ class Outcome(BaseModel):
     received_at: str
     finished_at: str
     metadata: dict[str, Any] | None = None
+    # "lookup" when a create whose reply was lost was found by a lookup, equal to the request
+    # (`created`); null otherwise.
+    resolved_by: Literal["lookup"] | None = None
 
     @property
     def done(self) -> bool:

@@ -115,6 +115,29 @@ class OutcomeRecorder:
         )
         return int(written) == 1
 
+    def publish(self, outcome: Outcome, *, original: Any = None) -> None:
+        """Put `outcome` on the results stream (and the dead stream, and the live channel)
+        without touching the request's record: for an answer that must not replace the one
+        the request id already has (`request_id_reused`)."""
+        maxlen = self._stream_maxlen or None
+        fields = {
+            "request_id": outcome.request_id,
+            "status": outcome.status,
+            "outcome": outcome.to_json(),
+        }
+        pipe = self._client.pipeline(transaction=True)
+        pipe.xadd(self._keys.results, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+        if not outcome.done:
+            dead = json.dumps(dead_letter(outcome, original), separators=(",", ":"))
+            pipe.xadd(
+                self._keys.dead,
+                {"request_id": outcome.request_id, "status": outcome.status, "dead": dead},
+                maxlen=maxlen,
+                approximate=True,
+            )
+        pipe.publish(self._keys.events, outcome.to_json())
+        pipe.execute()
+
     def recorded(self, request_id: str) -> Outcome | None:
         """The outcome recorded for `request_id`, if any."""
         raw = self._client.get(self._keys.outcome_record(request_id))

@@ -24,3 +24,31 @@ def test_taking_back_a_delivery_never_goes_below_zero(
     ledger = DeliveryLedger(redis_client, Keys(key_prefix), ttl_s=60)
     ledger.uncount_delivery("never-counted")
     assert ledger.count_delivery("never-counted") == 1
+
+
+def test_a_clean_refusal_takes_back_only_the_mark_its_own_send_set(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    ledger = DeliveryLedger(redis_client, Keys(key_prefix), ttl_s=60)
+    assert ledger.mark_sending("r1") is True
+    ledger.mark_refused("r1")
+    assert not ledger.was_sent("r1")  # a 409 after this is someone else's grant
+
+
+def test_a_lost_reply_survives_later_clean_refusals(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    ledger = DeliveryLedger(redis_client, Keys(key_prefix), ttl_s=60)
+    ledger.mark_sending("r1")
+    ledger.mark_lost("r1")
+    assert ledger.mark_sending("r1") is False  # the earlier state is kept
+    ledger.mark_refused("r1")
+    assert ledger.sent_state("r1") == "lost"
+
+
+def test_a_send_cut_short_by_a_crash_stays_possibly_sent(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    ledger = DeliveryLedger(redis_client, Keys(key_prefix), ttl_s=60)
+    ledger.mark_sending("r1")  # and the process dies before any answer
+    assert DeliveryLedger(redis_client, Keys(key_prefix), ttl_s=60).sent_state("r1") == "sending"

@@ -191,13 +191,13 @@ def test_fail_refuses_a_grant_someone_else_created(emulator: RunningEmulator, bu
     assert caught.value.http_status == 409
 
 
-def test_fail_resolves_as_exists_when_an_earlier_delivery_may_have_sent_it(
+def test_a_possibly_sent_create_whose_grant_equals_the_request_is_created_by_lookup(
     emulator: RunningEmulator, build: Build
 ) -> None:
     owner = client_id()
     existing_grant(build, owner)
     resolution = build().provision(request(owner, "fail"), sent_before=True)
-    assert resolution.status == "exists"
+    assert (resolution.status, resolution.resolved_by) == ("created", "lookup")
 
 
 # -- retries ---------------------------------------------------------------------------------------
@@ -269,9 +269,10 @@ def test_server_errors_are_retried_until_created_once(
         request(owner, "fail"), before_send=faults_off_at_post(emulator, 3)
     )
     assert resolution.status == "created"
-    assert emulator.admin.stats()["injected_errors"] == 2
+    # each failed POST is followed by a lookup, which meets the same fault
+    assert emulator.admin.stats()["injected_errors"] == 4
     assert len(grants_of(emulator, owner)) == 1
-    assert resolution.attempts == 3
+    assert resolution.attempts == 5
 
 
 def test_dropped_connections_are_retried_until_created_once(
@@ -281,12 +282,12 @@ def test_dropped_connections_are_retried_until_created_once(
     emulator.admin.set_faults(drop_rate=1.0)
     resolution = build().provision(request(owner), before_send=faults_off_at_post(emulator, 3))
     assert resolution.status == "created"
-    assert emulator.admin.stats()["dropped"] == 2
+    assert emulator.admin.stats()["dropped"] == 4  # two POSTs and their two lookups
     assert len(grants_of(emulator, owner)) == 1
 
 
 @pytest.mark.parametrize("lost_reply", ["error", "drop"])
-def test_a_committed_grant_whose_reply_was_lost_resolves_to_exists_even_under_fail(
+def test_a_committed_grant_whose_reply_was_lost_is_created_by_lookup_even_under_fail(
     emulator: RunningEmulator, build: Build, lost_reply: str
 ) -> None:
     owner = client_id()
@@ -294,8 +295,9 @@ def test_a_committed_grant_whose_reply_was_lost_resolves_to_exists_even_under_fa
     resolution = build().provision(
         request(owner, "fail"), before_send=faults_off_at_post(emulator, 2)
     )
-    assert resolution.status == "exists"
-    assert emulator.admin.stats()["commit_lost"] == 1
+    assert (resolution.status, resolution.resolved_by) == ("created", "lookup")
+    # the POST and the lookup after it both lose their replies; the second POST's 409 is ours
+    assert emulator.admin.stats()["commit_lost"] == 2
     assert posts_of(emulator, owner) == 2
     assert [g["id"] for g in grants_of(emulator, owner)] == [resolution.grant.id]
 

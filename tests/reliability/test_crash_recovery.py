@@ -41,7 +41,9 @@ def test_sigkill_with_50_requests_in_flight_loses_nothing_and_creates_nothing_tw
     figures: Callable[..., None],
 ) -> None:
     settings = settings_factory(grants_concurrency=64, **FAST_RECOVERY)
-    emulator.admin.set_faults(latency_ms=200, jitter_ms=20)
+    # Slow enough replies that 50 requests are in flight at once even on a loaded machine
+    # (at 200 ms the worker finished them faster than it took them, peaking near 30).
+    emulator.admin.set_faults(latency_ms=1000, jitter_ms=20)
     worker = start_worker(settings, hostname="crash-1@%h")
     requests = [{"grant": {"client_id": next_client_id(), "audience": API}} for _ in range(200)]
     with GrantClient(settings) as client:

@@ -7,6 +7,7 @@ from typing import Any
 from grant_worker.tasks.conflicts import (
     differences,
     effective_mode,
+    is_equal,
     lookup_filters,
     merge_patch,
     pick,
@@ -204,16 +205,20 @@ def test_replace_never_patches_immutable_fields() -> None:
 # -- fail ------------------------------------------------------------------------------------------
 
 
-def test_fail_fails_on_someone_elses_grant() -> None:
-    assert effective_mode("fail", ours=False) is None
+def test_fail_fails_whoever_may_have_sent_what() -> None:
+    assert effective_mode("fail") is None
 
 
-def test_fail_resolves_like_keep_when_the_grant_may_be_our_own() -> None:
-    assert effective_mode("fail", ours=True) == "keep"
+def test_a_grant_equal_to_the_request_is_recognised_as_its_own_create() -> None:
+    requested = CreateClientGrant(client_id="svc-1", audience="https://api/", scope=["a", "b"])
+    same = Grant(id="cgr_1", client_id="svc-1", audience="https://api/", scope=["b", "a"])
+    other = Grant(id="cgr_1", client_id="svc-1", audience="https://api/", scope=["a"])
+    assert is_equal(requested, same)
+    assert not is_equal(requested, other)
 
 
 def test_the_other_modes_apply_whoever_created_the_grant() -> None:
-    assert [effective_mode(m, ours=False) for m in ("keep", "merge", "replace")] == [
+    assert [effective_mode(m) for m in ("keep", "merge", "replace")] == [
         "keep",
         "merge",
         "replace",

@@ -105,21 +105,24 @@ def test_a_new_grant_is_created_in_one_counted_call(tenant: ScriptedTenant, fake
 
 def test_before_send_runs_just_before_each_post(tenant: ScriptedTenant, fake: FakeTime) -> None:
     tenant.script("POST", GRANTS, UNAVAILABLE, Reply(201, grant_body()))
+    tenant.script("GET", GRANTS, Reply(200, {"client_grants": []}))
     marks: list[int] = []
     provisioner(tenant, fake).provision(
         grant_request(), before_send=lambda: marks.append(len(tenant.sent))
     )
-    # after the token call (1 sent) and after the first POST (2 sent)
-    assert marks == [1, 2]
+    # after the token call (1 sent), and after the first POST and the lookup its 503 led to
+    assert marks == [1, 3]
 
 
 def test_server_errors_are_retried_with_backoff_until_created(
     tenant: ScriptedTenant, fake: FakeTime
 ) -> None:
     tenant.script("POST", GRANTS, UNAVAILABLE, UNAVAILABLE, Reply(201, grant_body()))
+    tenant.script("GET", GRANTS, Reply(200, {"client_grants": []}))
     resolution = provisioner(tenant, fake).provision(grant_request())
     assert resolution.status == "created"
-    assert resolution.attempts == 3
+    assert resolution.resolved_by is None
+    assert resolution.attempts == 5  # three POSTs, and a lookup after each 503
     assert fake.sleeps == [1.0, 2.0]
 
 
@@ -148,10 +151,11 @@ def test_an_outage_longer_than_the_budget_ends_in_the_last_upstream_error(
     tenant: ScriptedTenant, fake: FakeTime
 ) -> None:
     tenant.script("POST", GRANTS, UNAVAILABLE)
+    tenant.script("GET", GRANTS, Reply(200, {"client_grants": []}))
     with pytest.raises(UpstreamError) as caught:
         provisioner(tenant, fake, budget_s=10.0).provision(grant_request())
     assert fake.sleeps == [1.0, 2.0, 4.0]  # the next, 8 s, would end past 10 s
-    assert caught.value.attempts == 4
+    assert caught.value.attempts == 8  # four POSTs, each 503 followed by a lookup
     assert caught.value.code == "upstream_error"
 
 
@@ -204,29 +208,108 @@ def test_fail_raises_conflict_for_someone_elses_grant(
     assert "already exists" in caught.value.message
 
 
-def test_fail_resolves_as_exists_when_an_earlier_delivery_may_have_sent_it(
+def test_a_possibly_sent_create_whose_grant_equals_the_request_is_created_by_lookup(
     tenant: ScriptedTenant, fake: FakeTime
 ) -> None:
     tenant.script("POST", GRANTS, CONFLICT)
     tenant.script("GET", GRANTS, existing(scope=[]))
     resolution = provisioner(tenant, fake).provision(grant_request("fail"), sent_before=True)
-    assert resolution.status == "exists"
+    assert resolution.status == "created"
+    assert resolution.resolved_by == "lookup"
 
 
-def test_fail_resolves_as_exists_when_an_earlier_attempt_got_a_5xx(
+def test_fail_stays_conflict_when_the_grant_differs_even_if_an_earlier_delivery_sent(
+    tenant: ScriptedTenant, fake: FakeTime
+) -> None:
+    # The finding: an existing grant with read:data, a `fail` request for write:data whose
+    # earlier delivery was killed mid-POST. A grant that differs was never our create.
+    tenant.script("POST", GRANTS, CONFLICT)
+    tenant.script("GET", GRANTS, existing(scope=["read:data"]))
+    with pytest.raises(GrantConflict):
+        provisioner(tenant, fake).provision(
+            grant_request("fail", scope=["write:data"]), sent_before=True
+        )
+
+
+def test_a_5xx_is_resolved_by_a_lookup_before_posting_again(
     tenant: ScriptedTenant, fake: FakeTime
 ) -> None:
     tenant.script("POST", GRANTS, UNAVAILABLE, CONFLICT)
     tenant.script("GET", GRANTS, existing(scope=[]))
-    assert provisioner(tenant, fake).provision(grant_request("fail")).status == "exists"
+    resolution = provisioner(tenant, fake).provision(grant_request("fail"))
+    assert (resolution.status, resolution.resolved_by) == ("created", "lookup")
+    assert len(tenant.calls("POST", GRANTS)) == 1
 
 
-def test_fail_resolves_as_exists_when_an_earlier_reply_was_lost(
+def test_a_lost_reply_is_resolved_by_a_lookup_before_posting_again(
     tenant: ScriptedTenant, fake: FakeTime
 ) -> None:
     tenant.script("POST", GRANTS, requests.exceptions.ReadTimeout(), CONFLICT)
     tenant.script("GET", GRANTS, existing(scope=[]))
-    assert provisioner(tenant, fake).provision(grant_request("fail")).status == "exists"
+    resolution = provisioner(tenant, fake).provision(grant_request("fail"))
+    assert (resolution.status, resolution.resolved_by) == ("created", "lookup")
+    assert len(tenant.calls("POST", GRANTS)) == 1
+
+
+def test_a_slow_tenants_grant_is_found_by_the_lookup_after_a_later_timeout(
+    tenant: ScriptedTenant, fake: FakeTime
+) -> None:
+    # A slow tenant: every POST times out, the first one's grant shows up later.
+    tenant.script("POST", GRANTS, requests.exceptions.ReadTimeout())
+    tenant.script("GET", GRANTS, Reply(200, {"client_grants": []}), existing(scope=[]))
+    resolution = provisioner(tenant, fake).provision(grant_request())
+    assert (resolution.status, resolution.resolved_by) == ("created", "lookup")
+    assert len(tenant.calls("POST", GRANTS)) == 2
+
+
+class RecordingMarker:
+    def __init__(self, fresh: bool = True) -> None:
+        self.fresh = fresh
+        self.calls: list[str] = []
+
+    def sending(self) -> bool:
+        self.calls.append("sending")
+        return self.fresh
+
+    def refused(self) -> None:
+        self.calls.append("refused")
+
+    def lost(self) -> None:
+        self.calls.append("lost")
+
+    def created(self) -> None:
+        self.calls.append("created")
+
+
+def test_a_clean_409_takes_back_the_sent_mark_it_put_there(
+    tenant: ScriptedTenant, fake: FakeTime
+) -> None:
+    tenant.script("POST", GRANTS, CONFLICT)
+    marker = RecordingMarker()
+    with pytest.raises(GrantConflict):
+        provisioner(tenant, fake).provision(grant_request("fail"), marker=marker)
+    assert marker.calls == ["sending", "refused"]
+
+
+def test_a_clean_409_keeps_an_earlier_deliverys_mark(
+    tenant: ScriptedTenant, fake: FakeTime
+) -> None:
+    tenant.script("POST", GRANTS, CONFLICT)
+    tenant.script("GET", GRANTS, existing(scope=["read:data"]))
+    marker = RecordingMarker(fresh=False)
+    with pytest.raises(GrantConflict):
+        provisioner(tenant, fake).provision(
+            grant_request("fail", scope=["write:data"]), sent_before=True, marker=marker
+        )
+    assert marker.calls == ["sending"]
+
+
+def test_a_lost_reply_and_a_201_are_marked_as_such(tenant: ScriptedTenant, fake: FakeTime) -> None:
+    tenant.script("POST", GRANTS, UNAVAILABLE, Reply(201, grant_body()))
+    tenant.script("GET", GRANTS, Reply(200, {"client_grants": []}))
+    marker = RecordingMarker()
+    provisioner(tenant, fake).provision(grant_request(), marker=marker)
+    assert marker.calls == ["sending", "lost", "sending", "created"]
 
 
 def test_fail_still_fails_when_the_earlier_attempt_never_connected(
