@@ -79,3 +79,16 @@ class Keys:
     @property
     def unacked_mutex(self) -> str:
         return f"{self.prefix}unacked_mutex"
+
+    # -- the operator's dashboard (issue 12) ---------------------------------------------------
+
+    def activity(self, epoch_minute: int) -> str:
+        """Per-second counters of one minute (outcomes by status, Auth0 calls, 429s), for the
+        dashboard's charts; a hash `{second}:{series}` → count that expires after a while."""
+        return f"{self.prefix}activity:{epoch_minute}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker host names by their last heartbeat (epoch s), so that readers
+        find the `heartbeat` keys without scanning the key space."""
+        return f"{self.prefix}workers"

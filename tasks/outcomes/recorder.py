@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.activity import ActivityCounter, outcome_series
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
 
@@ -72,6 +73,7 @@ class OutcomeRecorder:
         self._record_ttl_s = record_ttl_s
         self._stream_maxlen = stream_maxlen
         self._script = client.register_script(_RECORD_ONCE)
+        self._activity = ActivityCounter(client, keys)
 
     def record(self, outcome: Outcome, *, original: Any = None) -> bool:
         """Record `outcome` unless one is already recorded for its request id.
@@ -98,6 +100,10 @@ class OutcomeRecorder:
                 dead,
             ],
         )
+        if written:
+            # For the dashboard's per-second chart; apart from the script, so that it stays
+            # one best-effort round trip that can never undo or block a recorded outcome.
+            self._activity.count(outcome_series(outcome.status))
         return bool(written)
 
     def recorded(self, request_id: str) -> Outcome | None:
