@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     grants_record_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     # Approximate cap on the results / dead streams (XADD MAXLEN ~); 0 keeps everything.
     grants_stream_maxlen: int = Field(default=1_000_000, ge=0)
+    # Required by `grants dashboard` on any address but loopback; every visitor then logs in.
+    grants_dashboard_token: SecretStr | None = None
 
     @field_validator("auth0_domain")
     @classmethod

@@ -294,6 +294,9 @@ def _register_subcommands() -> None:
     from grant_worker.emulator.cli import emulator
 
     cli.add_command(emulator)
+    from grant_worker.worker.dashboard.command import dashboard
+
+    cli.add_command(dashboard)
 
 
 _register_subcommands()

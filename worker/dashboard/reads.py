@@ -1,0 +1,413 @@
+"""Every Redis read of the dashboard, in one module, each bounded.
+
+The dashboard reads only what it shows: small hashes (breaker, learned rate, batch ledgers,
+per-second counters), lengths (LLEN, HLEN), and the newest entries of a stream (XREVRANGE with a
+COUNT). It never scans a stream or the key space, so a page costs the same with ten outcomes as
+with a million.
+
+Contracts assumed here for state that other issues write (swap in their readers at merge):
+
+- breaker (issue 7): hash `{prefix}breaker`: state (closed|open), cause, since, next_probe_at.
+- learned tenant rate (issue 7): hash `{prefix}tenant_rate`: limit, remaining, rate,
+  pause_until (epoch s). Absent: "not learned yet".
+- batch ledgers (issue 10): hash `{prefix}batch:{id}` with `total` and a count per status,
+  and a sorted set `{prefix}batches` of batch ids scored by last activity. Absent: a batch's
+  progress is derived from one atomic, bounded read (`_SNAPSHOT`) of the queue's head, the
+  unacknowledged hash and the newest outcomes, and marked as an estimate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+
+from grant_worker.tasks.activity import (
+    CALL_SERIES,
+    RATE_LIMITED_SERIES,
+    outcome_series,
+    slot,
+)
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.outcomes.streams import Entry
+
+STATUSES = ("created", "exists", "updated", "failed", "rejected")
+# Bounds of every read (entries or items); a page never reads more than these.
+RECENT_OUTCOMES = 2000
+DEAD_WINDOW = 500
+QUEUE_SAMPLE = 2000
+BATCH_LIST = 20
+WORKER_STALE_S = 30
+
+# Other issues' keys (see the module's docstring); named here so the swap is one place.
+BREAKER_KEY = "breaker"
+LEARNED_RATE_KEY = "tenant_rate"
+BATCH_LEDGER_KEY = "batch:"
+BATCHES_KEY = "batches"
+
+# KEYS: queue, unacked hash, results stream. ARGV: sample size, outcome window.
+# One script, so that a request is seen exactly once: queued, in flight or finished.
+_SNAPSHOT = """
+local sample = tonumber(ARGV[1])
+local depth = redis.call('LLEN', KEYS[1])
+local inflight = redis.call('HLEN', KEYS[2])
+local queued = redis.call('LRANGE', KEYS[1], 0, sample - 1)
+local unacked = {}
+if inflight <= sample then
+  unacked = redis.call('HVALS', KEYS[2])
+end
+local recent = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonumber(ARGV[2]))
+return {depth, inflight, queued, unacked, recent}
+"""
+
+
+@dataclass(frozen=True)
+class Breaker:
+    state: str
+    cause: str
+    since: float | None
+    next_probe_at: float | None
+
+
+@dataclass(frozen=True)
+class LearnedRate:
+    limit: float | None
+    remaining: float | None
+    rate: float | None
+    pause_until: float | None
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    hostname: str
+    at: float
+    busy: int | None
+    capacity: int | None
+    queued: int | None
+    idle_s: float | None
+    stalled: bool
+    alive: bool
+
+
+@dataclass(frozen=True)
+class RecentOutcome:
+    entry_id: str
+    outcome: dict[str, Any]
+
+    @property
+    def at(self) -> float:
+        """When the outcome was recorded (the stream id's milliseconds), epoch s."""
+        return int(self.entry_id.split("-", 1)[0]) / 1000
+
+    @property
+    def request_id(self) -> str:
+        return str(self.outcome.get("request_id", ""))
+
+    @property
+    def batch_id(self) -> str | None:
+        batch = self.outcome.get("batch_id")
+        return batch if isinstance(batch, str) else None
+
+
+@dataclass
+class Snapshot:
+    """Queue, in-flight and newest outcomes as of one instant (see `_SNAPSHOT`)."""
+
+    depth: int
+    in_flight: int
+    queued: list[dict[str, Any]]
+    unacked: list[dict[str, Any]]
+    unacked_read: bool
+    recent: list[RecentOutcome]
+    window_full: bool
+    pending_ids_by_batch: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def queue_fully_read(self) -> bool:
+        return self.depth <= len(self.queued) and self.unacked_read
+
+
+@dataclass(frozen=True)
+class DeadEntry:
+    entry_id: str
+    letter: dict[str, Any]
+
+    @property
+    def request_id(self) -> str:
+        return str(self.letter.get("request_id", ""))
+
+    @property
+    def code(self) -> str:
+        error = self.letter.get("error") or {}
+        return str(error.get("code") or "")
+
+    @property
+    def batch_id(self) -> str:
+        return str(self.letter.get("batch_id") or "")
+
+
+class DashboardReads:
+    """The dashboard's view of one deployment's Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, queue: str) -> None:
+        self._client = client
+        self._keys = keys
+        self._queue = queue
+        self._snapshot = client.register_script(_SNAPSHOT)
+
+    # -- gauges --------------------------------------------------------------------------
+
+    def queue_depth(self) -> int:
+        return int(self._client.llen(self._queue))
+
+    def in_flight(self) -> int:
+        return int(self._client.hlen(self._keys.unacked))
+
+    def breaker(self) -> Breaker | None:
+        fields = self._hash(self._keys.prefix + BREAKER_KEY)
+        if not fields:
+            return None
+        return Breaker(
+            state=fields.get("state", "closed"),
+            cause=fields.get("cause", ""),
+            since=_number(fields.get("since")),
+            next_probe_at=_number(fields.get("next_probe_at")),
+        )
+
+    def learned_rate(self) -> LearnedRate | None:
+        fields = self._hash(self._keys.prefix + LEARNED_RATE_KEY)
+        if not fields:
+            return None
+        return LearnedRate(
+            limit=_number(fields.get("limit")),
+            remaining=_number(fields.get("remaining")),
+            rate=_number(fields.get("rate")),
+            pause_until=_number(fields.get("pause_until")),
+        )
+
+    def workers(self, now: float) -> list[WorkerBeat]:
+        """Workers seen in the last hour, from the heartbeat index and their heartbeats."""
+        names = cast(list[str], self._client.zrevrange(self._keys.workers, 0, 99))
+        if not names:
+            return []
+        beats = cast(list[str | None], self._client.mget([self._keys.heartbeat(n) for n in names]))
+        scores: list[float | None] = self._client.zmscore(self._keys.workers, names)
+        found = []
+        for name, raw, score in zip(names, beats, scores, strict=True):
+            beat = _json_object(raw) if raw else {}
+            at = _number(beat.get("at")) or score or 0.0
+            found.append(
+                WorkerBeat(
+                    hostname=name,
+                    at=at,
+                    busy=_int(beat.get("busy")),
+                    capacity=_int(beat.get("capacity")),
+                    queued=_int(beat.get("queued")),
+                    idle_s=_number(beat.get("idle_s")),
+                    stalled=bool(beat.get("stalled")),
+                    alive=bool(raw) and now - at <= WORKER_STALE_S,
+                )
+            )
+        return found
+
+    # -- per-second counters ---------------------------------------------------------------
+
+    def activity(self, now: float, seconds: int) -> tuple[int, dict[str, list[int]]]:
+        """Counts per second for the `seconds` up to `now`: (first second, {series: counts}).
+
+        One HGETALL per minute touched (16 for a quarter of an hour), pipelined.
+        """
+        end = int(now)
+        start = end - seconds + 1
+        minutes = range(slot(start)[0], slot(end)[0] + 1)
+        pipe = self._client.pipeline(transaction=False)
+        for minute in minutes:
+            pipe.hgetall(self._keys.activity(minute))
+        hashes = cast(list[dict[str, str]], pipe.execute())
+        names = [outcome_series(s) for s in STATUSES] + [CALL_SERIES, RATE_LIMITED_SERIES]
+        series = {name: [0] * seconds for name in names}
+        for minute, counts in zip(minutes, hashes, strict=True):
+            for key, value in counts.items():
+                second, _, name = key.partition(":")
+                index = minute * 60 + int(second) - start
+                if name in series and 0 <= index < seconds:
+                    series[name][index] += int(value)
+        return start, series
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def recent_outcomes(self, count: int = RECENT_OUTCOMES) -> list[RecentOutcome]:
+        """The newest `count` outcomes, newest first."""
+        entries = cast(
+            list[Entry], self._client.xrevrange(self._keys.results, "+", "-", count=count)
+        )
+        return [_recent(entry) for entry in entries]
+
+    def outcome_record(self, request_id: str) -> dict[str, Any] | None:
+        raw = cast(str | None, self._client.get(self._keys.outcome_record(request_id)))
+        return _json_object(raw) if raw else None
+
+    def request_state(self, request_id: str) -> dict[str, Any]:
+        """What Redis holds about one request besides its outcome (deliveries, sent, lock)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(self._keys.deliveries(request_id))
+        pipe.exists(self._keys.sent(request_id))
+        pipe.exists(self._keys.lock(request_id))
+        deliveries, sent, locked = pipe.execute()
+        return {
+            "deliveries": _int(deliveries) or 0,
+            "sent": bool(sent),
+            "locked": bool(locked),
+        }
+
+    def history(self, request_id: str) -> tuple[list[RecentOutcome], list[DeadEntry]]:
+        """Outcomes and dead letters of `request_id` among the newest entries (bounded)."""
+        outcomes = [o for o in self.recent_outcomes() if o.request_id == request_id]
+        letters = [d for d in self.dead_letters() if d.request_id == request_id]
+        return outcomes, letters
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def batch_ledger(self, batch_id: str) -> dict[str, int] | None:
+        fields = self._hash(self._keys.prefix + BATCH_LEDGER_KEY + batch_id)
+        if not fields:
+            return None
+        return {name: _int(value) or 0 for name, value in fields.items()}
+
+    def active_batches(self) -> list[str] | None:
+        """Batch ids by last activity from the ledgers' index, or None while there is none."""
+        if not self._client.exists(self._keys.prefix + BATCHES_KEY):
+            return None
+        return cast(
+            list[str],
+            self._client.zrevrange(self._keys.prefix + BATCHES_KEY, 0, BATCH_LIST - 1),
+        )
+
+    def snapshot(self) -> Snapshot:
+        """The queue's head, the in-flight messages and the newest outcomes, atomically."""
+        depth, inflight, queued, unacked, recent = cast(
+            list[Any],
+            self._snapshot(
+                keys=[self._queue, self._keys.unacked, self._keys.results],
+                args=[QUEUE_SAMPLE, RECENT_OUTCOMES],
+            ),
+        )
+        snap = Snapshot(
+            depth=int(depth),
+            in_flight=int(inflight),
+            queued=[m for m in (_queued_request(raw) for raw in queued) if m],
+            unacked=[m for m in (_unacked_request(raw) for raw in unacked) if m],
+            unacked_read=int(inflight) <= QUEUE_SAMPLE,
+            recent=[_recent(_entry(raw)) for raw in recent],
+            window_full=len(recent) >= RECENT_OUTCOMES,
+        )
+        for request in [*snap.queued, *snap.unacked]:
+            batch = request.get("batch_id")
+            if isinstance(batch, str):
+                snap.pending_ids_by_batch.setdefault(batch, set()).add(
+                    str(request.get("request_id"))
+                )
+        return snap
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def dead_letters(self, count: int = DEAD_WINDOW) -> list[DeadEntry]:
+        entries = cast(list[Entry], self._client.xrevrange(self._keys.dead, "+", "-", count=count))
+        return [
+            DeadEntry(entry_id, _json_object(fields.get("dead"))) for entry_id, fields in entries
+        ]
+
+    def dead_letter(self, entry_id: str) -> DeadEntry | None:
+        entries = cast(list[Entry], self._client.xrange(self._keys.dead, entry_id, entry_id))
+        if not entries:
+            return None
+        found_id, fields = entries[0]
+        return DeadEntry(found_id, _json_object(fields.get("dead")))
+
+    def dead_count(self) -> int:
+        return int(self._client.xlen(self._keys.dead))
+
+    def results_count(self) -> int:
+        return int(self._client.xlen(self._keys.results))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _hash(self, key: str) -> dict[str, str]:
+        return cast(dict[str, str], self._client.hgetall(key))
+
+
+def _recent(entry: Entry) -> RecentOutcome:
+    entry_id, fields = entry
+    return RecentOutcome(entry_id, _json_object(fields.get("outcome")))
+
+
+def _entry(raw: Any) -> Entry:
+    """A stream entry as a Lua script returns it: [id, [field, value, ...]]."""
+    entry_id, flat = raw
+    pairs = iter(flat)
+    return str(entry_id), {str(k): str(v) for k, v in zip(pairs, pairs, strict=False)}
+
+
+def _queued_request(raw: str) -> dict[str, Any] | None:
+    """The request inside a kombu message on the queue (Celery protocol 2, JSON body)."""
+    message = _json_object(raw)
+    return _request_of(message)
+
+
+def _unacked_request(raw: str) -> dict[str, Any] | None:
+    """kombu keeps an unacknowledged message as `[message, exchange, routing_key]`."""
+    try:
+        wrapped = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if isinstance(wrapped, list) and wrapped and isinstance(wrapped[0], dict):
+        return _request_of(wrapped[0])
+    return None
+
+
+def _request_of(message: dict[str, Any]) -> dict[str, Any] | None:
+    body = message.get("body")
+    if not isinstance(body, str):
+        return None
+    properties = message.get("properties") or {}
+    try:
+        if properties.get("body_encoding") == "base64":
+            body = base64.b64decode(body).decode("utf-8")
+        decoded = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    headers = message.get("headers") or {}
+    request: Any = None
+    if isinstance(decoded, list) and len(decoded) >= 2 and isinstance(decoded[1], dict):
+        request = decoded[1].get("request")
+    if isinstance(request, str):
+        request = _json_object(request)
+    if not isinstance(request, dict):
+        request = {}
+    return {
+        "request_id": request.get("request_id") or headers.get("id"),
+        "batch_id": request.get("batch_id"),
+    }
+
+
+def _json_object(raw: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None

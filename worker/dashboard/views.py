@@ -1,0 +1,158 @@
+"""What the pages show, computed from what `reads` returned: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from grant_worker.worker.dashboard.reads import STATUSES, RecentOutcome, Snapshot
+
+RATE_WINDOW_S = 60
+# Rows an operator must look at first: what failed, then what exists but differs.
+ROW_ORDER = {"failed": 0, "rejected": 1, "exists, differs": 2, "updated": 3, "exists": 4}
+
+
+@dataclass
+class BatchProgress:
+    batch_id: str
+    counts: dict[str, int]
+    pending: int
+    total: int | None
+    rate_per_s: float | None
+    source: Literal["ledger", "estimate"]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def percent(self) -> int:
+        if not self.total:
+            return 0
+        return min(100, int(self.done * 100 / self.total))
+
+    @property
+    def eta_s(self) -> float | None:
+        if not self.pending:
+            return 0.0
+        if not self.rate_per_s:
+            return None
+        return self.pending / self.rate_per_s
+
+
+@dataclass(frozen=True)
+class Row:
+    request_id: str
+    state: str
+    code: str
+    message: str
+    attempts: int | None
+    finished_at: str
+    differences: Any
+
+
+def latest_per_request(outcomes: Iterable[RecentOutcome]) -> dict[str, RecentOutcome]:
+    """The newest outcome of each request id (a replayed request has several), newest first."""
+    latest: dict[str, RecentOutcome] = {}
+    for outcome in outcomes:
+        latest.setdefault(outcome.request_id, outcome)
+    return latest
+
+
+def _batch_outcomes(snapshot: Snapshot, batch_id: str) -> dict[str, RecentOutcome]:
+    pending = snapshot.pending_ids_by_batch.get(batch_id, set())
+    mine = (o for o in snapshot.recent if o.batch_id == batch_id)
+    return {rid: o for rid, o in latest_per_request(mine).items() if rid not in pending}
+
+
+def rate_per_s(outcomes: Iterable[RecentOutcome], now: float) -> float | None:
+    """Outcomes per second over the last minute (or since the first, if that is sooner)."""
+    moments = [o.at for o in outcomes if now - o.at <= RATE_WINDOW_S]
+    if not moments:
+        return None
+    span = max(now - min(moments), 1.0)
+    return len(moments) / span
+
+
+def batch_progress(
+    batch_id: str, snapshot: Snapshot, ledger: dict[str, int] | None, now: float
+) -> BatchProgress:
+    """A batch's progress from its ledger where there is one, else estimated from the snapshot.
+
+    The estimate counts the batch's requests seen queued, in flight, or among the newest
+    outcomes; it is exact while the queue was read whole and the batch's outcomes all lie
+    within the outcome window, and it says so when they may not.
+    """
+    outcomes = _batch_outcomes(snapshot, batch_id)
+    rate = rate_per_s(outcomes.values(), now)
+    if ledger is not None:
+        counts = {status: ledger.get(status, 0) for status in STATUSES}
+        total = ledger.get("total")
+        pending = max((total or 0) - sum(counts.values()), 0)
+        return BatchProgress(batch_id, counts, pending, total, rate, "ledger")
+    counts = {status: 0 for status in STATUSES}
+    for outcome in outcomes.values():
+        status = str(outcome.outcome.get("status"))
+        counts[status] = counts.get(status, 0) + 1
+    pending = len(snapshot.pending_ids_by_batch.get(batch_id, set()))
+    notes = ["estimated from the queue and the newest outcomes: no batch ledger"]
+    if not snapshot.queue_fully_read:
+        notes.append("the queue is longer than the part read: more may be waiting")
+    if snapshot.window_full and snapshot.recent and snapshot.recent[-1].batch_id == batch_id:
+        notes.append("older outcomes of this batch lie beyond the window read")
+    total = sum(counts.values()) + pending
+    return BatchProgress(batch_id, counts, pending, total, rate, "estimate", notes)
+
+
+def batch_ids(snapshot: Snapshot) -> list[str]:
+    """Batches seen in the snapshot, most recently active first."""
+    seen: dict[str, None] = {}
+    for batch in snapshot.pending_ids_by_batch:
+        seen.setdefault(batch, None)
+    for outcome in snapshot.recent:
+        if outcome.batch_id:
+            seen.setdefault(outcome.batch_id, None)
+    return list(seen)
+
+
+def row_state(outcome: dict[str, Any]) -> str:
+    status = str(outcome.get("status"))
+    if status == "exists" and outcome.get("differences"):
+        return "exists, differs"
+    return status
+
+
+def batch_rows(snapshot: Snapshot, batch_id: str) -> list[Row]:
+    """The batch's rows, failed first, then rejected, then "exists, differs", then the rest."""
+    rows = []
+    for request_id, recent in _batch_outcomes(snapshot, batch_id).items():
+        outcome = recent.outcome
+        error = outcome.get("error") or {}
+        rows.append(
+            Row(
+                request_id=request_id,
+                state=row_state(outcome),
+                code=str(error.get("code") or ""),
+                message=str(error.get("message") or ""),
+                attempts=outcome.get("attempts"),
+                finished_at=str(outcome.get("finished_at") or ""),
+                differences=outcome.get("differences"),
+            )
+        )
+    rows.sort(key=lambda row: (ROW_ORDER.get(row.state, 5), row.request_id))
+    for request_id in sorted(snapshot.pending_ids_by_batch.get(batch_id, set())):
+        rows.append(Row(request_id, "pending", "", "", None, "", None))
+    return rows
+
+
+def human_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
