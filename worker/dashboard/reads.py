@@ -48,7 +48,13 @@ LEARNED_RATE_KEY = "tenant_rate"
 BATCH_LEDGER_KEY = "batch:"
 BATCHES_KEY = "batches"
 
-# KEYS: queue, unacked hash, results stream. ARGV: sample size, outcome window.
+# Scripts read the newest entries of a stream and hand back only what the page needs: Redis
+# decodes the JSON (cjson, in C) and filters, so a page transfers and parses a few kilobytes, not
+# every entry of its window. Each is bounded by its window (a COUNT), never by the stream.
+
+# KEYS: queue, unacked hash, results stream. ARGV: sample size, outcome window, batch ('' none).
+# Returns {depth, in flight, queued messages, unacked messages, outcomes}; an outcome is
+# {id, request_id, status, batch_id, full JSON if of ARGV[3] else ''}.
 # One script, so that a request is seen exactly once: queued, in flight or finished.
 _SNAPSHOT = """
 local sample = tonumber(ARGV[1])
@@ -59,8 +65,60 @@ local unacked = {}
 if inflight <= sample then
   unacked = redis.call('HVALS', KEYS[2])
 end
-local recent = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonumber(ARGV[2]))
+local recent = {}
+for _, entry in ipairs(redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonumber(ARGV[2]))) do
+  local fields = entry[2]
+  local outcome = ''
+  for i = 1, #fields, 2 do
+    if fields[i] == 'outcome' then outcome = fields[i + 1] end
+  end
+  local ok, decoded = pcall(cjson.decode, outcome)
+  local batch = ''
+  local rid, status = '', ''
+  if ok and type(decoded) == 'table' then
+    if type(decoded.batch_id) == 'string' then batch = decoded.batch_id end
+    if type(decoded.request_id) == 'string' then rid = decoded.request_id end
+    if type(decoded.status) == 'string' then status = decoded.status end
+  end
+  if ARGV[3] == '' or batch ~= ARGV[3] then outcome = '' end
+  table.insert(recent, {entry[1], rid, status, batch, outcome})
+end
 return {depth, inflight, queued, unacked, recent}
+"""
+
+# KEYS: a stream. ARGV: window, field holding the JSON, request id ('' any), code ('' any),
+# batch ('' any). Returns {matches as {id, JSON}, codes seen, batches seen} over the window.
+_MATCHING = """
+local matches, codes, batches = {}, {}, {}
+for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', tonumber(ARGV[1]))) do
+  local fields = entry[2]
+  local body, rid = '', ''
+  for i = 1, #fields, 2 do
+    if fields[i] == ARGV[2] then body = fields[i + 1] end
+    if fields[i] == 'request_id' then rid = fields[i + 1] end
+  end
+  if ARGV[3] == '' or rid == ARGV[3] then
+    local code, batch = '', ''
+    if ARGV[4] ~= '' or ARGV[5] ~= '' or ARGV[3] == '' then
+      local ok, decoded = pcall(cjson.decode, body)
+      if ok and type(decoded) == 'table' then
+        if type(decoded.error) == 'table' and type(decoded.error.code) == 'string' then
+          code = decoded.error.code
+        end
+        if type(decoded.batch_id) == 'string' then batch = decoded.batch_id end
+      end
+      if code ~= '' then codes[code] = true end
+      if batch ~= '' then batches[batch] = true end
+    end
+    if (ARGV[4] == '' or code == ARGV[4]) and (ARGV[5] == '' or batch == ARGV[5]) then
+      table.insert(matches, {entry[1], body})
+    end
+  end
+end
+local code_list, batch_list = {}, {}
+for code in pairs(codes) do table.insert(code_list, code) end
+for batch in pairs(batches) do table.insert(batch_list, batch) end
+return {matches, code_list, batch_list}
 """
 
 
@@ -131,6 +189,13 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class DeadWindow:
+    letters: list[DeadEntry]
+    codes: list[str]
+    batches: list[str]
+
+
+@dataclass(frozen=True)
 class DeadEntry:
     entry_id: str
     letter: dict[str, Any]
@@ -157,6 +222,7 @@ class DashboardReads:
         self._keys = keys
         self._queue = queue
         self._snapshot = client.register_script(_SNAPSHOT)
+        self._matching = client.register_script(_MATCHING)
 
     # -- gauges --------------------------------------------------------------------------
 
@@ -239,13 +305,6 @@ class DashboardReads:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def recent_outcomes(self, count: int = RECENT_OUTCOMES) -> list[RecentOutcome]:
-        """The newest `count` outcomes, newest first."""
-        entries = cast(
-            list[Entry], self._client.xrevrange(self._keys.results, "+", "-", count=count)
-        )
-        return [_recent(entry) for entry in entries]
-
     def outcome_record(self, request_id: str) -> dict[str, Any] | None:
         raw = cast(str | None, self._client.get(self._keys.outcome_record(request_id)))
         return _json_object(raw) if raw else None
@@ -265,9 +324,12 @@ class DashboardReads:
 
     def history(self, request_id: str) -> tuple[list[RecentOutcome], list[DeadEntry]]:
         """Outcomes and dead letters of `request_id` among the newest entries (bounded)."""
-        outcomes = [o for o in self.recent_outcomes() if o.request_id == request_id]
-        letters = [d for d in self.dead_letters() if d.request_id == request_id]
-        return outcomes, letters
+        outcomes, _, _ = self._match(self._keys.results, RECENT_OUTCOMES, "outcome", request_id)
+        letters, _, _ = self._match(self._keys.dead, DEAD_WINDOW, "dead", request_id)
+        return (
+            [RecentOutcome(entry_id, _json_object(body)) for entry_id, body in outcomes],
+            [DeadEntry(entry_id, _json_object(body)) for entry_id, body in letters],
+        )
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -286,13 +348,14 @@ class DashboardReads:
             self._client.zrevrange(self._keys.prefix + BATCHES_KEY, 0, BATCH_LIST - 1),
         )
 
-    def snapshot(self) -> Snapshot:
-        """The queue's head, the in-flight messages and the newest outcomes, atomically."""
+    def snapshot(self, batch_id: str = "") -> Snapshot:
+        """The queue's head, the in-flight messages and the newest outcomes, atomically; the
+        outcomes of `batch_id` come whole, the others as id, status and batch only."""
         depth, inflight, queued, unacked, recent = cast(
             list[Any],
             self._snapshot(
                 keys=[self._queue, self._keys.unacked, self._keys.results],
-                args=[QUEUE_SAMPLE, RECENT_OUTCOMES],
+                args=[QUEUE_SAMPLE, RECENT_OUTCOMES, batch_id],
             ),
         )
         snap = Snapshot(
@@ -301,7 +364,7 @@ class DashboardReads:
             queued=[m for m in (_queued_request(raw) for raw in queued) if m],
             unacked=[m for m in (_unacked_request(raw) for raw in unacked) if m],
             unacked_read=int(inflight) <= QUEUE_SAMPLE,
-            recent=[_recent(_entry(raw)) for raw in recent],
+            recent=[_compact(raw) for raw in recent],
             window_full=len(recent) >= RECENT_OUTCOMES,
         )
         for request in [*snap.queued, *snap.unacked]:
@@ -314,11 +377,16 @@ class DashboardReads:
 
     # -- dead letters ----------------------------------------------------------------------
 
-    def dead_letters(self, count: int = DEAD_WINDOW) -> list[DeadEntry]:
-        entries = cast(list[Entry], self._client.xrevrange(self._keys.dead, "+", "-", count=count))
-        return [
-            DeadEntry(entry_id, _json_object(fields.get("dead"))) for entry_id, fields in entries
-        ]
+    def dead_letters(self, *, code: str = "", batch_id: str = "") -> DeadWindow:
+        """The newest dead letters (of `code` and `batch_id`, where given), newest first."""
+        matches, codes, batches = self._match(
+            self._keys.dead, DEAD_WINDOW, "dead", "", code, batch_id
+        )
+        return DeadWindow(
+            letters=[DeadEntry(entry_id, _json_object(body)) for entry_id, body in matches],
+            codes=sorted(codes),
+            batches=sorted(batches),
+        )
 
     def dead_letter(self, entry_id: str) -> DeadEntry | None:
         entries = cast(list[Entry], self._client.xrange(self._keys.dead, entry_id, entry_id))
@@ -335,20 +403,32 @@ class DashboardReads:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _match(
+        self,
+        key: str,
+        window: int,
+        field_name: str,
+        request_id: str,
+        code: str = "",
+        batch: str = "",
+    ) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+        matches, codes, batches = cast(
+            list[Any],
+            self._matching(keys=[key], args=[window, field_name, request_id, code, batch]),
+        )
+        return [(str(m[0]), str(m[1])) for m in matches], codes, batches
+
     def _hash(self, key: str) -> dict[str, str]:
         return cast(dict[str, str], self._client.hgetall(key))
 
 
-def _recent(entry: Entry) -> RecentOutcome:
-    entry_id, fields = entry
-    return RecentOutcome(entry_id, _json_object(fields.get("outcome")))
-
-
-def _entry(raw: Any) -> Entry:
-    """A stream entry as a Lua script returns it: [id, [field, value, ...]]."""
-    entry_id, flat = raw
-    pairs = iter(flat)
-    return str(entry_id), {str(k): str(v) for k, v in zip(pairs, pairs, strict=False)}
+def _compact(raw: Any) -> RecentOutcome:
+    """An outcome as `_SNAPSHOT` returns it: whole for the batch asked for, else its gist."""
+    entry_id, request_id, status, batch_id, whole = (str(part) for part in raw)
+    if whole:
+        return RecentOutcome(entry_id, _json_object(whole))
+    gist = {"request_id": request_id, "status": status, "batch_id": batch_id or None}
+    return RecentOutcome(entry_id, gist)
 
 
 def _queued_request(raw: str) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from grant_worker.tasks.activity import CALL_SERIES, RATE_LIMITED_SERIES, outcome_series
 from grant_worker.tasks.messages.models import is_request_id
 from grant_worker.worker.dashboard.charts import line_chart
-from grant_worker.worker.dashboard.reads import STATUSES, DeadEntry
+from grant_worker.worker.dashboard.reads import DEAD_WINDOW, STATUSES, DeadEntry
 from grant_worker.worker.dashboard.security import (
     CsrfRefused,
     checked_form,
@@ -36,6 +37,7 @@ from grant_worker.worker.dead_letters import DeadLetter
 CHART_SECONDS = 15 * 60
 ACTIONS = ("replay", "purge")
 MAX_SELECTION = 100
+DEAD_SHOWN = 200
 FAILED_LOGIN_PAUSE_S = 1.0
 
 
@@ -115,7 +117,7 @@ def batches(request: Request) -> Response:
 def batch(request: Request) -> Response:
     reads = request.app.state.dashboard.reads
     batch_id = request.path_params["batch_id"]
-    snapshot = reads.snapshot()
+    snapshot = reads.snapshot(batch_id)
     progress = batch_progress(batch_id, snapshot, reads.batch_ledger(batch_id), time.time())
     rows = batch_rows(snapshot, batch_id)
     template = "_batch.html" if _fragment(request) else "batch.html"
@@ -129,19 +131,14 @@ def dead(request: Request) -> Response:
     reads = request.app.state.dashboard.reads
     code = request.query_params.get("code", "")
     batch_filter = request.query_params.get("batch", "")
-    window = reads.dead_letters()
-    letters = [
-        letter
-        for letter in window
-        if (not code or letter.code == code)
-        and (not batch_filter or letter.batch_id == batch_filter)
-    ]
+    window = reads.dead_letters(code=code, batch_id=batch_filter)
     context = {
-        "letters": letters,
-        "window": len(window),
+        "letters": window.letters[:DEAD_SHOWN],
+        "matching": len(window.letters),
+        "window": DEAD_WINDOW,
         "total": reads.dead_count(),
-        "codes": sorted({letter.code for letter in window if letter.code}),
-        "batches": sorted({letter.batch_id for letter in window if letter.batch_id}),
+        "codes": window.codes,
+        "batches": window.batches,
         "code": code,
         "batch_filter": batch_filter,
         "notice": request.session.pop("notice", None),
@@ -175,8 +172,21 @@ async def dead_confirm(request: Request) -> Response:
     letters = await run_in_threadpool(_selected, request, ids)
     if not letters:
         request.session["notice"] = "nothing selected"
-        return RedirectResponse("/dead", status_code=303)
-    return _render(request, "confirm.html", {"action": action, "letters": letters})
+        return RedirectResponse(_back_to_list(form), status_code=303)
+    context = {
+        "action": action,
+        "letters": letters,
+        "code": form.get("code", ""),
+        "batch_filter": form.get("batch", ""),
+        "back": _back_to_list(form),
+    }
+    return _render(request, "confirm.html", context)
+
+
+def _back_to_list(form: Any) -> str:
+    """The dead-letter list with the filters the operator had set."""
+    filters = {name: str(form.get(name)) for name in ("code", "batch") if form.get(name)}
+    return "/dead" + (f"?{urlencode(filters)}" if filters else "")
 
 
 async def dead_act(request: Request) -> Response:
@@ -191,7 +201,7 @@ async def dead_act(request: Request) -> Response:
     ids = [str(value) for value in form.getlist("id")]
     notice = await run_in_threadpool(_act, request, str(action), ids)
     request.session["notice"] = notice
-    return RedirectResponse("/dead", status_code=303)
+    return RedirectResponse(_back_to_list(form), status_code=303)
 
 
 def _act(request: Request, action: str, ids: list[str]) -> str:
