@@ -27,5 +27,5 @@ def dashboard(host: str, port: int) -> None:
     except BindRefused as exc:
         fail_usage(str(exc))
     click.echo(f"dashboard on http://{host}:{port}/", err=True)
-    # No proxy headers trusted, no server banner: what the browser sees is what we serve.
+    # No server banner. uvicorn trusts X-Forwarded-* only from loopback (a local TLS proxy).
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

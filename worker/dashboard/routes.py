@@ -38,6 +38,7 @@ CHART_SECONDS = 15 * 60
 ACTIONS = ("replay", "purge")
 MAX_SELECTION = 100
 DEAD_SHOWN = 200
+ROWS_SHOWN = 500
 FAILED_LOGIN_PAUSE_S = 1.0
 
 
@@ -121,7 +122,8 @@ def batch(request: Request) -> Response:
     progress = batch_progress(batch_id, snapshot, reads.batch_ledger(batch_id), time.time())
     rows = batch_rows(snapshot, batch_id)
     template = "_batch.html" if _fragment(request) else "batch.html"
-    return _render(request, template, {"batch": progress, "rows": rows})
+    context = {"batch": progress, "rows": rows[:ROWS_SHOWN], "rows_seen": len(rows)}
+    return _render(request, template, context)
 
 
 # -- dead letters ---------------------------------------------------------------------------
