@@ -45,7 +45,9 @@ def test_the_overview_reads_a_quarter_hour_of_counters_in_per_second_slots(
     keys = Keys(key_prefix)
     now = time.time()
     for ago in (0, 0, 5, 899, 900):
-        ActivityCounter(redis_client, keys, clock=lambda ago=ago: now - ago).count("outcome:created")
+        ActivityCounter(redis_client, keys, clock=lambda ago=ago: now - ago).count(
+            "outcome:created"
+        )
 
     start, series = DashboardReads(redis_client, keys, queue_name).activity(now, 900)
 

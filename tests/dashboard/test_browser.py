@@ -175,6 +175,8 @@ def test_an_operator_watches_a_bulk_run_and_replays_a_dead_letter(
             run_bulk(deployment, batch_id, tmp_path, redis_client)
             # The overview during the run: outcomes appear on the chart as they are recorded.
             expect(page.locator(".legend").first).to_contain_text("created", timeout=30_000)
+            # The worker's calls to the emulator, counted by its session, on the second chart.
+            expect(page.locator(".legend").nth(1)).to_contain_text("calls:")
             page.screenshot(path=shots / "overview-during-bulk.png", full_page=True)
 
             page.goto(dashboard_url + "/batches")

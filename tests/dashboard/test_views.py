@@ -72,6 +72,14 @@ def test_estimate_says_when_the_queue_was_not_read_whole() -> None:
     assert any("longer than the part read" in note for note in progress.notes)
 
 
+def test_estimate_marks_counts_as_lower_bounds_when_the_window_cut_the_batch() -> None:
+    recent = [outcome("r2", "created", NOW - 1), outcome("r1", "created", NOW - 2)]
+
+    progress = batch_progress("b", snapshot(recent, window_full=True), None, NOW)
+
+    assert progress.partial and progress.done == 2
+
+
 def test_rows_put_failed_and_differing_first() -> None:
     recent = [
         outcome("a", "created", NOW),

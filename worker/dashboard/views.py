@@ -22,6 +22,8 @@ class BatchProgress:
     rate_per_s: float | None
     source: Literal["ledger", "estimate"]
     notes: list[str] = field(default_factory=list)
+    # Some of the batch's outcomes may be older than the window read: counts are lower bounds.
+    partial: bool = False
 
     @property
     def done(self) -> int:
@@ -100,10 +102,13 @@ def batch_progress(
     notes = ["estimated from the queue and the newest outcomes: no batch ledger"]
     if not snapshot.queue_fully_read:
         notes.append("the queue is longer than the part read: more may be waiting")
-    if snapshot.window_full and snapshot.recent and snapshot.recent[-1].batch_id == batch_id:
+    partial = bool(
+        snapshot.window_full and snapshot.recent and snapshot.recent[-1].batch_id == batch_id
+    )
+    if partial:
         notes.append("older outcomes of this batch lie beyond the window read")
     total = sum(counts.values()) + pending
-    return BatchProgress(batch_id, counts, pending, total, rate, "estimate", notes)
+    return BatchProgress(batch_id, counts, pending, total, rate, "estimate", notes, partial)
 
 
 def batch_ids(snapshot: Snapshot) -> list[str]:
