@@ -36,9 +36,9 @@ from grant_worker.tasks.outcomes.streams import Entry
 
 STATUSES = ("created", "exists", "updated", "failed", "rejected")
 # Bounds of every read (entries or items); a page never reads more than these.
-RECENT_OUTCOMES = 2000
+RECENT_OUTCOMES = 1000
 DEAD_WINDOW = 500
-QUEUE_SAMPLE = 2000
+QUEUE_SAMPLE = 1000
 BATCH_LIST = 20
 WORKER_STALE_S = 30
 
@@ -68,17 +68,23 @@ end
 local recent = {}
 for _, entry in ipairs(redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonumber(ARGV[2]))) do
   local fields = entry[2]
-  local outcome = ''
+  local outcome, rid, status = '', '', ''
   for i = 1, #fields, 2 do
-    if fields[i] == 'outcome' then outcome = fields[i + 1] end
+    local name = fields[i]
+    if name == 'outcome' then outcome = fields[i + 1]
+    elseif name == 'request_id' then rid = fields[i + 1]
+    elseif name == 'status' then status = fields[i + 1] end
   end
-  local ok, decoded = pcall(cjson.decode, outcome)
-  local batch = ''
-  local rid, status = '', ''
-  if ok and type(decoded) == 'table' then
-    if type(decoded.batch_id) == 'string' then batch = decoded.batch_id end
-    if type(decoded.request_id) == 'string' then rid = decoded.request_id end
-    if type(decoded.status) == 'string' then status = decoded.status end
+  -- A plain batch id is matched in C; one with quotes or escapes takes the JSON decoder.
+  local batch = string.match(outcome, '"batch_id":"([^"\\\\]*)"')
+  if batch == nil then
+    batch = ''
+    if string.find(outcome, '"batch_id":"', 1, true) then
+      local ok, decoded = pcall(cjson.decode, outcome)
+      if ok and type(decoded) == 'table' and type(decoded.batch_id) == 'string' then
+        batch = decoded.batch_id
+      end
+    end
   end
   if ARGV[3] == '' or batch ~= ARGV[3] then outcome = '' end
   table.insert(recent, {entry[1], rid, status, batch, outcome})
