@@ -158,6 +158,7 @@ def test_an_operator_watches_a_bulk_run_and_replays_a_dead_letter(
     redis_client: Any,
     tmp_path: Path,
 ) -> None:
+    pytest.importorskip("playwright", reason="pip install playwright (the test extra)")
     from playwright.sync_api import expect, sync_playwright
 
     batch_id = f"onboarding-{deployment.grants_key_prefix.strip(':')}"
@@ -168,8 +169,10 @@ def test_an_operator_watches_a_bulk_run_and_replays_a_dead_letter(
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            page = context.new_page()
             page.set_default_timeout(PAGE_TIMEOUT_MS)
+            expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
             page.goto(dashboard_url + "/")
             run_bulk(deployment, batch_id, tmp_path, redis_client)
@@ -198,6 +201,19 @@ def test_an_operator_watches_a_bulk_run_and_replays_a_dead_letter(
             expect(row).to_contain_text("not_found")
             expect(page.locator("tr[data-request-id]")).to_have_count(UNKNOWN_AUDIENCE_ROWS)
             page.screenshot(path=shots / "dead-letters.png", full_page=True)
+            # Another page in the operator's browser forges a purge: refused, nothing purged.
+            entry_id = row.locator('input[name="id"]').get_attribute("value")
+            forged = context.new_page()
+            forged.set_content(
+                f'<form method="post" action="{dashboard_url}/dead/act">'
+                '<input name="action" value="purge"><input name="confirm" value="yes">'
+                f'<input name="id" value="{entry_id}"><button>win a prize</button></form>'
+            )
+            forged.click("button")
+            expect(forged.locator("body")).to_contain_text("refused")
+            forged.close()
+            page.reload()
+            expect(page.locator("tr[data-request-id]")).to_have_count(UNKNOWN_AUDIENCE_ROWS)
             # The operator fixes the cause (the API now exists), then replays the letter.
             emulator.admin.add_resource_servers(
                 [{"identifier": "https://nope-0.test/", "name": "Now there"}]

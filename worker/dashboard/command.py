@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from grant_worker.worker.dashboard.security import BindRefused
-
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -16,10 +14,12 @@ def dashboard(host: str, port: int) -> None:
     Listens on loopback unless told otherwise; any other address needs
     GRANTS_DASHBOARD_TOKEN, which every visitor then logs in with.
     """
+    # Imported here: every `grants` command loads this module, only this one needs the web stack.
     import uvicorn
 
     from grant_worker.worker.cli import fail_usage, load_settings
     from grant_worker.worker.dashboard.app import create_app
+    from grant_worker.worker.dashboard.security import BindRefused
 
     settings = load_settings()
     try:
