@@ -124,3 +124,36 @@ def test_search_names_the_rule_of_a_bad_request_id(browse: Callable[..., TestCli
     text = browse().get("/search", params={"request_id": "a b"}).text
 
     assert "request_id: 1-128 characters" in text
+
+
+def test_batches_read_issue_10s_ledger_and_rows_when_they_exist(
+    browse: Callable[..., TestClient],
+    record: Callable[..., Any],
+    redis_client: redis.Redis,
+    key_prefix: str,
+) -> None:
+    # The ledger as tasks.outcomes.batches (issue 10) writes it; the failed row's outcome is
+    # only in its record, not among the outcomes this test put on the stream.
+    redis_client.hset(
+        f"{key_prefix}batch:ledgered",
+        mapping={"total": 4, "queued": 1, "created": 1, "exists_differs": 1, "failed": 1},
+    )
+    redis_client.hset(
+        f"{key_prefix}batch-rows:ledgered",
+        mapping={"l-1": "created", "l-2": "exists_differs", "l-3": "failed", "l-4": "queued"},
+    )
+    redis_client.zadd(f"{key_prefix}batches", {"ledgered": 1})
+    redis_client.set(
+        Keys(key_prefix).outcome_record("l-3"),
+        '{"request_id": "l-3", "status": "failed", "attempts": 2, '
+        '"error": {"code": "not_found", "message": "no such API"}}',
+    )
+    client = browse()
+
+    listing = client.get("/batches").text
+    rows = client.get("/batches/ledgered").text
+
+    assert 'data-batch="ledgered">75 %' in listing and "estimate" not in listing
+    order = [rows.index(rid) for rid in ("l-3", "l-2", "l-1", "l-4")]
+    assert order == sorted(order)
+    assert "no such API" in rows

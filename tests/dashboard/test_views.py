@@ -106,3 +106,35 @@ def test_human_seconds() -> None:
         "1 min 15 s",
         "2 h 1 min",
     ]
+
+
+def test_progress_from_issue_10s_ledger_counts_every_state_and_the_queued() -> None:
+    ledger = {
+        "total": 10,
+        "queued": 3,
+        "created": 4,
+        "exists_differs": 2,
+        "cancelled": 1,
+        "first_outcome_ms": 1_000,
+        "last_outcome_ms": 7_000,
+    }
+
+    progress = batch_progress("b", snapshot([]), ledger, NOW)
+
+    assert (progress.done, progress.pending, progress.percent) == (7, 3, 70)
+    # No outcome in the last minute: the batch's own average pace, 6 gaps in 6 s.
+    assert progress.rate_per_s == 1.0 and progress.eta_s == 3.0
+
+
+def test_rows_from_the_ledger_list_every_row_with_details_from_records() -> None:
+    states = {"a": "created", "b": "exists_differs", "c": "failed", "d": "queued"}
+    records = {"c": {"status": "failed", "error": {"code": "not_found", "message": "gone"}}}
+
+    rows = batch_rows(snapshot([]), "b", states, records)
+
+    assert [(r.request_id, r.state, r.code) for r in rows] == [
+        ("c", "failed", "not_found"),
+        ("b", "exists, differs", ""),
+        ("a", "created", ""),
+        ("d", "pending", ""),
+    ]

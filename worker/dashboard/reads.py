@@ -10,10 +10,12 @@ Contracts assumed here for state that other issues write (swap in their readers 
 - breaker (issue 7): hash `{prefix}breaker`: state (closed|open), cause, since, next_probe_at.
 - learned tenant rate (issue 7): hash `{prefix}tenant_rate`: limit, remaining, rate,
   pause_until (epoch s). Absent: "not learned yet".
-- batch ledgers (issue 10): hash `{prefix}batch:{id}` with `total` and a count per status,
-  and a sorted set `{prefix}batches` of batch ids scored by last activity. Absent: a batch's
-  progress is derived from one atomic, bounded read (`_SNAPSHOT`) of the queue's head, the
-  unacknowledged hash and the newest outcomes, and marked as an estimate.
+- batch ledgers (issue 10, as `tasks.outcomes.batches` on main has them): hash
+  `{prefix}batch:{id}` with `total`, `queued`, a counter per state (`LEDGER_STATES`) and
+  `first_outcome_ms`/`last_outcome_ms`; hash `{prefix}batch-rows:{id}` of request id → state;
+  sorted set `{prefix}batches` of batch ids by last activity. Absent: a batch's progress is
+  derived from one atomic, bounded read (`_SNAPSHOT`) of the queue's head, the unacknowledged
+  hash and the newest outcomes, and marked as an estimate.
 """
 
 from __future__ import annotations
@@ -35,17 +37,30 @@ from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.outcomes.streams import Entry
 
 STATUSES = ("created", "exists", "updated", "failed", "rejected")
+# How a batch's request ended, as the batch ledger counts it: `exists_differs` is an `exists`
+# whose grant does not match the request; `cancelled` a request withdrawn from its batch.
+LEDGER_STATES = (
+    "created",
+    "exists",
+    "exists_differs",
+    "updated",
+    "failed",
+    "rejected",
+    "cancelled",
+)
 # Bounds of every read (entries or items); a page never reads more than these.
 RECENT_OUTCOMES = 1000
 DEAD_WINDOW = 500
 QUEUE_SAMPLE = 1000
 BATCH_LIST = 20
+BATCH_ROWS_READ = 5000
 WORKER_STALE_S = 30
 
 # Other issues' keys (see the module's docstring); named here so the swap is one place.
 BREAKER_KEY = "breaker"
 LEARNED_RATE_KEY = "tenant_rate"
 BATCH_LEDGER_KEY = "batch:"
+BATCH_ROWS_KEY = "batch-rows:"
 BATCHES_KEY = "batches"
 
 # Scripts read the newest entries of a stream and hand back only what the page needs: Redis
@@ -54,7 +69,7 @@ BATCHES_KEY = "batches"
 
 # KEYS: queue, unacked hash, results stream. ARGV: sample size, outcome window, batch ('' none).
 # Returns {depth, in flight, queued messages, unacked messages, outcomes}; an outcome is
-# {id, request_id, status, batch_id, full JSON if of ARGV[3] else ''}.
+# {id, request_id, ledger state, batch_id, full JSON if of ARGV[3] else ''}.
 # One script, so that a request is seen exactly once: queued, in flight or finished.
 _SNAPSHOT = """
 local sample = tonumber(ARGV[1])
@@ -85,6 +100,10 @@ for _, entry in ipairs(redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonum
         batch = decoded.batch_id
       end
     end
+  end
+  -- The ledger's `exists_differs`, without decoding: an `exists` whose differences are not null.
+  if status == 'exists' and not string.find(outcome, '"differences":null', 1, true) then
+    status = 'exists_differs'
   end
   if ARGV[3] == '' or batch ~= ARGV[3] then outcome = '' end
   table.insert(recent, {entry[1], rid, status, batch, outcome})
@@ -160,6 +179,12 @@ class WorkerBeat:
 class RecentOutcome:
     entry_id: str
     outcome: dict[str, Any]
+    # The batch ledger's name for how it ended (`LEDGER_STATES`); the status where not given.
+    ledger_state: str = ""
+
+    @property
+    def state(self) -> str:
+        return self.ledger_state or str(self.outcome.get("status"))
 
     @property
     def at(self) -> float:
@@ -345,6 +370,27 @@ class DashboardReads:
             return None
         return {name: _int(value) or 0 for name, value in fields.items()}
 
+    def batch_row_states(self, batch_id: str) -> dict[str, str] | None:
+        """Request id → ledger state of a batch's rows (the first `BATCH_ROWS_READ` a scan of
+        the batch's own hash yields), or None while there is no rows hash."""
+        key = self._keys.prefix + BATCH_ROWS_KEY + batch_id
+        states: dict[str, str] = {}
+        for request_id, state in self._client.hscan_iter(key, count=1000):
+            states[str(request_id)] = str(state)
+            if len(states) >= BATCH_ROWS_READ:
+                break
+        return states or None
+
+    def outcome_records(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The recorded outcomes of `request_ids` (one MGET; callers bound the list)."""
+        if not request_ids:
+            return {}
+        raws = cast(
+            list[str | None],
+            self._client.mget([self._keys.outcome_record(rid) for rid in request_ids]),
+        )
+        return {rid: _json_object(raw) for rid, raw in zip(request_ids, raws, strict=True) if raw}
+
     def active_batches(self) -> list[str] | None:
         """Batch ids by last activity from the ledgers' index, or None while there is none."""
         if not self._client.exists(self._keys.prefix + BATCHES_KEY):
@@ -430,11 +476,12 @@ class DashboardReads:
 
 def _compact(raw: Any) -> RecentOutcome:
     """An outcome as `_SNAPSHOT` returns it: whole for the batch asked for, else its gist."""
-    entry_id, request_id, status, batch_id, whole = (str(part) for part in raw)
+    entry_id, request_id, state, batch_id, whole = (str(part) for part in raw)
     if whole:
-        return RecentOutcome(entry_id, _json_object(whole))
+        return RecentOutcome(entry_id, _json_object(whole), state)
+    status = "exists" if state == "exists_differs" else state
     gist = {"request_id": request_id, "status": status, "batch_id": batch_id or None}
-    return RecentOutcome(entry_id, gist)
+    return RecentOutcome(entry_id, gist, state)
 
 
 def _queued_request(raw: str) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from grant_worker.tasks.activity import CALL_SERIES, RATE_LIMITED_SERIES, outcome_series
 from grant_worker.tasks.messages.models import is_request_id
 from grant_worker.worker.dashboard.charts import line_chart
-from grant_worker.worker.dashboard.reads import DEAD_WINDOW, STATUSES, DeadEntry
+from grant_worker.worker.dashboard.reads import DEAD_WINDOW, LEDGER_STATES, STATUSES, DeadEntry
 from grant_worker.worker.dashboard.security import (
     CsrfRefused,
     checked_form,
@@ -28,9 +28,11 @@ from grant_worker.worker.dashboard.security import (
     token_matches,
 )
 from grant_worker.worker.dashboard.views import (
+    STATE_LABELS,
     batch_ids,
     batch_progress,
     batch_rows,
+    rows_needing_records,
 )
 from grant_worker.worker.dead_letters import DeadLetter
 
@@ -112,7 +114,8 @@ def batches(request: Request) -> Response:
         ids = batch_ids(snapshot)
     progress = [batch_progress(b, snapshot, reads.batch_ledger(b), now) for b in ids[:20]]
     template = "_batches.html" if _fragment(request) else "batches.html"
-    return _render(request, template, {"batches": progress})
+    columns = [(state, STATE_LABELS.get(state, state)) for state in LEDGER_STATES]
+    return _render(request, template, {"batches": progress, "columns": columns})
 
 
 def batch(request: Request) -> Response:
@@ -120,7 +123,12 @@ def batch(request: Request) -> Response:
     batch_id = request.path_params["batch_id"]
     snapshot = reads.snapshot(batch_id)
     progress = batch_progress(batch_id, snapshot, reads.batch_ledger(batch_id), time.time())
-    rows = batch_rows(snapshot, batch_id)
+    row_states = reads.batch_row_states(batch_id)
+    records = None
+    if row_states is not None:
+        wanted = rows_needing_records(snapshot, batch_id, row_states, ROWS_SHOWN)
+        records = reads.outcome_records(wanted)
+    rows = batch_rows(snapshot, batch_id, row_states, records)
     template = "_batch.html" if _fragment(request) else "batch.html"
     context = {"batch": progress, "rows": rows[:ROWS_SHOWN], "rows_seen": len(rows)}
     return _render(request, template, context)

@@ -6,11 +6,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grant_worker.worker.dashboard.reads import STATUSES, RecentOutcome, Snapshot
+from grant_worker.worker.dashboard.reads import LEDGER_STATES, RecentOutcome, Snapshot
 
 RATE_WINDOW_S = 60
 # Rows an operator must look at first: what failed, then what exists but differs.
-ROW_ORDER = {"failed": 0, "rejected": 1, "exists, differs": 2, "updated": 3, "exists": 4}
+ROW_ORDER = {
+    "failed": 0,
+    "rejected": 1,
+    "exists_differs": 2,
+    "cancelled": 3,
+    "updated": 4,
+    "exists": 5,
+    "created": 6,
+}
+ATTENTION = ("failed", "rejected", "exists_differs")
+STATE_LABELS = {"exists_differs": "exists, differs"}
 
 
 @dataclass
@@ -78,6 +88,14 @@ def rate_per_s(outcomes: Iterable[RecentOutcome], now: float) -> float | None:
     return len(moments) / span
 
 
+def _ledger_rate(ledger: dict[str, int], done: int) -> float | None:
+    """The batch's average pace, from its first and last outcome times (ms)."""
+    first, last = ledger.get("first_outcome_ms"), ledger.get("last_outcome_ms")
+    if not first or not last or last <= first or done < 2:
+        return None
+    return (done - 1) / ((last - first) / 1000)
+
+
 def batch_progress(
     batch_id: str, snapshot: Snapshot, ledger: dict[str, int] | None, now: float
 ) -> BatchProgress:
@@ -90,14 +108,17 @@ def batch_progress(
     outcomes = _batch_outcomes(snapshot, batch_id)
     rate = rate_per_s(outcomes.values(), now)
     if ledger is not None:
-        counts = {status: ledger.get(status, 0) for status in STATUSES}
+        counts = {state: ledger.get(state, 0) for state in LEDGER_STATES}
+        done = sum(counts.values())
         total = ledger.get("total")
-        pending = max((total or 0) - sum(counts.values()), 0)
+        queued = ledger.get("queued")
+        pending = queued if queued is not None else max((total or 0) - done, 0)
+        if rate is None and pending:
+            rate = _ledger_rate(ledger, done)
         return BatchProgress(batch_id, counts, pending, total, rate, "ledger")
-    counts = {status: 0 for status in STATUSES}
+    counts = {state: 0 for state in LEDGER_STATES}
     for outcome in outcomes.values():
-        status = str(outcome.outcome.get("status"))
-        counts[status] = counts.get(status, 0) + 1
+        counts[outcome.state] = counts.get(outcome.state, 0) + 1
     pending = len(snapshot.pending_ids_by_batch.get(batch_id, set()))
     notes = ["estimated from the queue and the newest outcomes: no batch ledger"]
     if not snapshot.queue_fully_read:
@@ -125,31 +146,64 @@ def batch_ids(snapshot: Snapshot) -> list[str]:
 def row_state(outcome: dict[str, Any]) -> str:
     status = str(outcome.get("status"))
     if status == "exists" and outcome.get("differences"):
-        return "exists, differs"
+        return "exists_differs"
+    if status == "rejected" and (outcome.get("error") or {}).get("code") == "cancelled":
+        return "cancelled"
     return status
 
 
-def batch_rows(snapshot: Snapshot, batch_id: str) -> list[Row]:
-    """The batch's rows, failed first, then rejected, then "exists, differs", then the rest."""
-    rows = []
-    for request_id, recent in _batch_outcomes(snapshot, batch_id).items():
-        outcome = recent.outcome
-        error = outcome.get("error") or {}
-        rows.append(
-            Row(
-                request_id=request_id,
-                state=row_state(outcome),
-                code=str(error.get("code") or ""),
-                message=str(error.get("message") or ""),
-                attempts=outcome.get("attempts"),
-                finished_at=str(outcome.get("finished_at") or ""),
-                differences=outcome.get("differences"),
-            )
-        )
-    rows.sort(key=lambda row: (ROW_ORDER.get(row.state, 5), row.request_id))
-    for request_id in sorted(snapshot.pending_ids_by_batch.get(batch_id, set())):
-        rows.append(Row(request_id, "pending", "", "", None, "", None))
+def _row(request_id: str, state: str, outcome: dict[str, Any] | None) -> Row:
+    outcome = outcome or {}
+    error = outcome.get("error") or {}
+    return Row(
+        request_id=request_id,
+        state=STATE_LABELS.get(state, state),
+        code=str(error.get("code") or ""),
+        message=str(error.get("message") or ""),
+        attempts=outcome.get("attempts"),
+        finished_at=str(outcome.get("finished_at") or ""),
+        differences=outcome.get("differences"),
+    )
+
+
+def _order(state: str, request_id: str) -> tuple[int, str]:
+    return ROW_ORDER.get(state, len(ROW_ORDER)), request_id
+
+
+def batch_rows(
+    snapshot: Snapshot,
+    batch_id: str,
+    row_states: dict[str, str] | None = None,
+    records: dict[str, dict[str, Any]] | None = None,
+) -> list[Row]:
+    """The batch's rows: failed, rejected, "exists, differs" first, then the rest, then pending.
+
+    With the ledger's `row_states`, every row it lists (details from the newest outcomes, else
+    from `records`); without, the rows seen in the snapshot.
+    """
+    seen = {rid: o.outcome for rid, o in _batch_outcomes(snapshot, batch_id).items()}
+    if row_states is None:
+        states = {rid: row_state(outcome) for rid, outcome in seen.items()}
+        pending = snapshot.pending_ids_by_batch.get(batch_id, set())
+    else:
+        states = {rid: st for rid, st in row_states.items() if st != "queued"}
+        pending = {rid for rid, st in row_states.items() if st == "queued"}
+    ended = sorted(states, key=lambda rid: _order(states[rid], rid))
+    rows = [_row(rid, states[rid], seen.get(rid) or (records or {}).get(rid)) for rid in ended]
+    rows.extend(_row(rid, "pending", None) for rid in sorted(pending))
     return rows
+
+
+def rows_needing_records(
+    snapshot: Snapshot, batch_id: str, row_states: dict[str, str], limit: int
+) -> list[str]:
+    """Rows shown first whose details are not among the newest outcomes (to fetch, bounded)."""
+    seen = _batch_outcomes(snapshot, batch_id)
+    first = sorted(
+        (rid for rid, st in row_states.items() if st in ATTENTION and rid not in seen),
+        key=lambda rid: _order(row_states[rid], rid),
+    )
+    return first[:limit]
 
 
 def human_seconds(seconds: float | None) -> str:
