@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +38,19 @@ def test_overview_shows_breaker_cause_learned_rate_and_workers(
     keys = Keys(key_prefix)
     redis_client.hset(
         f"{key_prefix}breaker",
-        mapping={"state": "open", "cause": "401 from /oauth/token", "since": 1, "next_probe_at": 2},
+        mapping={
+            "state": "open",
+            "cause": "token_refused",
+            "message": "401 from /oauth/token",
+            "since": 1,
+            "next_probe_at": 2,
+        },
     )
-    redis_client.hset(f"{key_prefix}tenant_rate", mapping={"limit": 50, "remaining": 3, "rate": 15})
+    # The governor's hash as issue 7 keeps it: limit/remaining from headers, the learned rate.
+    pause_us = int((time.time() + 30) * 1_000_000)
+    redis_client.hset(
+        keys.governor, mapping={"limit": 50, "remaining": 3, "rate": 15, "pause": pause_us}
+    )
     redis_client.set(
         keys.heartbeat("celery@box-1"),
         '{"busy": 2, "capacity": 8, "queued": 5, "idle_s": 0.2, "stalled": false, "at": 9e9}',
@@ -48,9 +59,10 @@ def test_overview_shows_breaker_cause_learned_rate_and_workers(
 
     text = browse().get("/", headers={"HX-Request": "true"}).text
 
-    assert "401 from /oauth/token" in text
+    assert "token_refused" in text and "401 from /oauth/token" in text
     assert 'class="gauge breaker open"' in text
     assert "limit 15/s" in text
+    assert "429: fleet paused for" in text
     assert "celery@box-1" in text and "2/8" in text
 
 

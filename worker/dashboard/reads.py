@@ -7,9 +7,11 @@ with a million.
 
 Contracts assumed here for state that other issues write (swap in their readers at merge):
 
-- breaker (issue 7): hash `{prefix}breaker`: state (closed|open), cause, since, next_probe_at.
-- learned tenant rate (issue 7): hash `{prefix}tenant_rate`: limit, remaining, rate,
-  pause_until (epoch s). Absent: "not learned yet".
+- breaker (issue 7, `tasks.flow.breaker.read_breaker` on branch issue-7): hash
+  `{prefix}breaker`: state (closed|open), cause, since, next_probe_at (epoch s), message.
+- learned tenant rate (issue 7, `tasks.flow.fleet_rate.read_flow_state` on branch issue-7):
+  the governor's hash `{prefix}governor`: limit, remaining (last headers), rate (learned free
+  rate, calls/s), pause (epoch µs). No limit and no rate: "not learned yet".
 - batch ledgers (issue 10, as `tasks.outcomes.batches` on main has them): hash
   `{prefix}batch:{id}` with `total`, `queued`, a counter per state (`LEDGER_STATES`) and
   `first_outcome_ms`/`last_outcome_ms`; hash `{prefix}batch-rows:{id}` of request id → state;
@@ -58,7 +60,7 @@ WORKER_STALE_S = 30
 
 # Other issues' keys (see the module's docstring); named here so the swap is one place.
 BREAKER_KEY = "breaker"
-LEARNED_RATE_KEY = "tenant_rate"
+US_PER_S = 1_000_000
 BATCH_LEDGER_KEY = "batch:"
 BATCH_ROWS_KEY = "batch-rows:"
 BATCHES_KEY = "batches"
@@ -153,6 +155,7 @@ class Breaker:
     cause: str
     since: float | None
     next_probe_at: float | None
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -272,17 +275,25 @@ class DashboardReads:
             cause=fields.get("cause", ""),
             since=_number(fields.get("since")),
             next_probe_at=_number(fields.get("next_probe_at")),
+            message=fields.get("message", ""),
         )
 
+    def fleet_pause_until(self) -> float | None:
+        """Until when (epoch s) a 429 holds the whole fleet, as the governor stores it."""
+        pause_us = _number(self._client.hget(self._keys.governor, "pause"))
+        return pause_us / US_PER_S if pause_us else None
+
     def learned_rate(self) -> LearnedRate | None:
-        fields = self._hash(self._keys.prefix + LEARNED_RATE_KEY)
-        if not fields:
+        fields = self._hash(self._keys.governor)
+        pause_us = _number(fields.get("pause"))
+        pause_until = pause_us / US_PER_S if pause_us else None
+        if "rate" not in fields and "limit" not in fields:
             return None
         return LearnedRate(
             limit=_number(fields.get("limit")),
             remaining=_number(fields.get("remaining")),
             rate=_number(fields.get("rate")),
-            pause_until=_number(fields.get("pause_until")),
+            pause_until=pause_until,
         )
 
     def workers(self, now: float) -> list[WorkerBeat]:

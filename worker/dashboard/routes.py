@@ -82,6 +82,7 @@ def overview_context(request: Request) -> dict[str, Any]:
         "outcomes_chart": outcomes,
         "calls_chart": calls,
         "learned": learned,
+        "paused_until": reads.fleet_pause_until(),
         "configured_rate": configured,
         "queue_depth": reads.queue_depth(),
         "in_flight": reads.in_flight(),
