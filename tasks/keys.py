@@ -86,9 +86,3 @@ class Keys:
         """Per-second counters of one minute (outcomes by status, Auth0 calls, 429s), for the
         dashboard's charts; a hash `{second}:{series}` → count that expires after a while."""
         return f"{self.prefix}activity:{epoch_minute}"
-
-    @property
-    def workers(self) -> str:
-        """Sorted set of worker host names by their last heartbeat (epoch s), so that readers
-        find the `heartbeat` keys without scanning the key space."""
-        return f"{self.prefix}workers"

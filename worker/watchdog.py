@@ -33,7 +33,6 @@ from grant_worker.tasks.keys import Keys
 log = logging.getLogger(__name__)
 
 STALLED_EXIT_CODE = 70
-WORKER_INDEX_KEEP_S = 3600
 _last_taken = time.monotonic()
 
 
@@ -111,13 +110,7 @@ class Watchdog:
             "at": time.time(),
         }
         ttl_s = max(int(self._interval_s * 3), 5)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.set(self._keys.heartbeat(self._hostname), json.dumps(beat), ex=ttl_s)
-        # An index of the heartbeats, so that the dashboard finds them without a key scan;
-        # names silent for an hour are dropped from it.
-        pipe.zadd(self._keys.workers, {self._hostname: beat["at"]})
-        pipe.zremrangebyscore(self._keys.workers, "-inf", beat["at"] - WORKER_INDEX_KEEP_S)
-        pipe.execute()
+        self._client.set(self._keys.heartbeat(self._hostname), json.dumps(beat), ex=ttl_s)
         if stalled:
             log.critical(
                 "consumer stalled: %d messages queued, %d/%d busy, nothing taken for %.0f s; "

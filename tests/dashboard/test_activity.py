@@ -55,26 +55,3 @@ def test_the_overview_reads_a_quarter_hour_of_counters_in_per_second_slots(
     assert start == int(now) - 899
     # 900 s ago lies outside the window; the others land in their own second.
     assert (created[-1], created[-6], created[0], sum(created)) == (2, 1, 1, 4)
-
-
-def test_a_worker_heartbeat_is_found_through_the_index_without_a_key_scan(
-    redis_client: redis.Redis, key_prefix: str, queue_name: str
-) -> None:
-    from grant_worker.worker.watchdog import Watchdog
-
-    keys = Keys(key_prefix)
-    watchdog = Watchdog(
-        redis_client,
-        keys,
-        queue=queue_name,
-        capacity=8,
-        hostname="celery@dash-1",
-        interval_s=1.0,
-        stall_after_s=60.0,
-        on_stall=lambda: None,
-    )
-
-    watchdog.check()
-    workers = DashboardReads(redis_client, keys, queue_name).workers(time.time())
-
-    assert [(w.hostname, w.capacity, w.alive) for w in workers] == [("celery@dash-1", 8, True)]

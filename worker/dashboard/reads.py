@@ -12,6 +12,9 @@ Contracts assumed here for state that other issues write (swap in their readers 
 - learned tenant rate (issue 7, `tasks.flow.fleet_rate.read_flow_state` on branch issue-7):
   the governor's hash `{prefix}governor`: limit, remaining (last headers), rate (learned free
   rate, calls/s), pause (epoch µs). No limit and no rate: "not learned yet".
+- worker register (issue 9, `worker.recovery.beat` on main): set `{prefix}workers` of
+  `hostname/boot`, beside each worker's heartbeat `Keys.heartbeat(hostname)` (JSON with `boot`,
+  `at`, `busy`, `capacity`, ...). Empty until issue 9 is merged into this branch.
 - batch ledgers (issue 10, as `tasks.outcomes.batches` on main has them): hash
   `{prefix}batch:{id}` with `total`, `queued`, a counter per state (`LEDGER_STATES`) and
   `first_outcome_ms`/`last_outcome_ms`; hash `{prefix}batch-rows:{id}` of request id → state;
@@ -64,6 +67,8 @@ US_PER_S = 1_000_000
 BATCH_LEDGER_KEY = "batch:"
 BATCH_ROWS_KEY = "batch-rows:"
 BATCHES_KEY = "batches"
+WORKERS_KEY = "workers"
+WORKERS_READ = 100
 
 # Scripts read the newest entries of a stream and hand back only what the page needs: Redis
 # decodes the JSON (cjson, in C) and filters, so a page transfers and parses a few kilobytes, not
@@ -169,7 +174,7 @@ class LearnedRate:
 @dataclass(frozen=True)
 class WorkerBeat:
     hostname: str
-    at: float
+    at: float | None
     busy: int | None
     capacity: int | None
     queued: int | None
@@ -297,26 +302,37 @@ class DashboardReads:
         )
 
     def workers(self, now: float) -> list[WorkerBeat]:
-        """Workers seen in the last hour, from the heartbeat index and their heartbeats."""
-        names = cast(list[str], self._client.zrevrange(self._keys.workers, 0, 99))
-        if not names:
+        """The registered workers (at most `WORKERS_READ`) with their heartbeats."""
+        register = self._keys.prefix + WORKERS_KEY
+        members: list[str] = []
+        for member in self._client.sscan_iter(register, count=WORKERS_READ):
+            members.append(str(member))
+            if len(members) >= WORKERS_READ:
+                break
+        if not members:
             return []
-        beats = cast(list[str | None], self._client.mget([self._keys.heartbeat(n) for n in names]))
-        scores: list[float | None] = self._client.zmscore(self._keys.workers, names)
+        members.sort()
+        hostnames = [member.rpartition("/")[0] or member for member in members]
+        beats = cast(
+            list[str | None], self._client.mget([self._keys.heartbeat(h) for h in hostnames])
+        )
         found = []
-        for name, raw, score in zip(names, beats, scores, strict=True):
+        for member, raw in zip(members, beats, strict=True):
             beat = _json_object(raw) if raw else {}
-            at = _number(beat.get("at")) or score or 0.0
+            boot = member.rpartition("/")[2]
+            # A heartbeat of a later life of the same host is not this one's.
+            current = bool(beat) and beat.get("boot", boot) == boot
+            at = _number(beat.get("at")) if current else None
             found.append(
                 WorkerBeat(
-                    hostname=name,
+                    hostname=member,
                     at=at,
-                    busy=_int(beat.get("busy")),
-                    capacity=_int(beat.get("capacity")),
-                    queued=_int(beat.get("queued")),
-                    idle_s=_number(beat.get("idle_s")),
-                    stalled=bool(beat.get("stalled")),
-                    alive=bool(raw) and now - at <= WORKER_STALE_S,
+                    busy=_int(beat.get("busy")) if current else None,
+                    capacity=_int(beat.get("capacity")) if current else None,
+                    queued=_int(beat.get("queued")) if current else None,
+                    idle_s=_number(beat.get("idle_s")) if current else None,
+                    stalled=current and bool(beat.get("stalled")),
+                    alive=current and at is not None and now - at <= WORKER_STALE_S,
                 )
             )
         return found
