@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # dead: the surviving workers then put its unacknowledged messages back on the queue.
     grants_heartbeat_interval_s: float = Field(default=2.0, gt=0)
     grants_heartbeat_ttl_s: float = Field(default=10.0, gt=0)
+    # Required by `grants dashboard` on any address but loopback; every visitor then logs in.
+    grants_dashboard_token: SecretStr | None = None
 
     @field_validator("auth0_domain")
     @classmethod

@@ -120,3 +120,10 @@ class Keys:
     def recovering(self, hostname: str) -> str:
         """Held by the one surviving worker that restores a lapsed worker's messages."""
         return f"{self.prefix}recovering:{hostname}"
+
+    # -- the operator's dashboard (issue 12) ---------------------------------------------------
+
+    def activity(self, epoch_minute: int) -> str:
+        """Per-second counters of one minute (outcomes by status, Auth0 calls, 429s), for the
+        dashboard's charts; a hash `{second}:{series}` → count that expires after a while."""
+        return f"{self.prefix}activity:{epoch_minute}"

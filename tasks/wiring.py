@@ -5,6 +5,8 @@ from __future__ import annotations
 import redis
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.activity import ActivityCounter
+from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.delivery.locks import RequestLocks
@@ -21,9 +23,11 @@ def make_handler(settings: Settings, client: redis.Redis | None = None) -> Grant
     settings.require_auth0()
     client = client or make_redis(settings)
     keys = Keys(settings.grants_key_prefix)
+    session = make_session(settings)
+    ActivityCounter(client, keys).count_calls_of(session)
     return GrantHandler(
         # A backoff is cut short by SIGTERM: the request goes back to the queue.
-        provisioner=make_provisioner(settings, client, sleep=SHUTDOWN.sleep),
+        provisioner=make_provisioner(settings, client, session=session, sleep=SHUTDOWN.sleep),
         recorder=make_recorder(settings, client),
         ledger=DeliveryLedger(client, keys, ttl_s=settings.grants_record_ttl_s),
         # Renewed while held, lapsing with the heartbeat when its holder dies; a second

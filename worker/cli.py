@@ -447,9 +447,11 @@ def demo(keep: bool) -> None:
 def _register_subcommands() -> None:
     from grant_worker.emulator.cli import emulator
     from grant_worker.worker.batch_cli import batch
+    from grant_worker.worker.dashboard.command import dashboard
 
     cli.add_command(emulator)
     cli.add_command(batch)
+    cli.add_command(dashboard)
 
 
 _register_subcommands()

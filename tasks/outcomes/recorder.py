@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.activity import ActivityCounter, outcome_series
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import COUNT_IN_BATCH, batch_argument, batch_keys
@@ -81,6 +82,7 @@ class OutcomeRecorder:
         # The batch ledger's block runs first, in the same script: counters move with the record.
         self._script = client.register_script(COUNT_IN_BATCH + _RECORD_ONCE)
         self._queue = queue
+        self._activity = ActivityCounter(client, keys)
 
     def record(
         self, outcome: Outcome, *, original: Any = None, withdraw: str | None = None
@@ -113,6 +115,10 @@ class OutcomeRecorder:
                 batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
             ],
         )
+        if int(written) == 1:
+            # For the dashboard's per-second chart; apart from the script, so that it stays
+            # one best-effort round trip that can never undo or block a recorded outcome.
+            self._activity.count(outcome_series(outcome.status))
         return int(written) == 1
 
     def publish(self, outcome: Outcome, *, original: Any = None) -> None:

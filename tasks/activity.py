@@ -1,0 +1,79 @@
+"""Per-second activity counters in Redis: what the dashboard's charts draw.
+
+Prometheus counters live in each process; the dashboard needs the fleet's figures second by
+second for the last minutes, readable with a handful of small reads at any stream length. Each
+event adds one to a field `{second}:{series}` of the hash of its minute (`Keys.activity`); the
+hash expires after `RETENTION_S`, so the footprint stays a few dozen small hashes.
+
+Counting is best-effort by design: a lost increment costs one dot on a chart, never an outcome,
+so Redis errors here are logged and swallowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import requests
+
+from grant_worker.tasks.keys import Keys
+
+log = logging.getLogger(__name__)
+
+RETENTION_S = 20 * 60
+CALL_SERIES = "call"
+RATE_LIMITED_SERIES = "call:429"
+MANAGEMENT_PATH = "/api/v2/"
+
+
+def outcome_series(status: str) -> str:
+    return f"outcome:{status}"
+
+
+def slot(epoch_s: float) -> tuple[int, int]:
+    """(epoch minute, second within it) of a moment."""
+    whole = int(epoch_s)
+    return whole // 60, whole % 60
+
+
+class ActivityCounter:
+    """Adds events to the per-second counters, one pipelined round trip each."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._clock = clock
+
+    def count(self, *series: str) -> None:
+        minute, second = slot(self._clock())
+        key = self._keys.activity(minute)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for name in series:
+                pipe.hincrby(key, f"{second}:{name}", 1)
+            pipe.expire(key, RETENTION_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("activity counter not written: %s", type(exc).__name__)
+
+    def count_calls_of(self, session: requests.Session) -> None:
+        """Count every answered Management API call of `session` (and its 429s).
+
+        A `requests` response hook sees each HTTP answer, retries included, without touching
+        the client's code; the token endpoint is not a Management API call and is left out.
+        """
+
+        def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            if MANAGEMENT_PATH not in (response.request.path_url or ""):
+                return
+            if response.status_code == 429:
+                self.count(CALL_SERIES, RATE_LIMITED_SERIES)
+            else:
+                self.count(CALL_SERIES)
+
+        session.hooks["response"].append(on_response)

@@ -1,0 +1,106 @@
+"""The dashboard's ASGI application: Starlette, Jinja2 templates, one vendored htmx file."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import redis
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.keys import Keys
+from grant_worker.worker.dashboard import routes
+from grant_worker.worker.dashboard.reads import DashboardReads
+from grant_worker.worker.dashboard.security import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_S,
+    LoginRequired,
+    SecurityHeaders,
+    allowed_hosts,
+    check_bind,
+)
+from grant_worker.worker.dashboard.views import human_seconds
+from grant_worker.worker.dead_letters import DeadLetters
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class Dashboard:
+    """What the routes share: settings, the reads, and the dead-letter operations."""
+
+    settings: Settings
+    reads: DashboardReads
+    redis: redis.Redis
+    templates: Jinja2Templates
+    token: str | None
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        # Built on first use: replay needs a Celery producer, the pages do not.
+        from grant_worker.worker.client import GrantClient
+
+        return DeadLetters(GrantClient(self.settings, client=self.redis))
+
+
+def make_templates() -> Jinja2Templates:
+    # Autoescape everything: request ids, batch ids, metadata and raw dead requests are
+    # producer-controlled text.
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+    env.filters["seconds"] = human_seconds
+    return Jinja2Templates(env=env)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    client: redis.Redis | None = None,
+) -> Starlette:
+    """The dashboard for `settings`' deployment; raises `BindRefused` for an unsafe `host`."""
+    token = settings.grants_dashboard_token
+    token_text = token.get_secret_value() if token is not None else None
+    check_bind(host, token_text)
+    client = client or make_redis(settings)
+    dashboard = Dashboard(
+        settings=settings,
+        reads=DashboardReads(client, Keys(settings.grants_key_prefix), settings.grants_queue),
+        redis=client,
+        templates=make_templates(),
+        token=token_text or None,
+    )
+    app = Starlette(
+        routes=[
+            *[Route(path, endpoint, methods=methods) for path, endpoint, methods in routes.ROUTES],
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host)),
+            Middleware(SecurityHeaders),
+            Middleware(
+                SessionMiddleware,
+                # A key per process: restarting the dashboard ends every session.
+                secret_key=secrets.token_urlsafe(32),
+                session_cookie=SESSION_COOKIE,
+                max_age=SESSION_MAX_AGE_S,
+                same_site="strict",
+            ),
+            Middleware(LoginRequired, token=dashboard.token),
+        ],
+    )
+    app.state.dashboard = dashboard
+    return app
