@@ -8,8 +8,10 @@ environment at import time.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
-from typing import Self
+from collections.abc import Mapping
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -70,6 +72,21 @@ class Settings(BaseSettings):
     grants_record_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     # Approximate cap on the results / dead streams (XADD MAXLEN ~); 0 keeps everything.
     grants_stream_maxlen: int = Field(default=1_000_000, ge=0)
+    # Operations (issue 11). Logs: json or text; unset, JSON unless stderr is a terminal.
+    grants_log_format: Literal["json", "text"] | None = None
+    grants_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Several workers on one host: each takes the first free port of
+    # GRANTS_METRICS_PORT … GRANTS_METRICS_PORT + count - 1.
+    grants_metrics_port_count: int = Field(default=1, ge=1, le=1000)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_a_redis_url(cls, value: SecretStr) -> SecretStr:
+        problem = redis_url_problem(value.get_secret_value())
+        if problem:
+            # The message never repeats the URL: it may carry a password.
+            raise ValueError(problem)
+        return value
 
     @field_validator("auth0_domain")
     @classmethod
@@ -78,6 +95,14 @@ class Settings(BaseSettings):
         if not value:
             return value
         if "://" not in value:
+            # A bare host: `tenant.eu.auth0.com`, maybe with a port; a path is as wrong here
+            # as in the URL form (the Management API's path is the worker's business).
+            bare = urlsplit(f"//{value}")
+            if bare.path or bare.query or bare.fragment or not bare.hostname:
+                raise ValueError(
+                    "must be a host name (tenant.eu.auth0.com) or an http(s)://host[:port] URL, "
+                    "without a path"
+                )
             return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -152,3 +177,48 @@ class Settings(BaseSettings):
         has_credentials = self.auth0_client_id and self.auth0_client_secret
         if not self.auth0_token and not has_credentials:
             raise ValueError("set AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET, or a static AUTH0_TOKEN")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why `url` is not a usable REDIS_URL, in one sentence that does not repeat it; or None."""
+    example = "e.g. redis://:password@host:6379/0, rediss://… for TLS, unix:///path/redis.sock"
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return f"must be a URL with a scheme ({example})"
+    if scheme not in REDIS_SCHEMES:
+        return f"scheme {scheme!r} is not one of {', '.join(REDIS_SCHEMES)} ({example})"
+    parts = urlsplit(url)
+    if scheme == "unix":
+        return None if parts.path else f"a unix:// URL needs the socket's path ({example})"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        return f"the port is not a number from 1 to 65535 ({example})"
+    if not parts.hostname:
+        return f"names no host ({example})"
+    database = parts.path.lstrip("/")
+    if database and not database.isdigit():
+        return f"the path must be a database number, like /0 ({example})"
+    return None
+
+
+def known_variables() -> set[str]:
+    """The environment names `Settings` reads."""
+    return {name.upper() for name in Settings.model_fields}
+
+
+def unknown_grants_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning per `GRANTS_*` variable no setting reads, with the likeliest intended name."""
+    known = known_variables()
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("GRANTS_") or upper in known:
+            continue
+        guess = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {guess[0]}?" if guess else ""
+        warnings.append(f"unknown setting {name} is ignored{hint}")
+    return warnings
