@@ -294,6 +294,15 @@ def _register_subcommands() -> None:
     from grant_worker.emulator.cli import emulator
 
     cli.add_command(emulator)
+    _register_operations()
+
+
+def _register_operations() -> None:
+    from grant_worker.worker.doctor import doctor_command
+    from grant_worker.worker.status import status_command
+
+    cli.add_command(status_command)
+    cli.add_command(doctor_command)
 
 
 _register_subcommands()
