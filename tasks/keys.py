@@ -79,3 +79,7 @@ class Keys:
     @property
     def unacked_mutex(self) -> str:
         return f"{self.prefix}unacked_mutex"
+
+    def request_markers(self, request_id: str) -> tuple[str, ...]:
+        """Per-request bookkeeping deleted once the request's outcome is recorded."""
+        return (self.deliveries(request_id), self.sent(request_id))

@@ -17,7 +17,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
 
-# KEYS: record, results, dead, events(channel)
+# KEYS: record, results, dead, events(channel), then the per-request markers to delete
 # ARGV: outcome_json, request_id, status, ttl_s, maxlen, dead_json ("" = not dead)
 _RECORD_ONCE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -40,6 +40,9 @@ if ARGV[6] ~= '' then
   end
 end
 redis.call('PUBLISH', KEYS[4], ARGV[1])
+-- The markers (delivery count, "may have been sent") only matter until the outcome is
+-- recorded: from now on the record answers every redelivery. Deleted in the same step.
+for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
 """
 
@@ -88,6 +91,7 @@ class OutcomeRecorder:
                 self._keys.results,
                 self._keys.dead,
                 self._keys.events,
+                *self._keys.request_markers(outcome.request_id),
             ],
             args=[
                 outcome.to_json(),

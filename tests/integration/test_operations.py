@@ -212,6 +212,23 @@ def test_logs_are_json_with_one_event_per_outcome_and_retries_carry_the_request_
     assert all(line.get("request_id") in ids for line in retries)
 
 
+def test_per_request_markers_are_deleted_once_the_outcome_is_recorded(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: Any,
+) -> None:
+    settings = settings_factory()
+    start_worker(settings)
+    with GrantClient(settings) as client:
+        ids = client.submit_many([grant_request() for _ in range(3)])
+        for request_id in ids:
+            assert client.wait(request_id, timeout_s=WAIT_S).status == "created"
+        keys = client.keys
+    for request_id in ids:
+        assert redis_client.exists(keys.outcome_record(request_id))
+        assert not redis_client.exists(*keys.request_markers(request_id))
+
+
 def test_readiness_fails_while_redis_refuses_writes(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],
