@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # Several workers on one host: each takes the first free port of
     # GRANTS_METRICS_PORT … GRANTS_METRICS_PORT + count - 1.
     grants_metrics_port_count: int = Field(default=1, ge=1, le=1000)
+    # Host names (comma-separated) to which AUTH0_DOMAIN may be plain http besides loopback:
+    # for the compose file's emulator service only. Never a real tenant.
+    grants_insecure_http_hosts: str = ""
 
     @field_validator("redis_url")
     @classmethod
@@ -107,8 +110,8 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be a host name or an http(s)://host[:port] URL")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("plain http is allowed only to a loopback address; use https")
+        # Plain http to anything but loopback is refused in `_plain_http_only_where_allowed`,
+        # which also sees GRANTS_INSECURE_HTTP_HOSTS.
         if parts.path not in ("", "/"):
             raise ValueError("must not contain a path")
         return value
@@ -119,6 +122,19 @@ class Settings(BaseSettings):
         if any(ch.isspace() for ch in value):
             raise ValueError("must not contain white space")
         return value
+
+    @model_validator(mode="after")
+    def _plain_http_only_where_allowed(self) -> Self:
+        parts = urlsplit(self.auth0_domain) if "://" in self.auth0_domain else None
+        if parts is None or parts.scheme != "http" or not parts.hostname:
+            return self
+        allowed = {h.strip().lower() for h in self.grants_insecure_http_hosts.split(",")}
+        if not is_loopback_host(parts.hostname) and parts.hostname.lower() not in allowed:
+            raise ValueError(
+                "auth0_domain: plain http is allowed only to a loopback address (or a host "
+                "named in GRANTS_INSECURE_HTTP_HOSTS, for a local emulator); use https"
+            )
+        return self
 
     @model_validator(mode="after")
     def _visibility_outlasts_the_task(self) -> Self:

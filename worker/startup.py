@@ -62,6 +62,8 @@ def settings_or_exit() -> Settings:
 
 def _env_name(problem: str) -> str:
     field, sep, rule = problem.partition(": ")
+    if field == "request":  # a rule across settings: the message names them itself
+        field, sep, rule = rule.partition(": ")
     return f"{field.upper()}{sep}{rule}" if sep else problem
 
 

@@ -102,3 +102,10 @@ def test_unknown_grants_variables_are_named_with_the_likeliest_intended_one() ->
         "unknown setting GRANTS_CONCURENCY is ignored; did you mean GRANTS_CONCURRENCY?",
         "unknown setting GRANTS_WHATEVER is ignored",
     ]
+
+
+def test_plain_http_to_a_named_emulator_host_needs_the_explicit_opt_in() -> None:
+    with pytest.raises(ValidationError, match="GRANTS_INSECURE_HTTP_HOSTS"):
+        settings(auth0_domain="http://emulator:8787")
+    s = settings(auth0_domain="http://emulator:8787", grants_insecure_http_hosts="emulator")
+    assert s.auth0_base_url == "http://emulator:8787"
