@@ -49,7 +49,5 @@ def delete_deployment(client: redis.Redis, settings: Settings) -> int:
         if batch:
             deleted += int(client.delete(*batch))
     control = f"{prefix}celery.pidbox"
-    client.eval(
-        _FORGET_BINDING_DEADLINES, 1, KOMBU_BINDING_DEADLINES, control, f"reply.{control}"
-    )
+    client.eval(_FORGET_BINDING_DEADLINES, 1, KOMBU_BINDING_DEADLINES, control, f"reply.{control}")
     return deleted
