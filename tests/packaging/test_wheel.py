@@ -151,7 +151,7 @@ def test_the_installed_emulator_finds_its_default_tenant(installed: Path, tmp_pa
         [
             str(installed / "bin" / "python"),
             "-c",
-            "from grant_worker.emulator.seed import default_seed; print(len(default_seed().clients))",
+            "from grant_worker.emulator.seed import default_seed as s; print(len(s().clients))",
         ],
         cwd=tmp_path,
         capture_output=True,
