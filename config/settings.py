@@ -36,7 +36,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 class Settings(BaseSettings):
-    """Configuration from the environment names of DESIGN.md."""
+    """Configuration from the environment names of docs/design.md (every one in the README)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 

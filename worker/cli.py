@@ -1,6 +1,6 @@
 """The `grants` command: a thin click group over library functions.
 
-Exit codes (DESIGN.md): 0 done (created / exists / updated), 1 failed or rejected,
+Exit codes (docs/design.md): 0 done (created / exists / updated), 1 failed or rejected,
 2 usage or config error, 3 timed out waiting.
 """
 

@@ -1,4 +1,4 @@
-"""Settings follow DESIGN.md's names and refuse unsafe or inconsistent configurations."""
+"""Settings follow docs/design.md's names and refuse unsafe or inconsistent configurations."""
 
 from __future__ import annotations
 
