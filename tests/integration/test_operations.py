@@ -226,7 +226,7 @@ def test_per_request_markers_are_deleted_once_the_outcome_is_recorded(
         keys = client.keys
     for request_id in ids:
         assert redis_client.exists(keys.outcome_record(request_id))
-        assert not redis_client.exists(*keys.request_markers(request_id))
+        assert not redis_client.exists(keys.deliveries(request_id), keys.sent(request_id))
 
 
 def test_readiness_fails_while_redis_refuses_writes(
