@@ -238,7 +238,7 @@ def test_readiness_fails_while_redis_refuses_writes(
     try:
         port = free_port()
         settings = settings_factory(redis_url=server.url, grants_metrics_port=port)
-        start_worker(settings)
+        worker = start_worker(settings)
         url = f"http://127.0.0.1:{port}/readyz"
         assert requests.get(url, timeout=5).status_code == 200
         admin = __import__("redis").Redis(port=server.port)
@@ -248,6 +248,14 @@ def test_readiness_fails_while_redis_refuses_writes(
             assert reply.status_code == 503
             assert reply.json()["checks"]["redis"] == "Redis: OutOfMemoryError"
             assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+            # The intake bridge's reads are writes too: its fault is logged at ERROR.
+            deadline = time.monotonic() + 10
+            while not any(
+                line.get("event") == "broker_fault" and line["level"] == "ERROR"
+                for line in json_lines(worker.log())
+            ):
+                assert time.monotonic() < deadline, worker.log()
+                time.sleep(0.2)
         finally:
             admin.config_set("maxmemory", 0)
         assert requests.get(url, timeout=5).status_code == 200
