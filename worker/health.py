@@ -108,9 +108,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             problem = LIVENESS.problem()
+            tick = LIVENESS.last_loop_tick
             self._send_json(
                 200 if problem is None else 503,
-                {"status": "ok" if problem is None else "fail", "problem": problem},
+                {
+                    "status": "ok" if problem is None else "fail",
+                    "problem": problem,
+                    "loop_quiet_s": None if tick is None else round(time.monotonic() - tick, 1),
+                },
             )
         elif path == "/readyz":
             checks = readiness()
