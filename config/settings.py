@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
+import os
 from collections.abc import Mapping
-from typing import Literal, Self
+from typing import Literal, Self, overload
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
 
 # A task may outlive its retry budget by one in-flight HTTP call plus bookkeeping; the hard time
 # limit and the visibility timeout are derived from the budget with these margins so that a
@@ -137,6 +141,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _warn_about_unknown_variables(self) -> Self:
+        # A misspelt GRANTS_* variable would otherwise be silently ignored, in a worker or in a
+        # producer alike. Once per name and process: settings are built more than once.
+        for name, warning in unknown_grants_variables(os.environ, with_names=True):
+            if name not in _warned:
+                _warned.add(name)
+                log.warning(warning)
+        return self
+
+    @model_validator(mode="after")
     def _visibility_outlasts_the_task(self) -> Self:
         if (
             self.grants_visibility_timeout is not None
@@ -226,15 +240,35 @@ def known_variables() -> set[str]:
     return {name.upper() for name in Settings.model_fields}
 
 
-def unknown_grants_variables(environ: Mapping[str, str]) -> list[str]:
-    """One warning per `GRANTS_*` variable no setting reads, with the likeliest intended name."""
+_warned: set[str] = set()
+
+
+@overload
+def unknown_grants_variables(
+    environ: Mapping[str, str], *, with_names: Literal[False] = False
+) -> list[str]: ...
+
+
+@overload
+def unknown_grants_variables(
+    environ: Mapping[str, str], *, with_names: Literal[True]
+) -> list[tuple[str, str]]: ...
+
+
+def unknown_grants_variables(
+    environ: Mapping[str, str], *, with_names: bool = False
+) -> list[str] | list[tuple[str, str]]:
+    """One warning per `GRANTS_*` variable no setting reads, with the likeliest intended name
+    (with `with_names`: (variable, warning) pairs)."""
     known = known_variables()
-    warnings = []
+    warnings: list[tuple[str, str]] = []
     for name in sorted(environ):
         upper = name.upper()
         if not upper.startswith("GRANTS_") or upper in known:
             continue
         guess = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
         hint = f"; did you mean {guess[0]}?" if guess else ""
-        warnings.append(f"unknown setting {name} is ignored{hint}")
-    return warnings
+        warnings.append((name, f"unknown setting {name} is ignored{hint}"))
+    if with_names:
+        return warnings
+    return [warning for _, warning in warnings]

@@ -4,11 +4,11 @@
 pool, its size and the queue come from the app's configuration (`worker.app.celery_config`),
 and the checks and services below hang on Celery's own hooks, so neither command can skip them:
 
-- `celeryd_init` (before the banner): logging in the configured format, a warning for each
-  unknown `GRANTS_*` variable, the Auth0 settings required, Redis reachable with the given
-  credentials (a refused password exits 2 at once; an unreachable Redis is waited for, with
-  the reason logged), the health/metrics port bound (taken → exit 2), gauges and readiness
-  checks registered.
+- `celeryd_init` (before the banner): logging in the configured format (`Settings` itself
+  has warned about unknown `GRANTS_*` variables), the Auth0 settings required, Redis reachable
+  with the given credentials (a refused password exits 2 at once; an unreachable Redis is
+  waited for, with the reason logged), the health/metrics port bound (taken → exit 2),
+  gauges and readiness checks registered.
 - `setup_logging`: Celery's own lines go through the same handler.
 - `task_prerun` / `task_postrun`: the request id (and batch) put on every line a task logs.
 - `LoopTickStep`: the consumer's event loop ticks a timer that `/healthz` watches.
@@ -18,7 +18,6 @@ and the checks and services below hang on Celery's own hooks, so neither command
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -29,7 +28,7 @@ from celery import bootsteps, signals
 from celery.worker import state
 from pydantic import ValidationError
 
-from grant_worker.config.settings import Settings, unknown_grants_variables
+from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.gate import TASK_NAME
@@ -112,8 +111,6 @@ def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> N
     """Everything before consuming; exits 2 on a configuration error."""
     level = _effective_level(settings.grants_log_level, celery_loglevel)
     logs.configure_logging(settings.grants_log_format, level)
-    for warning in unknown_grants_variables(os.environ):
-        log.warning(warning)
     try:
         settings.require_auth0()
     except ValueError as exc:

@@ -61,8 +61,9 @@ def test_status_shows_queue_workers_and_dead_letters_by_code(
     assert status["finished_per_s"] > 0
     assert status["flow"]["rate_limit_per_s"] is None  # GRANTS_RATE_LIMIT=0 in the tests
 
-    screen = grants(settings, "status")
+    screen = grants(settings, "status", GRANTS_CONCURENCY="2")
     assert screen.returncode == 0
+    assert "GRANTS_CONCURENCY is ignored; did you mean GRANTS_CONCURRENCY?" in screen.stderr
     assert "dead letters 1: not_found 1" in screen.stdout
     assert "status-a@" in screen.stdout
 
