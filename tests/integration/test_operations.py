@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ def grant_request(client_id: str | None = None, **envelope: Any) -> dict[str, An
     return {"grant": grant, **envelope}
 
 
-def celery(settings: Settings, *args: str, env: dict[str, str] | None = None) -> list[str]:
+def celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "grant_worker.worker.app", *args]
 
 
@@ -71,11 +72,13 @@ def test_celery_a_is_the_same_worker_as_grants_worker_and_celery_inspect_works(
     env = settings_env(settings)
     log_path = tmp_path / "celery.log"
     # No --pool, --concurrency or --queues: the app's configuration decides, as for grants worker.
-    process = start_process(celery(settings, "worker"), env, log_path)
+    node = f"ops-{os.getpid()}@{socket.gethostname()}"
+    process = start_process(celery("worker", f"--hostname={node}"), env, log_path)
     try:
         wait_for_ready(process, log_path)
         stats = subprocess.run(
-            celery(settings, "inspect", "stats", "--json", "--timeout", "5"),
+            # With a destination, inspect returns as soon as that node answers.
+            celery("inspect", "stats", "--json", "--timeout", "10", "-d", node),
             env={**os.environ, **env},
             capture_output=True,
             text=True,
@@ -87,7 +90,7 @@ def test_celery_a_is_the_same_worker_as_grants_worker_and_celery_inspect_works(
         assert node_stats["pool"]["implementation"].endswith("thread:TaskPool")
         for command in ("ping", "active"):
             reply = subprocess.run(
-                celery(settings, "inspect", command, "--timeout", "5"),
+                celery("inspect", command, "--timeout", "10", "-d", node),
                 env={**os.environ, **env},
                 capture_output=True,
                 text=True,
@@ -124,7 +127,7 @@ def test_celery_a_checks_the_auth0_settings_at_start(
     env = settings_env(settings_factory())
     env["AUTH0_DOMAIN"] = ""
     done = subprocess.run(
-        celery(settings_factory(), "worker"),
+        celery("worker"),
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -272,7 +275,7 @@ def test_wrong_redis_password_exits_2_at_once_and_a_malformed_url_exits_2_in_one
         env = {**os.environ, **settings_env(settings)}
         for command in (
             [sys.executable, "-m", "grant_worker.worker", "worker"],
-            celery(settings, "worker"),
+            celery("worker"),
         ):
             started = time.monotonic()
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
@@ -286,7 +289,7 @@ def test_wrong_redis_password_exits_2_at_once_and_a_malformed_url_exits_2_in_one
     env = {**os.environ, **settings_env(settings_factory()), "REDIS_URL": "not-a-url"}
     for command in (
         [sys.executable, "-m", "grant_worker.worker", "worker"],
-        celery(settings_factory(), "worker"),
+        celery("worker"),
     ):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2
