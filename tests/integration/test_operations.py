@@ -178,21 +178,25 @@ def test_logs_are_json_with_one_event_per_outcome_and_retries_carry_the_request_
     start_worker: Callable[..., WorkerProcess],
     emulator: Any,
 ) -> None:
-    settings = settings_factory()
+    # A long budget: under the faults every request gets through, however unlucky.
+    settings = settings_factory(grants_retry_budget_s=60.0)
     worker = start_worker(settings)  # its output is a file, not a terminal: JSON by default
-    emulator.admin.set_faults(error_rate=0.5)
-    good = [grant_request() for _ in range(6)]
     unknown = grant_request(grant={"audience": "https://nowhere.example.com/"}, batch_id="b-1")
+    good = [grant_request() for _ in range(10)]
     with GrantClient(settings) as client:
-        ids = client.submit_many([*good, unknown])
-        outcomes = {request_id: client.wait(request_id, timeout_s=WAIT_S) for request_id in ids}
+        (unknown_id,) = client.submit_many([unknown])
+        outcomes = {unknown_id: client.wait(unknown_id, timeout_s=WAIT_S)}
+        # Half the calls fail with 503: P(no retry at all among 10 creates) = 0.5**10.
+        emulator.admin.set_faults(error_rate=0.5)
+        ids = client.submit_many(good)
+        outcomes |= {request_id: client.wait(request_id, timeout_s=90) for request_id in ids}
+        emulator.admin.set_faults(error_rate=0.0)
         rejected_id = "ops-rejected-1"
         client.redis.xadd(
             client.keys.intake,
             {"request": json.dumps({"request_id": rejected_id, "grant": {"audience": API}})},
         )
         outcomes[rejected_id] = client.wait(rejected_id, timeout_s=WAIT_S)
-    emulator.admin.set_faults(error_rate=0.0)
     worker.stop()
 
     lines = json_lines(worker.log())
@@ -207,7 +211,7 @@ def test_logs_are_json_with_one_event_per_outcome_and_retries_carry_the_request_
         expected_level = "INFO" if outcome.done else "WARNING"
         assert event["level"] == expected_level
     by_id = {event["request_id"]: event for event in events}
-    assert by_id[ids[-1]]["code"] == "not_found" and by_id[ids[-1]]["batch_id"] == "b-1"
+    assert by_id[unknown_id]["code"] == "not_found" and by_id[unknown_id]["batch_id"] == "b-1"
     assert by_id[rejected_id]["code"] == "invalid_request"
 
     retries = [line for line in lines if line.get("message", "").startswith("retrying in")]
