@@ -112,6 +112,8 @@ def configure_logging(
     handler.addFilter(RequestContextFilter())
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    # Python warnings (Celery's SecurityWarning, deprecations) as log lines in the same format.
+    logging.captureWarnings(True)
     return chosen
 
 

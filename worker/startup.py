@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import redis
 from celery import bootsteps, signals
@@ -107,10 +108,10 @@ def bridge_alive() -> str | None:
     return None if alive else "intake bridge not running"
 
 
-def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> None:
-    """Everything before consuming; exits 2 on a configuration error."""
+def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> logs.LogFormat:
+    """Everything before consuming; exits 2 on a configuration error. Returns the log format."""
     level = _effective_level(settings.grants_log_level, celery_loglevel)
-    logs.configure_logging(settings.grants_log_format, level)
+    log_format = logs.configure_logging(settings.grants_log_format, level)
     try:
         settings.require_auth0()
     except ValueError as exc:
@@ -136,6 +137,29 @@ def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> N
             health.serve_health(settings.grants_metrics_port, settings.grants_metrics_port_count)
         except health.PortUnavailable as exc:
             exit_config_error(str(exc))
+    return log_format
+
+
+def log_start(settings: Settings, hostname: str) -> None:
+    """What Celery's banner says, as one log event (the banner is not JSON)."""
+    parts = urlsplit(settings.redis_url.get_secret_value())
+    broker = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    log.info(
+        "worker %s starting: %d threads on queue %s, broker %s",
+        hostname,
+        settings.grants_concurrency,
+        settings.grants_queue,
+        broker + parts.path,
+        extra={
+            "event": "worker_start",
+            "node": hostname,
+            "pool": "threads",
+            "concurrency": settings.grants_concurrency,
+            "queue": settings.grants_queue,
+            "key_prefix": settings.grants_key_prefix,
+            "metrics_port": settings.grants_metrics_port,
+        },
+    )
 
 
 def _effective_level(ours: str, celery_level: Any) -> int:
@@ -161,11 +185,30 @@ def _on_celeryd_init(
     # root logger to us. Connected only now, so applications that merely import the client
     # keep their own Celery logging.
     signals.setup_logging.connect(_on_setup_logging, weak=False, dispatch_uid="grants-logging")
-    prepare_worker(settings, str(sender), (options or {}).get("loglevel"))
+    global _our_worker
+    _our_worker = True
+    log_format = prepare_worker(settings, str(sender), (options or {}).get("loglevel"))
+    if log_format == "json" and instance is not None:
+        # Celery prints its banner as art on stdout; in JSON mode it becomes one event.
+        instance.quiet = True
+        log_start(settings, str(sender))
 
 
 def _on_setup_logging(**_: Any) -> None:
     """Celery's lines go through the handler `prepare_worker` installed."""
+
+
+def _on_shutting_down(sig: Any = None, how: Any = None, exitcode: Any = None, **_: Any) -> None:
+    if not _our_worker:
+        return
+    # Celery also prints "worker: Warm shutdown (MainProcess)" straight to stdout; this is the
+    # same news as a log event.
+    log.info(
+        "worker shutting down (%s, signal %s)",
+        how,
+        sig,
+        extra={"event": "worker_stop", "how": how, "signal": sig, "exitcode": exitcode},
+    )
 
 
 def _on_task_prerun(sender: Any = None, task_id: Any = None, kwargs: Any = None, **_: Any) -> None:
@@ -184,6 +227,7 @@ def _on_task_postrun(sender: Any = None, **_: Any) -> None:
 
 
 _connected = False
+_our_worker = False  # this process runs grant-worker's own worker (not merely its client)
 
 
 def connect_signals() -> None:
@@ -193,6 +237,9 @@ def connect_signals() -> None:
         return
     signals.celeryd_init.connect(_on_celeryd_init, weak=False, dispatch_uid="grants-init")
     signals.task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="grants-prerun")
+    signals.worker_shutting_down.connect(
+        _on_shutting_down, weak=False, dispatch_uid="grants-shutting-down"
+    )
     signals.task_postrun.connect(_on_task_postrun, weak=False, dispatch_uid="grants-postrun")
     _connected = True
 
