@@ -15,6 +15,8 @@ COPY grant_worker ./grant_worker
 RUN pip install --no-cache-dir -c constraints.txt . && rm -rf /app/*
 
 USER nobody
+# The worker's /metrics, /healthz and /readyz (each container has its own network namespace).
+ENV GRANTS_METRICS_PORT=9108
 EXPOSE 8787 9108
 # Liveness of a worker: its consumer loop turns (see docs/operations.md). Compose overrides it
 # with /readyz; the emulator's service sets its own.
