@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.keys import Keys
 
 
 def make_redis(settings: Settings) -> redis.Redis:
@@ -48,6 +49,6 @@ def delete_deployment(client: redis.Redis, settings: Settings) -> int:
         batch = list(client.scan_iter(pattern, count=1000))
         if batch:
             deleted += int(client.delete(*batch))
-    control = f"{prefix}celery.pidbox"
+    control = f"{Keys(prefix).control_exchange}.pidbox"
     client.eval(_FORGET_BINDING_DEADLINES, 1, KOMBU_BINDING_DEADLINES, control, f"reply.{control}")
     return deleted

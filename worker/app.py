@@ -81,7 +81,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_concurrency": settings.grants_concurrency,
         # Remote control (`celery inspect`) on an exchange of this deployment's own: its kombu
         # bindings then name the deployment and are deleted with it (see `delete_deployment`).
-        "control_exchange": f"{settings.grants_key_prefix}celery",
+        "control_exchange": keys.control_exchange,
         "worker_consumer": "grant_worker.worker.consumer:GatedConsumer",
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,

@@ -163,7 +163,7 @@ def _needed_commands(settings: Settings) -> list[list[str]]:
         ["ZADD", keys.unacked_index, "1", "x"],
         ["EVALSHA", "0" * 40, "1", keys.governor],
         ["PUBLISH", keys.events, "x"],
-        ["SUBSCRIBE", f"{settings.grants_key_prefix}celery.pidbox"],
+        ["SUBSCRIBE", f"{keys.control_exchange}.pidbox"],
     ]
 
 
@@ -193,7 +193,7 @@ def check_rights(client: redis.Redis, settings: Settings) -> list[Check]:
 
 
 def _probe_rights(client: redis.Redis, settings: Settings) -> Check:
-    probe = f"{settings.grants_key_prefix}doctor:{uuid.uuid4().hex}"
+    probe = Keys(settings.grants_key_prefix).doctor_probe(uuid.uuid4().hex)
     try:
         client.set(probe, "1", px=5000)
         client.xadd(f"{probe}:stream", {"f": "v"})

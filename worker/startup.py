@@ -94,7 +94,7 @@ def wait_for_redis(client: redis.Redis, *, retry_s: float = REDIS_RETRY_S) -> No
 def redis_writable(client: redis.Redis, keys: Keys, hostname: str) -> str | None:
     """Readiness: Redis answers and takes a write (a full Redis under noeviction refuses)."""
     try:
-        client.set(f"{keys.prefix}readyz:{hostname}", "1", px=10_000)
+        client.set(keys.readiness_probe(hostname), "1", px=10_000)
     except redis.RedisError as exc:
         return f"Redis: {type(exc).__name__}"
     return None
