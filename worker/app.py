@@ -97,8 +97,9 @@ def create_app(settings: Settings) -> Celery:
     handler = LazyHandler(lambda: make_handler(settings))
     app.grants_handler = handler
     register_create_task(app, handler)
+    app.grants_malformed_handler = _dead_letter_malformed(handler)  # held by the app
     app.conf.broker_transport_options[MALFORMED_HANDLER_OPTION] = register_malformed_handler(
-        f"grants-{uuid.uuid4().hex}", _dead_letter_malformed(handler)
+        f"grants-{uuid.uuid4().hex}", app.grants_malformed_handler
     )
     from grant_worker.worker import startup
     from grant_worker.worker.bridge import IntakeBridgeStep

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from queue import Empty
@@ -41,11 +42,16 @@ SCHEMES = {"redis": "grants-redis", "rediss": "grants-rediss"}
 MALFORMED_HANDLER_OPTION = "grants_malformed_handler"
 
 MalformedHandler = Callable[[str, str], None]
-_malformed_handlers: dict[str, MalformedHandler] = {}
+# Weak: the app that registered a handler keeps it alive; an app gone, its entry goes too.
+_malformed_handlers: weakref.WeakValueDictionary[str, MalformedHandler] = (
+    weakref.WeakValueDictionary()
+)
 
 
 def register_malformed_handler(name: str, handler: MalformedHandler) -> str:
-    """Register `handler` under `name` (the value of the transport option); returns `name`."""
+    """Register `handler` under `name` (the value of the transport option); returns `name`.
+
+    Held weakly: the caller keeps `handler` alive as long as it may be needed."""
     _malformed_handlers[name] = handler
     return name
 
