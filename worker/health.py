@@ -1,9 +1,10 @@
 """The worker's HTTP port: `/metrics`, `/healthz` (liveness) and `/readyz` (readiness).
 
-- `/healthz` answers 200 while the consumer's event loop is alive and not stalled: its timer
-  ticks (`note_consumer_loop`, fired by the loop itself), or every thread is busy (a full pool
-  reads no messages, which is not a fault), and the watchdog has not declared a stall.
-  Restart the process when it fails.
+- `/healthz` answers 200 while the consumer's event loop is alive: its timer ticks
+  (`note_consumer_loop`, fired by the loop itself), or every thread is busy (a full pool reads
+  no messages, which is not a fault). Restart the process when it fails. The other way a
+  consumer dies, a loop that turns but no longer reads the queue, is the watchdog's
+  (`worker.watchdog`): it ends the process (exit 70), which fails the probe too.
 - `/readyz` answers 200 while every registered readiness check passes: Redis reachable and
   writable (registered here), the intake bridge alive (registered by `worker.app`), the
   fleet's breaker closed (registered by the breaker's own module). Take the worker out of
@@ -46,17 +47,14 @@ class PortUnavailable(Exception):
 
 @dataclass
 class Liveness:
-    """What `/healthz` decides on; updated by the consumer loop and the watchdog."""
+    """What `/healthz` decides on; updated by the consumer loop."""
 
     capacity: int = 1
     last_loop_tick: float | None = None
-    stalled: bool = False
     busy: Callable[[], int] = lambda: 0
 
     def problem(self, now: float | None = None) -> str | None:
         now = time.monotonic() if now is None else now
-        if self.stalled:
-            return "consumer stalled (the watchdog saw messages wait while the worker had room)"
         if self.last_loop_tick is None:
             return "consumer loop not started"
         quiet_s = now - self.last_loop_tick
