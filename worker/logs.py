@@ -78,8 +78,16 @@ class _TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+# Celery's task lines carry the task's arguments in `data`: the whole request (up to 64 KiB,
+# metadata included) on every "received" line. The id and task name are what a line needs.
+_CELERY_DATA_KEPT = ("id", "name", "eta", "runtime", "exc")
+
+
 class _JsonFormatter(JsonFormatter):
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        data = log_data.get("data")
+        if isinstance(data, dict):
+            log_data["data"] = {k: v for k, v in data.items() if k in _CELERY_DATA_KEPT}
         # Fields that carry no value are noise in every line of a busy worker.
         return {key: value for key, value in log_data.items() if value is not None}
 

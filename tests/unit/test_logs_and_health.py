@@ -124,3 +124,10 @@ def test_readiness_reports_each_registered_check() -> None:
     finally:
         for name in ("test-ok", "test-open", "test-broken"):
             health.unregister_readiness_check(name)
+
+
+def test_celery_task_lines_keep_the_task_id_not_the_request_body(captured: io.StringIO) -> None:
+    data = {"id": "r-1", "name": "grants.create", "args": "()", "kwargs": "{'request': {}}"}
+    logging.getLogger("celery.worker.strategy").info("Task received", extra={"data": data})
+    (line,) = lines(captured)
+    assert line["data"] == {"id": "r-1", "name": "grants.create"}
