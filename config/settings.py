@@ -8,12 +8,18 @@ environment at import time.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
-from typing import Self
+import logging
+import os
+from collections.abc import Mapping
+from typing import Literal, Self, overload
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
 
 # A task may outlive its retry budget by one in-flight HTTP call plus bookkeeping; the hard time
 # limit and the visibility timeout are derived from the budget with these margins so that a
@@ -34,7 +40,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 class Settings(BaseSettings):
-    """Configuration from the environment names of DESIGN.md."""
+    """Configuration from the environment names of docs/design.md (every one in the README)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -84,6 +90,25 @@ class Settings(BaseSettings):
     # Required by `grants dashboard` on any address but loopback; every visitor then logs in.
     grants_dashboard_token: SecretStr | None = None
 
+    # Operations (issue 11). Logs: json or text; unset, JSON unless stderr is a terminal.
+    grants_log_format: Literal["json", "text"] | None = None
+    grants_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Several workers on one host: each takes the first free port of
+    # GRANTS_METRICS_PORT … GRANTS_METRICS_PORT + count - 1.
+    grants_metrics_port_count: int = Field(default=1, ge=1, le=1000)
+    # Host names (comma-separated) to which AUTH0_DOMAIN may be plain http besides loopback:
+    # for the compose file's emulator service only. Never a real tenant.
+    grants_insecure_http_hosts: str = ""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_a_redis_url(cls, value: SecretStr) -> SecretStr:
+        problem = redis_url_problem(value.get_secret_value())
+        if problem:
+            # The message never repeats the URL: it may carry a password.
+            raise ValueError(problem)
+        return value
+
     @field_validator("auth0_domain")
     @classmethod
     def _domain_is_https_or_loopback(cls, value: str) -> str:
@@ -91,12 +116,20 @@ class Settings(BaseSettings):
         if not value:
             return value
         if "://" not in value:
+            # A bare host: `tenant.eu.auth0.com`, maybe with a port; a path is as wrong here
+            # as in the URL form (the Management API's path is the worker's business).
+            bare = urlsplit(f"//{value}")
+            if bare.path or bare.query or bare.fragment or not bare.hostname:
+                raise ValueError(
+                    "must be a host name (tenant.eu.auth0.com) or an http(s)://host[:port] URL, "
+                    "without a path"
+                )
             return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be a host name or an http(s)://host[:port] URL")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("plain http is allowed only to a loopback address; use https")
+        # Plain http to anything but loopback is refused in `_plain_http_only_where_allowed`,
+        # which also sees GRANTS_INSECURE_HTTP_HOSTS.
         if parts.path not in ("", "/"):
             raise ValueError("must not contain a path")
         return value
@@ -107,6 +140,29 @@ class Settings(BaseSettings):
         if any(ch.isspace() for ch in value):
             raise ValueError("must not contain white space")
         return value
+
+    @model_validator(mode="after")
+    def _plain_http_only_where_allowed(self) -> Self:
+        parts = urlsplit(self.auth0_domain) if "://" in self.auth0_domain else None
+        if parts is None or parts.scheme != "http" or not parts.hostname:
+            return self
+        allowed = {h.strip().lower() for h in self.grants_insecure_http_hosts.split(",")}
+        if not is_loopback_host(parts.hostname) and parts.hostname.lower() not in allowed:
+            raise ValueError(
+                "auth0_domain: plain http is allowed only to a loopback address (or a host "
+                "named in GRANTS_INSECURE_HTTP_HOSTS, for a local emulator); use https"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _warn_about_unknown_variables(self) -> Self:
+        # A misspelt GRANTS_* variable would otherwise be silently ignored, in a worker or in a
+        # producer alike. Once per name and process: settings are built more than once.
+        for name, warning in unknown_grants_variables(os.environ, with_names=True):
+            if name not in _warned:
+                _warned.add(name)
+                log.warning(warning)
+        return self
 
     @model_validator(mode="after")
     def _visibility_outlasts_the_task(self) -> Self:
@@ -174,3 +230,68 @@ class Settings(BaseSettings):
         has_credentials = self.auth0_client_id and self.auth0_client_secret
         if not self.auth0_token and not has_credentials:
             raise ValueError("set AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET, or a static AUTH0_TOKEN")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why `url` is not a usable REDIS_URL, in one sentence that does not repeat it; or None."""
+    example = "e.g. redis://:password@host:6379/0, rediss://… for TLS, unix:///path/redis.sock"
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return f"must be a URL with a scheme ({example})"
+    if scheme not in REDIS_SCHEMES:
+        return f"scheme {scheme!r} is not one of {', '.join(REDIS_SCHEMES)} ({example})"
+    parts = urlsplit(url)
+    if scheme == "unix":
+        return None if parts.path else f"a unix:// URL needs the socket's path ({example})"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        return f"the port is not a number from 1 to 65535 ({example})"
+    if not parts.hostname:
+        return f"names no host ({example})"
+    database = parts.path.lstrip("/")
+    if database and not database.isdigit():
+        return f"the path must be a database number, like /0 ({example})"
+    return None
+
+
+def known_variables() -> set[str]:
+    """The environment names `Settings` reads."""
+    return {name.upper() for name in Settings.model_fields}
+
+
+_warned: set[str] = set()
+
+
+@overload
+def unknown_grants_variables(
+    environ: Mapping[str, str], *, with_names: Literal[False] = False
+) -> list[str]: ...
+
+
+@overload
+def unknown_grants_variables(
+    environ: Mapping[str, str], *, with_names: Literal[True]
+) -> list[tuple[str, str]]: ...
+
+
+def unknown_grants_variables(
+    environ: Mapping[str, str], *, with_names: bool = False
+) -> list[str] | list[tuple[str, str]]:
+    """One warning per `GRANTS_*` variable no setting reads, with the likeliest intended name
+    (with `with_names`: (variable, warning) pairs)."""
+    known = known_variables()
+    warnings: list[tuple[str, str]] = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("GRANTS_") or upper in known:
+            continue
+        guess = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {guess[0]}?" if guess else ""
+        warnings.append((name, f"unknown setting {name} is ignored{hint}"))
+    if with_names:
+        return warnings
+    return [warning for _, warning in warnings]

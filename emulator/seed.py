@@ -181,5 +181,7 @@ def load_seed(path: str | Path) -> Seed:
 def default_seed() -> Seed:
     """The tenant shipped with the package (`emulator/default_seed.yaml`); read once, since
     a Seed is immutable."""
-    text = resources.files("grant_worker.emulator").joinpath(DEFAULT_SEED_RESOURCE).read_text("utf-8")
+    text = (
+        resources.files("grant_worker.emulator").joinpath(DEFAULT_SEED_RESOURCE).read_text("utf-8")
+    )
     return seed_from_dict(yaml.safe_load(text))

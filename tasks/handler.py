@@ -31,6 +31,7 @@ from grant_worker.tasks.messages.validation import parse_request
 from grant_worker.tasks.outcomes.claims import Claim, RequestClaims
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.provision import Provisioner
+from grant_worker.worker.logs import log_outcome
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +239,4 @@ def _printable(raw: Any) -> Any:
 
 def _count(outcome: Outcome) -> None:
     metrics.OUTCOMES.labels(outcome.status, outcome.error.code if outcome.error else "").inc()
+    log_outcome(outcome)

@@ -127,3 +127,21 @@ class Keys:
         """Per-second counters of one minute (outcomes by status, Auth0 calls, 429s), for the
         dashboard's charts; a hash `{second}:{series}` → count that expires after a while."""
         return f"{self.prefix}activity:{epoch_minute}"
+
+    def request_markers(self, request_id: str) -> tuple[str, str]:
+        """Per-request bookkeeping deleted once the request's outcome is recorded."""
+        return (self.deliveries(request_id), self.sent(request_id))
+
+    def readiness_probe(self, hostname: str) -> str:
+        """Written (10 s) by a worker's `/readyz`: proof that Redis takes writes."""
+        return f"{self.prefix}readyz:{hostname}"
+
+    def doctor_probe(self, token: str) -> str:
+        """Written and deleted at once by `grants doctor` to test the rights under the prefix."""
+        return f"{self.prefix}doctor:{token}"
+
+    @property
+    def control_exchange(self) -> str:
+        """Celery's remote-control exchange (`celery inspect`) of this deployment; kombu keeps
+        its bindings as `_kombu.binding.{control_exchange}.pidbox` (outside the prefix)."""
+        return f"{self.prefix}celery"

@@ -19,7 +19,11 @@ from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.task import LazyHandler, register_create_task
 from grant_worker.tasks.wiring import make_handler
-from grant_worker.worker.transport import MALFORMED_HANDLER_OPTION, broker_url
+from grant_worker.worker.transport import (
+    MALFORMED_HANDLER_OPTION,
+    broker_url,
+    register_malformed_handler,
+)
 
 UNACKED_MUTEX_EXPIRE_S = 10
 
@@ -71,6 +75,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One message per thread: nothing waits in a local buffer while its visibility
         # timeout runs.
         "worker_prefetch_multiplier": 1,
+        # Pool, size and queue live here, not in command-line flags, so that
+        # `celery -A grant_worker.worker.app worker` and `grants worker` are the same worker.
+        "worker_pool": "threads",
+        "worker_concurrency": settings.grants_concurrency,
+        # Remote control (`celery inspect`) on an exchange of this deployment's own: its kombu
+        # bindings then name the deployment and are deleted with it (see `delete_deployment`).
+        "control_exchange": keys.control_exchange,
         "worker_consumer": "grant_worker.worker.consumer:GatedConsumer",
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
@@ -86,7 +97,11 @@ def create_app(settings: Settings) -> Celery:
     handler = LazyHandler(lambda: make_handler(settings))
     app.grants_handler = handler
     register_create_task(app, handler)
-    app.conf.broker_transport_options[MALFORMED_HANDLER_OPTION] = _dead_letter_malformed(handler)
+    app.grants_malformed_handler = _dead_letter_malformed(handler)  # held by the app
+    app.conf.broker_transport_options[MALFORMED_HANDLER_OPTION] = register_malformed_handler(
+        f"grants-{uuid.uuid4().hex}", app.grants_malformed_handler
+    )
+    from grant_worker.worker import startup
     from grant_worker.worker.bridge import IntakeBridgeStep
     from grant_worker.worker.recovery import RecoveryStep
     from grant_worker.worker.watchdog import WatchdogStep
@@ -94,6 +109,8 @@ def create_app(settings: Settings) -> Celery:
     app.steps["worker"].add(IntakeBridgeStep)
     app.steps["worker"].add(WatchdogStep)
     app.steps["worker"].add(RecoveryStep)
+    app.steps["consumer"].add(startup.LoopTickStep)
+    startup.connect_signals()
     return app
 
 
@@ -116,5 +133,7 @@ def __getattr__(name: str) -> Celery:
     global _default_app
     with _default_lock:
         if _default_app is None:
-            _default_app = create_app(Settings())
+            from grant_worker.worker.startup import settings_or_exit
+
+            _default_app = create_app(settings_or_exit())
     return _default_app

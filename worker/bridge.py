@@ -25,6 +25,7 @@ from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.gate import TASK_NAME
 from grant_worker.tasks.messages.models import is_request_id
 from grant_worker.tasks.outcomes.streams import claim_stale, group_entries
+from grant_worker.worker.logs import log_broker_fault
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class IntakeBridge:
                 self.ensure_group()
                 self.pump_once(block_ms=BLOCK_MS)
             except redis.RedisError as exc:
-                log.warning("intake bridge: %s; retrying", type(exc).__name__)
+                log_broker_fault("intake bridge: Redis failed; retrying in 1 s", exc)
                 self._stop.wait(1.0)
 
     def pump_once(self, *, block_ms: int | None = None) -> int:

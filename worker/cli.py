@@ -1,6 +1,6 @@
 """The `grants` command: a thin click group over library functions.
 
-Exit codes (DESIGN.md): 0 done (created / exists / updated), 1 failed or rejected,
+Exit codes (docs/design.md): 0 done (created / exists / updated), 1 failed or rejected,
 2 usage or config error, 3 timed out waiting, 130 interrupted (bulk: after a summary).
 """
 
@@ -452,6 +452,15 @@ def _register_subcommands() -> None:
     cli.add_command(emulator)
     cli.add_command(batch)
     cli.add_command(dashboard)
+    _register_operations()
+
+
+def _register_operations() -> None:
+    from grant_worker.worker.doctor import doctor_command
+    from grant_worker.worker.status import status_command
+
+    cli.add_command(status_command)
+    cli.add_command(doctor_command)
 
 
 _register_subcommands()

@@ -22,6 +22,13 @@ class GatedConsumer(Consumer):
     raw body, and is acknowledged so the worker keeps consuming.
     """
 
+    def __init__(self, *args: Any, worker_options: Any = None, **kwargs: Any) -> None:
+        # No mingle or gossip (broadcast chatter between workers): nothing here needs them and
+        # they cost Redis calls. Turned off here rather than by command-line flags, so that
+        # `celery -A … worker` runs the same consumer as `grants worker`.
+        options = {**(worker_options or {}), "without_mingle": True, "without_gossip": True}
+        super().__init__(*args, worker_options=options, **kwargs)
+
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         celery_handler = super().create_task_handler(*args, **kwargs)
         known = set(self.app.tasks)

@@ -1,4 +1,4 @@
-"""Exit codes of the `grants` command (DESIGN.md), in one place."""
+"""Exit codes of the `grants` command (docs/design.md, "Exit codes"), in one place."""
 
 EXIT_DONE = 0  # created / exists / updated
 EXIT_FAILED = 1  # failed or rejected

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from queue import Empty
@@ -36,10 +37,26 @@ from grant_worker.worker.recovery import TrackingQoS
 log = logging.getLogger(__name__)
 
 SCHEMES = {"redis": "grants-redis", "rediss": "grants-rediss"}
-# Transport option naming the callable `(raw_text, reason) -> None` that records a dead letter.
+# Transport option holding the name under which the callable `(raw_text, reason) -> None` that
+# records a dead letter is registered (`register_malformed_handler`). A name, not the callable:
+# Celery sends its configuration to `celery inspect conf`/`stats` as JSON, and a function in it
+# broke every remote-control reply ("Object of type function is not JSON serializable").
 MALFORMED_HANDLER_OPTION = "grants_malformed_handler"
 
 MalformedHandler = Callable[[str, str], None]
+# Weak: the app that registered a handler keeps it alive; an app gone, its entry goes too.
+_malformed_handlers: weakref.WeakValueDictionary[str, MalformedHandler] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def register_malformed_handler(name: str, handler: MalformedHandler) -> str:
+    """Register `handler` under `name` (the value of the transport option); returns `name`.
+
+    Held weakly: the caller keeps `handler` alive as long as it may be needed."""
+    _malformed_handlers[name] = handler
+    return name
+
 
 # Messages taken off a queue whose "unacknowledged" record could not be written: (payload,
 # queue name). Process-wide, because the channel that took them is replaced on reconnect.
@@ -146,9 +163,8 @@ class GuardedChannel(kombu_redis.Channel):
         return payload
 
     def _dead_letter(self, text: str, reason: str) -> None:
-        handler: MalformedHandler | None = self.connection.client.transport_options.get(
-            MALFORMED_HANDLER_OPTION
-        )
+        name = self.connection.client.transport_options.get(MALFORMED_HANDLER_OPTION)
+        handler = _malformed_handlers.get(name) if isinstance(name, str) else None
         log.error("%s; dead-lettered", reason)
         if handler is not None:
             handler(text, reason)

@@ -2,7 +2,7 @@
 
 - `CreateClientGrant`: the body of `POST /api/v2/client-grants`, to the letter of Auth0's
   `CreateClientGrantRequestContent` (unknown fields rejected, lengths, enums, cross-field rules).
-- `GrantRequest`: the envelope a producer enqueues (DESIGN.md, "The request").
+- `GrantRequest`: the envelope a producer enqueues (docs/design.md, "The request").
 - `Grant`: a grant as Auth0 returns it, tolerant of fields Auth0 adds later.
 - `Outcome` / `ErrorInfo`: what the worker publishes for every request.
 """

@@ -19,8 +19,10 @@ from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import COUNT_IN_BATCH, batch_argument, batch_keys
 
-# KEYS: record, results, dead, events(channel)
-# ARGV: outcome_json, request_id, status, ttl_s, maxlen, dead_json ("" = not dead)
+# KEYS: record, results, dead, events(channel), the per-request markers to delete, then the
+#       batch ledger's keys (tasks.outcomes.batches reads them from the end)
+# ARGV: outcome_json, request_id, status, ttl_s, maxlen, dead_json ("" = not dead),
+#       marker count, then the batch ledger's argument (last)
 _RECORD_ONCE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -42,6 +44,9 @@ if ARGV[6] ~= '' then
   end
 end
 redis.call('PUBLISH', KEYS[4], ARGV[1])
+-- The markers (delivery count, "may have been sent") only matter until the outcome is
+-- recorded: from now on the record answers every redelivery. Deleted in the same step.
+for i = 5, 4 + tonumber(ARGV[7]) do redis.call('DEL', KEYS[i]) end
 return 1
 """
 
@@ -97,12 +102,18 @@ class OutcomeRecorder:
         dead = ""
         if not outcome.done:
             dead = json.dumps(dead_letter(outcome, original), separators=(",", ":"))
+        # Once recorded, the record answers every redelivery: the delivery count goes. The
+        # "may have been sent" marker goes only with a good end; a failed request can be
+        # replayed, and its replay must still know that its create may have reached Auth0.
+        deliveries, sent = self._keys.request_markers(outcome.request_id)
+        markers = (deliveries, sent) if outcome.done else (deliveries,)
         written = self._script(
             keys=[
                 self._keys.outcome_record(outcome.request_id),
                 self._keys.results,
                 self._keys.dead,
                 self._keys.events,
+                *markers,
                 *batch_keys(self._keys, outcome.batch_id, self._queue),
             ],
             args=[
@@ -112,6 +123,7 @@ class OutcomeRecorder:
                 self._record_ttl_s,
                 self._stream_maxlen,
                 dead,
+                len(markers),
                 batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
             ],
         )

@@ -1,4 +1,4 @@
-"""Settings follow DESIGN.md's names and refuse unsafe or inconsistent configurations."""
+"""Settings follow docs/design.md's names and refuse unsafe or inconsistent configurations."""
 
 from __future__ import annotations
 
@@ -55,3 +55,57 @@ def test_the_derived_visibility_timeout_outlasts_the_hard_time_limit() -> None:
 def test_missing_credentials_are_named() -> None:
     with pytest.raises(ValueError, match="AUTH0_CLIENT_ID"):
         settings(auth0_domain="t.auth0.com").require_auth0()
+
+
+@pytest.mark.parametrize(
+    "domain", ["tenant.eu.auth0.com/api/v2/", "https://tenant.eu.auth0.com/api/v2/"]
+)
+def test_a_domain_with_a_path_is_refused_in_both_forms(domain: str) -> None:
+    with pytest.raises(ValidationError, match="path"):
+        settings(auth0_domain=domain)
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("not-a-url", "must be a URL with a scheme"),
+        ("http://localhost:6379/0", "scheme 'http' is not one of"),
+        ("redis://localhost:99999/0", "port is not a number"),
+        ("redis://:secret@localhost:6379/zero", "database number"),
+        ("redis://", "names no host"),
+    ],
+)
+def test_a_malformed_redis_url_is_refused_without_repeating_it(url: str, rule: str) -> None:
+    from grant_worker.config.settings import redis_url_problem
+
+    problem = redis_url_problem(url)
+    assert problem is not None and rule in problem
+    assert "secret" not in problem
+    with pytest.raises(ValidationError):
+        settings(redis_url=url)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://localhost:6379/0", "rediss://u:p@h:6380/2", "redis://h", "unix:///run/r.sock"]
+)
+def test_well_formed_redis_urls_are_accepted(url: str) -> None:
+    assert settings(redis_url=url).redis_url.get_secret_value() == url
+
+
+def test_unknown_grants_variables_are_named_with_the_likeliest_intended_one() -> None:
+    from grant_worker.config.settings import unknown_grants_variables
+
+    warnings = unknown_grants_variables(
+        {"GRANTS_CONCURENCY": "3", "GRANTS_QUEUE": "q", "GRANTS_WHATEVER": "1", "HOME": "/"}
+    )
+    assert warnings == [
+        "unknown setting GRANTS_CONCURENCY is ignored; did you mean GRANTS_CONCURRENCY?",
+        "unknown setting GRANTS_WHATEVER is ignored",
+    ]
+
+
+def test_plain_http_to_a_named_emulator_host_needs_the_explicit_opt_in() -> None:
+    with pytest.raises(ValidationError, match="GRANTS_INSECURE_HTTP_HOSTS"):
+        settings(auth0_domain="http://emulator:8787")
+    s = settings(auth0_domain="http://emulator:8787", grants_insecure_http_hosts="emulator")
+    assert s.auth0_base_url == "http://emulator:8787"

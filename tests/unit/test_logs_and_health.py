@@ -1,0 +1,133 @@
+"""The log format, the request context on log lines, the outcome event; liveness and readiness."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from grant_worker.tasks.messages.models import ErrorInfo, Outcome
+from grant_worker.worker import health, logs
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_json_unless_on_a_terminal_unless_set() -> None:
+    assert logs.choose_format(None, io.StringIO()) == "json"
+    assert logs.choose_format(None, _Terminal()) == "text"
+    assert logs.choose_format("text", io.StringIO()) == "text"
+    assert logs.choose_format("json", _Terminal()) == "json"
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    logs.configure_logging("json", "INFO", stream)
+    yield stream
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def outcome(status: str, code: str | None = None) -> Outcome:
+    return Outcome(
+        request_id="r-1",
+        batch_id="b-1",
+        status=status,  # type: ignore[arg-type]
+        error=ErrorInfo(code=code, message="m") if code else None,  # type: ignore[arg-type]
+        attempts=2,
+        received_at="2026-11-27T10:00:00.000Z",
+        finished_at="2026-11-27T10:00:01.250Z",
+    )
+
+
+def test_every_line_logged_for_a_request_carries_its_id(captured: io.StringIO) -> None:
+    with logs.request_context("r-42", "b-7"):
+        logging.getLogger("grant_worker.tasks.provision").info("retrying in %.2f s", 0.5)
+    logging.getLogger("celery").info("outside")
+    inside, outside = lines(captured)
+    assert inside["request_id"] == "r-42" and inside["batch_id"] == "b-7"
+    assert inside["message"] == "retrying in 0.50 s"
+    assert "request_id" not in outside and outside["logger"] == "celery"
+
+
+def test_one_outcome_event_failed_at_warning_done_at_info(captured: io.StringIO) -> None:
+    logs.log_outcome(outcome("failed", "not_found"))
+    logs.log_outcome(outcome("created"))
+    failed, created = lines(captured)
+    assert failed["level"] == "WARNING" and created["level"] == "INFO"
+    assert {k: failed[k] for k in ("event", "request_id", "batch_id", "status", "code")} == {
+        "event": "outcome",
+        "request_id": "r-1",
+        "batch_id": "b-1",
+        "status": "failed",
+        "code": "not_found",
+    }
+    assert failed["attempts"] == 2 and failed["duration_s"] == 1.25
+
+
+def test_breaker_and_broker_faults_are_errors(captured: io.StringIO) -> None:
+    logs.log_breaker_change("open", "tenant refused the credentials")
+    logs.log_broker_fault("Redis not reachable", ConnectionError("refused"))
+    breaker, broker = lines(captured)
+    assert breaker["level"] == broker["level"] == "ERROR"
+    assert broker["reason"] == "ConnectionError: refused"
+
+
+def test_text_lines_name_the_request() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.configure_logging("text", "INFO", stream)
+        with logs.request_context("r-9"):
+            logging.getLogger("x").warning("hello")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert stream.getvalue().rstrip().endswith("WARNING x hello [request_id=r-9]")
+
+
+def test_liveness_fails_when_the_loop_is_silent_with_free_threads() -> None:
+    live = health.Liveness(capacity=2, last_loop_tick=100.0, busy=lambda: 0)
+    assert live.problem(now=110.0) is None
+    assert live.problem(now=100.0 + health.LOOP_STALE_S + 1) is not None
+    live.busy = lambda: 2  # a full pool reads nothing: not a fault
+    assert live.problem(now=100.0 + health.LOOP_STALE_S + 1) is None
+    assert health.Liveness().problem() == "consumer loop not started"
+
+
+def test_readiness_reports_each_registered_check() -> None:
+    health.register_readiness_check("test-ok", lambda: None)
+    health.register_readiness_check("test-open", lambda: "breaker open")
+
+    def broken() -> str | None:
+        raise RuntimeError("boom")
+
+    health.register_readiness_check("test-broken", broken)
+    try:
+        results = health.readiness()
+        assert results["test-ok"] is None
+        assert results["test-open"] == "breaker open"
+        assert results["test-broken"] == "check failed: RuntimeError"
+    finally:
+        for name in ("test-ok", "test-open", "test-broken"):
+            health.unregister_readiness_check(name)
+
+
+def test_celery_task_lines_keep_the_task_id_not_the_request_body(captured: io.StringIO) -> None:
+    data = {"id": "r-1", "name": "grants.create", "args": "()", "kwargs": "{'request': {}}"}
+    logging.getLogger("celery.worker.strategy").info("Task received", extra={"data": data})
+    (line,) = lines(captured)
+    assert line["data"] == {"id": "r-1", "name": "grants.create"}
