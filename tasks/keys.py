@@ -79,3 +79,8 @@ class Keys:
     @property
     def unacked_mutex(self) -> str:
         return f"{self.prefix}unacked_mutex"
+
+    @property
+    def breaker(self) -> str:
+        """The fleet's circuit breaker (hash: state, cause, since, next_probe_at, …)."""
+        return f"{self.prefix}breaker"

@@ -6,7 +6,7 @@ when nobody scrapes them.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 OUTCOMES = Counter(
     "grants_outcomes_total",
@@ -21,7 +21,7 @@ DUPLICATE_DELIVERIES = Counter(
     "Deliveries of requests whose outcome was already recorded (acknowledged without a call)",
 )
 
-# -- Management API client (tasks.auth0.api, tasks.provision, tasks.flow.governor) --
+# -- Management API client (tasks.auth0.api, tasks.provision, tasks.flow.fleet_rate) --
 
 AUTH0_CALLS = Counter(
     "grants_auth0_calls_total",
@@ -52,4 +52,22 @@ GOVERNOR_PAUSES = Counter(
 RETURNED_TO_QUEUE = Counter(
     "grants_returned_to_queue_total",
     "Requests put back on the queue to wait (no slot soon, breaker open, shutting down)",
+)
+
+# -- flow control (tasks.flow.fleet_rate, tasks.flow.breaker) --
+
+TENANT_LIMIT = Gauge(
+    "grants_tenant_rate_limit", "The tenant's bucket size, from the last x-ratelimit-limit seen"
+)
+TENANT_REMAINING = Gauge(
+    "grants_tenant_rate_remaining", "The last x-ratelimit-remaining seen from the tenant"
+)
+FLEET_RATE = Gauge(
+    "grants_fleet_rate_per_second", "The rate the fleet paces its Management API calls at"
+)
+FLEET_PAUSE_UNTIL = Gauge(
+    "grants_fleet_pause_until_seconds", "Epoch seconds until which a 429 paused the fleet"
+)
+BREAKER_OPEN = Gauge(
+    "grants_breaker_open", "1 while the fleet's circuit breaker is open, by cause", ["cause"]
 )

@@ -88,10 +88,12 @@ def create_app(settings: Settings) -> Celery:
     register_create_task(app, handler)
     app.conf.broker_transport_options[MALFORMED_HANDLER_OPTION] = _dead_letter_malformed(handler)
     from grant_worker.worker.bridge import IntakeBridgeStep
+    from grant_worker.worker.flow_gate import FlowGateStep
     from grant_worker.worker.watchdog import WatchdogStep
 
     app.steps["worker"].add(IntakeBridgeStep)
     app.steps["worker"].add(WatchdogStep)
+    app.steps["worker"].add(FlowGateStep)
     return app
 
 

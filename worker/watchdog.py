@@ -28,6 +28,7 @@ from celery import bootsteps
 from celery.worker import state
 
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Watchdog:
         interval_s: float,
         stall_after_s: float,
         on_stall: Callable[[], None],
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -83,6 +85,8 @@ class Watchdog:
         self._interval_s = interval_s
         self._detector = StallDetector(stall_after_s)
         self._on_stall = on_stall
+        # True while the fleet's breaker is open: the consumer stopped on purpose, no stall.
+        self._paused = paused
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -95,7 +99,7 @@ class Watchdog:
 
     def check(self) -> bool:
         now = time.monotonic()
-        queued = int(self._client.llen(self._queue))
+        queued = 0 if self._paused() else int(self._client.llen(self._queue))
         busy = len(state.reserved_requests)
         stalled = self._detector.observe(
             now=now, queued=queued, busy=busy, capacity=self._capacity, last_taken=_last_taken
@@ -145,15 +149,18 @@ class WatchdogStep(bootsteps.StartStopStep):
         settings = worker.app.grants_settings
         if not settings.grants_stall_after_s:
             return
+        client = make_redis(settings)
+        keys = Keys(settings.grants_key_prefix)
         self._watchdog = Watchdog(
-            make_redis(settings),
-            Keys(settings.grants_key_prefix),
+            client,
+            keys,
             queue=settings.grants_queue,
             capacity=settings.grants_concurrency,
             hostname=getattr(worker, "hostname", None) or socket.gethostname(),
             interval_s=min(5.0, settings.grants_stall_after_s / 4),
             stall_after_s=settings.grants_stall_after_s,
             on_stall=_exit_stalled,
+            paused=lambda: read_breaker(client, keys).is_open,
         )
         threading.Thread(target=self._watchdog.run, name="watchdog", daemon=True).start()
 

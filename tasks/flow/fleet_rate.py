@@ -1,0 +1,235 @@
+"""The fleet's pace, shared by every worker process through one Redis hash (`Keys.governor`).
+
+The method is in `tasks.flow.pacing`; the state changes are Lua scripts beside this file
+(`lua/`), each atomic, with Redis `TIME` as the one clock:
+
+- `acquire.lua`: a GCRA slot (a token bucket kept as one timestamp `tat`), at the learned rate,
+  with the tenant's bucket size as burst; refused (nothing taken) when it would start later
+  than the caller can wait. Every slot gets a sequence number.
+- `observe.lua`: one Management API answer re-synchronises the model to the tenant's own count
+  and feeds the trend estimate of the free rate; it also ends the breaker's failure streak.
+- `pause.lua`: after Auth0's own 429, every process holds its calls until then.
+
+Fields of the hash, read by `read_flow_state` (the contract for `grants status` and the
+dashboard): `limit`, `remaining` (last headers seen), `rate` (learned free rate, calls/s),
+`pause` (epoch µs), `observed_at` (epoch µs); internal: `tat`, `seq`, `obs_seq`, `win_*`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+import redis
+
+from grant_worker.config.settings import Settings
+from grant_worker.tasks import metrics
+from grant_worker.tasks.flow import pacing
+from grant_worker.tasks.keys import Keys
+
+log = logging.getLogger(__name__)
+
+_US = 1_000_000
+# How long the learned state outlives the fleet's last call (ms).
+IDLE_TTL_MS = 600_000
+
+
+def _lua(name: str) -> str:
+    return resources.files("grant_worker.tasks.flow").joinpath("lua", name).read_text("utf-8")
+
+
+class BreakerIsOpen(Exception):
+    """Raised by `acquire` when the fleet's breaker is open: no call may go now."""
+
+
+class SlotUnavailable(Exception):
+    """Raised by `acquire` when no slot starts before the deadline; `wait_s` is how far off."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"no fleet slot within the deadline (next in {wait_s:.3f} s)")
+        self.wait_s = wait_s
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A granted slot: its sequence number, when it starts (epoch seconds), how long we slept."""
+
+    seq: int
+    at_epoch_s: float
+    waited_s: float
+
+
+@dataclass(frozen=True)
+class FlowState:
+    """What the fleet knows of the tenant's rate limit (None: not known yet)."""
+
+    limit: int | None
+    remaining: int | None
+    rate: float | None
+    pause_until: float | None
+    observed_at: float | None
+
+
+def read_flow_state(client: redis.Redis, keys: Keys) -> FlowState:
+    """A pure read of the fleet's learned rate state; every field None on a fresh fleet."""
+    values = client.hmget(keys.governor, ["limit", "remaining", "rate", "pause", "observed_at"])
+    limit, remaining, rate, pause, observed = (_text(v) for v in values)
+    return FlowState(
+        limit=int(float(limit)) if limit else None,
+        remaining=int(float(remaining)) if remaining else None,
+        rate=float(rate) if rate else None,
+        pause_until=float(pause) / _US if pause else None,
+        observed_at=float(observed) / _US if observed else None,
+    )
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class FleetRate:
+    """The shared pace. Thread-safe (one Redis call per decision)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        mode: pacing.Mode,
+        ceiling_per_s: float | None = None,
+        ceiling_burst: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.mode = mode
+        self._keys = keys
+        self._ceiling = ceiling_per_s if mode == "ceiling" else None
+        self._ceiling_burst = ceiling_burst if mode == "ceiling" else None
+        self._sleep = sleep
+        self._clock = clock
+        head = _lua("model.lua")
+        self._acquire = client.register_script(head + _lua("acquire.lua"))
+        self._observe = client.register_script(head + _lua("observe.lua"))
+        self._pause = client.register_script(_lua("pause.lua"))
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"FleetRate(mode={self.mode!r}, ceiling_per_s={self._ceiling})"
+
+    def _model_args(self) -> list[float | int]:
+        return [self._ceiling or 0, self._ceiling_burst or 0, pacing.START_RATE_PER_S, IDLE_TTL_MS]
+
+    def acquire(self, *, max_wait_s: float | None = None) -> Slot:
+        """Wait for a slot and take it, waiting at most `max_wait_s` seconds (None: no limit).
+
+        Raises `SlotUnavailable` (taking nothing) when the slot would start later than that.
+        With pacing off only a pause is waited for, and the slot has sequence 0.
+        """
+        started = self._clock()
+        if self.mode == "off":
+            self._wait_out_pause(started, max_wait_s)
+            return Slot(0, time.time(), self._clock() - started)
+        deadline = None if max_wait_s is None else started + max(0.0, max_wait_s)
+        while True:
+            max_wait_us = -1
+            if deadline is not None:
+                max_wait_us = max(0, int((deadline - self._clock()) * _US))
+            reserved, slot_us, now_us, seq = self._acquire(
+                keys=[self._keys.governor, self._keys.breaker],
+                args=[*self._model_args(), max_wait_us],
+            )
+            if int(reserved) < 0:
+                raise BreakerIsOpen()
+            wait_s = (int(slot_us) - int(now_us)) / _US
+            if not int(reserved):
+                raise SlotUnavailable(wait_s)
+            if wait_s <= 0:
+                break
+            self._sleep(wait_s)
+            # A 429 elsewhere may have paused the fleet while we slept: honour it.
+            pause_until = self.paused_until()
+            if pause_until is None:
+                break
+            if deadline is not None and self._clock() + (pause_until - time.time()) > deadline:
+                raise SlotUnavailable(pause_until - time.time())
+            self._sleep(max(0.0, pause_until - time.time()))
+            break
+        waited_s = max(0.0, self._clock() - started)
+        metrics.GOVERNOR_WAIT_SECONDS.observe(waited_s)
+        return Slot(int(seq), int(slot_us) / _US, waited_s)
+
+    def _wait_out_pause(self, started: float, max_wait_s: float | None) -> None:
+        pause_until = self.paused_until()
+        if pause_until is None:
+            return
+        wait_s = max(0.0, pause_until - time.time())
+        if max_wait_s is not None and wait_s > max_wait_s:
+            raise SlotUnavailable(wait_s)
+        self._sleep(wait_s)
+
+    def observe(self, slot_seq: int, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from a Management API answer to the call that held slot `slot_seq`."""
+        if self.mode == "off" or status >= 500:
+            return
+        limit = pacing.parse_count(headers.get("x-ratelimit-limit"))
+        remaining = pacing.parse_count(headers.get("x-ratelimit-remaining"))
+        rate_milli, known_limit, known_remaining, _pause_us, _synced = self._observe(
+            keys=[self._keys.governor, self._keys.breaker],
+            args=[
+                *self._model_args(),
+                slot_seq,
+                "limited" if status == 429 else "ok",
+                "" if limit is None else limit,
+                "" if remaining is None else remaining,
+                int(pacing.WINDOW_MIN_S * _US),
+                pacing.WINDOW_MIN_CALLS,
+                int(pacing.WINDOW_MAX_S * _US),
+                pacing.RATE_SMOOTHING,
+                pacing.MIN_RATE_PER_S,
+                pacing.MAX_RATE_PER_S,
+                pacing.HEADLESS_STEP_PER_S,
+                20,
+            ],
+        )
+        metrics.FLEET_RATE.set(int(rate_milli) / 1000)
+        if int(known_limit) >= 0:
+            metrics.TENANT_LIMIT.set(int(known_limit))
+        if int(known_remaining) >= 0:
+            metrics.TENANT_REMAINING.set(int(known_remaining))
+
+    def pause_until(self, epoch_s: float) -> bool:
+        """Hold every process's calls until `epoch_s` (never shortens); True if extended."""
+        _, extended = self._pause(
+            keys=[self._keys.governor], args=[int(epoch_s * _US), IDLE_TTL_MS]
+        )
+        if int(extended):
+            metrics.GOVERNOR_PAUSES.inc()
+            metrics.FLEET_PAUSE_UNTIL.set(epoch_s)
+        return bool(int(extended))
+
+    def paused_until(self) -> float | None:
+        """The pause in force (epoch seconds), or None when calls may go now."""
+        pause = self._client.hget(self._keys.governor, "pause")
+        text = _text(pause)
+        if not text:
+            return None
+        until = float(text) / _US
+        return until if until > time.time() else None
+
+
+def make_fleet_rate(settings: Settings, client: redis.Redis) -> FleetRate:
+    """The pace of GRANTS_RATE_LIMIT (auto | ceiling | 0) on `Keys(prefix).governor`."""
+    mode = pacing.pacing_mode(settings.grants_rate_limit)
+    ceiling = None if mode != "ceiling" else float(settings.grants_rate_limit)
+    return FleetRate(
+        client,
+        Keys(settings.grants_key_prefix),
+        mode=mode,
+        ceiling_per_s=ceiling,
+        ceiling_burst=settings.grants_rate_burst,
+    )
