@@ -108,6 +108,37 @@ class EmulatorAdmin:
         """Replace the whole tenant with `seed` (seed format) and drop every grant."""
         self._call("PUT", "/seed", seed)
 
+    def start_outage(self, seconds: float, mode: str = "error") -> None:
+        """Every Auth0 call fails for `seconds`: "error" (503), "drop" or "hang"."""
+        self._call("POST", "/outage", {"seconds": seconds, "mode": mode})
+
+    def end_outage(self) -> None:
+        self._call("DELETE", "/outage")
+
+    def rotate_secret(self, new_secret: str, client_id: str | None = None) -> None:
+        """Change the worker's (or `client_id`'s) secret; issued tokens stay valid."""
+        self._call("POST", "/rotate-secret", {"client_secret": new_secret, "client_id": client_id})
+
+    def revoke_tokens(self) -> None:
+        """Refuse every token issued so far."""
+        self._call("POST", "/revoke-tokens")
+
+    def set_worker_scopes(self, scopes: list[str], client_id: str | None = None) -> None:
+        """The Management API scopes new tokens of the worker (or `client_id`) carry."""
+        self._call("PUT", "/worker-scopes", {"scopes": scopes, "client_id": client_id})
+
+    def set_background(self, rps: float) -> None:
+        """Other applications of the tenant spend `rps` calls/s from its bucket."""
+        self._call("PUT", "/background", {"rps": rps})
+
+    def set_reset_semantics(self, semantics: str, rate: float, burst: int) -> None:
+        """A bucket of `burst` refilled at `rate`/s whose reset header means `semantics`."""
+        self._call(
+            "PUT",
+            "/rate-limit",
+            {"rate_per_s": rate, "burst": burst, "reset_semantics": semantics},
+        )
+
     def close(self) -> None:
         self.session.close()
 
