@@ -308,10 +308,12 @@ class _Run:
                 "the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S
             ) from None
         except SlotUnavailable as exc:
+            # The model's wait is an estimate that the next answer may shorten: come back
+            # after at most another slot wait, not after the whole estimate.
             raise ReturnToQueue(
                 f"{endpoint}: no fleet slot within {self.owner.slot_wait_s:g} s "
                 f"(next in {exc.wait_s:.1f} s)",
-                delay_s=exc.wait_s,
+                delay_s=min(exc.wait_s, self.owner.slot_wait_s),
             ) from exc
         self.slot_seq = slot.seq
         # Waiting for the fleet is not retrying: give the time back to the budget.

@@ -3,21 +3,23 @@
 The method is in `tasks.flow.pacing`; the state changes are Lua scripts beside this file
 (`lua/`), each atomic, with Redis `TIME` as the one clock:
 
-- `acquire.lua`: a GCRA slot (a token bucket kept as one timestamp `tat`), at the learned rate,
-  with the tenant's bucket size as burst; refused (nothing taken) when it would start later
-  than the caller can wait. Every slot gets a sequence number.
+- `acquire.lua`: a call from a token bucket that models the tenant's, refilled at the learned
+  rate and as large as the tenant's bucket; nothing is taken while none is due (the caller
+  naps and asks again). Every slot gets a sequence number.
 - `observe.lua`: one Management API answer re-synchronises the model to the tenant's own count
   and feeds the trend estimate of the free rate; it also ends the breaker's failure streak.
 - `pause.lua`: after Auth0's own 429, every process holds its calls until then.
 
 Fields of the hash, read by `read_flow_state` (the contract for `grants status` and the
 dashboard): `limit`, `remaining` (last headers seen), `rate` (learned free rate, calls/s),
-`pause` (epoch µs), `observed_at` (epoch µs); internal: `tat`, `seq`, `obs_seq`, `win_*`.
+`pause` (epoch µs), `observed_at` (epoch µs); internal: `tokens` at `tok_t` (the model),
+`seq`, `obs_seq`, `win_*`.
 """
 
 from __future__ import annotations
 
 import logging
+import random as _random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +35,11 @@ from grant_worker.tasks.keys import Keys
 log = logging.getLogger(__name__)
 
 _US = 1_000_000
+# A slot due within this many microseconds is taken (the caller sleeps until it starts).
+GRACE_US = 25_000
+# Longest nap between two asks for a slot, and its random stretch (0.5: up to +50 %).
+POLL_MAX_S = 0.25
+POLL_JITTER = 0.5
 # How long the learned state outlives the fleet's last call (ms).
 IDLE_TTL_MS = 600_000
 
@@ -105,8 +112,10 @@ class FleetRate:
         ceiling_burst: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         self.mode = mode
+        self._random = random
         self._keys = keys
         self._ceiling = ceiling_per_s if mode == "ceiling" else None
         self._ceiling_burst = ceiling_burst if mode == "ceiling" else None
@@ -127,38 +136,35 @@ class FleetRate:
     def acquire(self, *, max_wait_s: float | None = None) -> Slot:
         """Wait for a slot and take it, waiting at most `max_wait_s` seconds (None: no limit).
 
-        Raises `SlotUnavailable` (taking nothing) when the slot would start later than that.
+        Nothing is reserved ahead: while no slot is due the caller sleeps a little (at most
+        `POLL_MAX_S`, jittered) and asks again, so that a model corrected meanwhile by an
+        answer elsewhere counts at once. Raises `SlotUnavailable` (taking nothing) once the
+        wait would exceed `max_wait_s`, and `BreakerIsOpen` while the fleet's breaker is open.
         With pacing off only a pause is waited for, and the slot has sequence 0.
         """
         started = self._clock()
         if self.mode == "off":
             self._wait_out_pause(started, max_wait_s)
             return Slot(0, time.time(), self._clock() - started)
-        deadline = None if max_wait_s is None else started + max(0.0, max_wait_s)
         while True:
-            max_wait_us = -1
-            if deadline is not None:
-                max_wait_us = max(0, int((deadline - self._clock()) * _US))
-            reserved, slot_us, now_us, seq = self._acquire(
+            taken, slot_us, now_us, seq, paused = self._acquire(
                 keys=[self._keys.governor, self._keys.breaker],
-                args=[*self._model_args(), max_wait_us],
+                args=[*self._model_args(), GRACE_US],
             )
-            if int(reserved) < 0:
+            if int(taken) < 0:
                 raise BreakerIsOpen()
-            wait_s = (int(slot_us) - int(now_us)) / _US
-            if not int(reserved):
+            wait_s = max(0.0, (int(slot_us) - int(now_us)) / _US)
+            if int(taken):
+                if wait_s > 0:
+                    self._sleep(wait_s)
+                break
+            waited_s = self._clock() - started
+            left_s = None if max_wait_s is None else max_wait_s - waited_s
+            # A pause ends when it says; the model's wait may shrink with the next answer.
+            if left_s is not None and (left_s <= 0 or (int(paused) and wait_s > left_s)):
                 raise SlotUnavailable(wait_s)
-            if wait_s <= 0:
-                break
-            self._sleep(wait_s)
-            # A 429 elsewhere may have paused the fleet while we slept: honour it.
-            pause_until = self.paused_until()
-            if pause_until is None:
-                break
-            if deadline is not None and self._clock() + (pause_until - time.time()) > deadline:
-                raise SlotUnavailable(pause_until - time.time())
-            self._sleep(max(0.0, pause_until - time.time()))
-            break
+            nap = min(wait_s, POLL_MAX_S) * (1.0 + POLL_JITTER * self._random())
+            self._sleep(nap if left_s is None else min(nap, left_s))
         waited_s = max(0.0, self._clock() - started)
         metrics.GOVERNOR_WAIT_SECONDS.observe(waited_s)
         return Slot(int(seq), int(slot_us) / _US, waited_s)
@@ -193,7 +199,7 @@ class FleetRate:
                 pacing.MIN_RATE_PER_S,
                 pacing.MAX_RATE_PER_S,
                 pacing.HEADLESS_STEP_PER_S,
-                20,
+                pacing.RESERVE_PER_LIMIT,
             ],
         )
         metrics.FLEET_RATE.set(int(rate_milli) / 1000)

@@ -44,6 +44,8 @@ HEADLESS_STEP_PER_S = 0.1
 ABSURD_RESET_AHEAD_S = 3600.0
 # A reset value above this is certainly in milliseconds (year 5138 in seconds).
 MILLISECONDS_THRESHOLD = 1e11
+# The reserve grows by one token per this many of the tenant's bucket size.
+RESERVE_PER_LIMIT = 25
 # After a 429 without a usable reset, the fleet waits this long on its own.
 OWN_BACKOFF_S = 1.0
 
@@ -95,8 +97,8 @@ def pause_after_429(
 
 def reserve_tokens(limit: int) -> int:
     """Tokens the fleet leaves in the tenant's bucket: room for other applications and for
-    answers that overtake each other. 2 for small buckets, 1 more per 20 of bucket size."""
-    return 2 + max(0, limit) // 20
+    answers that overtake each other. 1, plus 1 per `RESERVE_PER_LIMIT` of bucket size."""
+    return 1 + max(0, limit) // RESERVE_PER_LIMIT
 
 
 def free_rate(

@@ -1,20 +1,32 @@
--- Take the fleet's next slot (GCRA) unless it starts later than the caller can wait.
--- KEYS[2] the breaker hash. ARGV[5] max wait (us, -1: no limit).
--- Returns {reserved 1/0 (-1: the breaker is open, nothing taken), slot_us, now_us, seq}.
+-- Take a call from the fleet's model of the tenant's bucket if one is due within ARGV[5] us (a
+-- grace for the caller's sleep); otherwise take nothing and say when it would be, so that the
+-- caller asks again. The model is a token bucket (`tokens` at `tok_t`), refilled at the learned
+-- rate and capped at the tenant's bucket size. Nothing is reserved ahead: slot numbers then
+-- follow the order calls are sent in, which `observe.lua` relies on. KEYS[2] the breaker.
+-- Returns {taken 1/0 (-1: the breaker is open), slot_us, now_us, seq, paused 1/0}.
 if redis.call('HGET', KEYS[2], 'state') == 'open' then
-  return {-1, now, now, 0}
+  return {-1, now, now, 0, 0}
 end
-local state = redis.call('HMGET', KEYS[1], 'tat', 'pause', 'rate', 'limit')
-local tat = tonumber(state[1]) or 0
-local pause = tonumber(state[2]) or 0
-local rate, burst, interval = model(tonumber(state[3]), tonumber(state[4]))
-local new_tat = math.max(tat, now) + interval
-local slot = math.max(now, pause, new_tat - burst * interval)
-local max_wait = tonumber(ARGV[5])
-if max_wait >= 0 and slot - now > max_wait then
-  return {0, math.floor(slot), now, 0}
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'tok_t', 'pause', 'rate', 'limit')
+local rate, burst, interval = model(tonumber(state[4]), tonumber(state[5]))
+local tokens = tonumber(state[1])
+local tok_t = tonumber(state[2]) or now
+if tokens == nil then tokens = burst end
+tokens = math.min(burst, tokens + math.max(0, now - tok_t) / interval)
+local slot = now
+if tokens < 1 then
+  slot = now + (1 - tokens) * interval
 end
-redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat))
+local pause = tonumber(state[3]) or 0
+local paused = 0
+if pause > slot then
+  slot = pause
+  paused = 1
+end
+if slot - now > tonumber(ARGV[5]) then
+  return {0, math.floor(slot), now, 0, paused}
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'tok_t', string.format('%.0f', now))
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('PEXPIRE', KEYS[1], ttl_ms)
-return {1, math.floor(slot), now, seq}
+return {1, math.floor(slot), now, seq, 0}

@@ -54,11 +54,11 @@ redis.call('HSET', KEYS[1], 'limit', L, 'remaining', R, 'observed_at', now)
 if slot_seq > 0 and slot_seq > obs_seq then
   -- The tenant's count wins over the model: tokens = R - granted since - reserve.
   local rate, burst, interval = model(learned, L)
-  local reserve = 2 + math.floor(L / tonumber(ARGV[16]))
+  local reserve = 1 + math.floor(L / tonumber(ARGV[16]))
   local tokens = R - math.max(0, seq - slot_seq) - reserve
   if tokens > burst then tokens = burst end
-  redis.call('HSET', KEYS[1], 'obs_seq', slot_seq,
-    'tat', string.format('%.0f', now + (burst - tokens) * interval))
+  redis.call('HSET', KEYS[1], 'obs_seq', slot_seq, 'tokens', tostring(tokens),
+    'tok_t', string.format('%.0f', now))
   synced = 1
 end
 
@@ -67,10 +67,12 @@ if slot_seq > 0 then
   local win_seq = tonumber(s[6]) or 0
   local rejected = tonumber(s[8]) or 0
   if kind == 'limited' then rejected = rejected + 1 end
+  -- A bucket seen full inside a window hid part of its refill: that window teaches nothing.
+  -- (The answer that opens a window does not count: the drain after it is what is measured.)
   local full = (R >= L - 1)
   if win_t == nil or slot_seq < win_seq then
     redis.call('HSET', KEYS[1], 'win_t', now, 'win_seq', slot_seq, 'win_rem', R, 'win_rej', 0,
-      'win_full', full and 1 or 0)
+      'win_full', 0)
   else
     local was_full = (tonumber(s[9]) or 0) == 1 or full
     local elapsed = now - win_t
@@ -88,7 +90,7 @@ if slot_seq > 0 then
         redis.call('HSET', KEYS[1], 'rate', tostring(learned))
       end
       redis.call('HSET', KEYS[1], 'win_t', now, 'win_seq', slot_seq, 'win_rem', R,
-        'win_rej', 0, 'win_full', full and 1 or 0)
+        'win_rej', 0, 'win_full', 0)
     else
       redis.call('HSET', KEYS[1], 'win_rej', rejected, 'win_full', was_full and 1 or 0)
     end
