@@ -273,7 +273,9 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
             status = None
             return _drop(request)
         if decision is not None:
-            response.headers.update(decision.headers(em.rate_limit.retry_after))
+            response.headers.update(
+                decision.headers(em.rate_limit.retry_after, em.rate_limit.absurd_reset)
+            )
         status = response.status
         return response
     finally:

@@ -67,6 +67,9 @@ class RateLimitSettings(BaseModel):
     # Auth0 limits /oauth/token separately; by default it is not counted here.
     apply_to_token_endpoint: bool = False
     reset_semantics: ResetSemantics = "full"
+    # A tenant (or a proxy) that sends nonsense in x-ratelimit-reset: far in the future, in
+    # milliseconds, or in the past. For testing clients; None sends the real value.
+    absurd_reset: Literal["far", "milliseconds", "past"] | None = None
 
     @model_validator(mode="after")
     def _burst_needs_rate(self) -> RateLimitSettings:
@@ -90,15 +93,26 @@ class RateDecision:
     reset_epoch_s: int
     retry_after_s: int | None  # set on a refusal
 
-    def headers(self, with_retry_after: bool) -> dict[str, str]:
+    def headers(self, with_retry_after: bool, absurd_reset: str | None = None) -> dict[str, str]:
         headers = {
             "x-ratelimit-limit": str(self.limit),
             "x-ratelimit-remaining": str(self.remaining),
-            "x-ratelimit-reset": str(self.reset_epoch_s),
+            "x-ratelimit-reset": str(absurd(self.reset_epoch_s, absurd_reset)),
         }
         if with_retry_after and self.retry_after_s is not None:
             headers["Retry-After"] = str(self.retry_after_s)
         return headers
+
+
+def absurd(reset_epoch_s: int, how: str | None) -> int:
+    """`reset_epoch_s` distorted as a broken tenant would send it (`how` None: unchanged)."""
+    if how == "far":
+        return 9_999_999_999
+    if how == "milliseconds":
+        return reset_epoch_s * 1000
+    if how == "past":
+        return reset_epoch_s - 3600
+    return reset_epoch_s
 
 
 class TokenBucket:

@@ -78,10 +78,17 @@ class EmulatorAdmin:
         self._call("POST", "/faults", changes)
 
     def set_rate_limit(
-        self, rate: float | None, burst: int | None, retry_after: bool = False
+        self,
+        rate: float | None,
+        burst: int | None,
+        retry_after: bool = False,
+        *,
+        reset_semantics: str = "full",
+        absurd_reset: str | None = None,
     ) -> None:
         """One tenant-wide bucket of `burst` requests refilled at `rate` per second;
-        rate None = unlimited. The bucket starts full. Raises AdminError."""
+        rate None = no practical limit. The bucket starts full. `reset_semantics`: "full" or
+        "next"; `absurd_reset`: "far", "milliseconds" or "past". Raises AdminError."""
         self._call(
             "PUT",
             "/rate-limit",
@@ -89,6 +96,8 @@ class EmulatorAdmin:
                 "rate_per_s": rate,
                 "burst": burst if rate is not None else None,
                 "retry_after": retry_after,
+                "reset_semantics": reset_semantics,
+                "absurd_reset": absurd_reset,
             },
         )
 
@@ -130,14 +139,6 @@ class EmulatorAdmin:
     def set_background(self, rps: float) -> None:
         """Other applications of the tenant spend `rps` calls/s from its bucket."""
         self._call("PUT", "/background", {"rps": rps})
-
-    def set_reset_semantics(self, semantics: str, rate: float, burst: int) -> None:
-        """A bucket of `burst` refilled at `rate`/s whose reset header means `semantics`."""
-        self._call(
-            "PUT",
-            "/rate-limit",
-            {"rate_per_s": rate, "burst": burst, "reset_semantics": semantics},
-        )
 
     def close(self) -> None:
         self.session.close()
