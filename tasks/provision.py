@@ -153,6 +153,8 @@ class _Run:
         self.before_send = before_send
         # The fleet slot of the call in progress (its answer teaches the fleet the tenant's limit).
         self.slot_seq = 0
+        # Outage errors (5xx, timeouts, dropped connections) in a row in this request.
+        self.outage_failures = 0
         self.api = owner.api.with_hooks(
             CallHooks(
                 before_call=self._take_slot,
@@ -240,22 +242,38 @@ class _Run:
             try:
                 return call()
             except RateLimited as exc:
+                self.outage_failures = 0
                 self._pause_fleet(exc)
                 raise
             except Auth0Error as exc:
                 self._check_tenant(exc)
                 raise
 
-        return call_with_retries(
-            paced,
-            policy=self.policy,
-            budget=self.budget,
-            sleep=self.owner.sleep,
-            epoch_clock=self.owner.epoch_clock,
-            random=self.owner.random,
-            on_retry=self._on_retry,
-            fleet_paces_429=self.owner.governor is not None,
-        )
+        try:
+            return call_with_retries(
+                paced,
+                policy=self.policy,
+                budget=self.budget,
+                sleep=self.owner.sleep,
+                epoch_clock=self.owner.epoch_clock,
+                random=self.owner.random,
+                on_retry=self._on_retry,
+                fleet_paces_429=self.owner.governor is not None,
+            )
+        except Auth0Error as exc:
+            self._check_outage_outlasted_budget(exc)
+            raise
+
+    def _check_outage_outlasted_budget(self, exc: Auth0Error) -> None:
+        """The budget ran out on an outage the whole fleet sees: wait for it on the queue."""
+        breaker = self.owner.breaker
+        if breaker is None or not is_outage_error(exc) or self.outage_failures == 0:
+            return
+        if breaker.note_exhausted(self.outage_failures, exc.message):
+            raise ReturnToQueue(
+                f"the fleet's breaker is open (unreachable): {exc.message}",
+                delay_s=BREAKER_RETURN_DELAY_S,
+            ) from exc
 
     def _check_tenant(self, exc: Auth0Error) -> None:
         """A tenant fault opens the fleet's breaker and sends this request back to the queue."""
@@ -263,9 +281,11 @@ class _Run:
         if breaker is None:
             return
         cause = tenant_fault(exc)
+        outage = is_outage_error(exc)
+        self.outage_failures = self.outage_failures + 1 if outage else 0
         if cause is not None:
             breaker.open(cause, exc.message)
-        elif not (is_outage_error(exc) and breaker.note_failure(exc.message)):
+        elif not (outage and breaker.note_failure(exc.message)):
             return
         raise ReturnToQueue(
             f"the fleet's breaker is open ({cause or 'unreachable'}): {exc.message}",

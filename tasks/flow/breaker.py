@@ -11,7 +11,9 @@ at a time. The breaker opens on (`tenant_fault`):
 | `token_rejected`     | a Management API 401 although the token was just fetched (or static) |
 | `insufficient_scope` | a Management API 403 `insufficient_scope`                            |
 | `unreachable`        | `GRANTS_BREAKER_FAILURES` 5xx / timeouts / connection errors in a    |
-|                      | row across the fleet, spanning at least `GRANTS_BREAKER_SPAN_S`       |
+|                      | row across the fleet, spanning at least `GRANTS_BREAKER_SPAN_S`, or   |
+|                      | a request's whole retry budget spent on them with no answer in the   |
+|                      | fleet meanwhile (so an outage never fails a request)                 |
 
 While it is open no worker takes messages (`worker.flow_gate`), requests in flight go back to
 the queue uncounted, and one process of the fleet at a time probes the tenant: first after
@@ -128,6 +130,7 @@ class Breaker:
         self._close = client.register_script(_lua("breaker_close.lua"))
         self._claim = client.register_script(_lua("breaker_claim_probe.lua"))
         self._failure = client.register_script(_lua("breaker_failure.lua"))
+        self._exhausted = client.register_script(_lua("breaker_exhausted.lua"))
 
     def state(self) -> BreakerState:
         return read_breaker(self._client, self._keys)
@@ -150,6 +153,18 @@ class Breaker:
             self._failure(
                 keys=[self._keys.breaker],
                 args=[self._failures, self._span_s, FIRST_PROBE_AFTER_S, message[:300]],
+            )
+        )
+        if result == 1:
+            self._log_open("unreachable", message)
+        return result > 0
+
+    def note_exhausted(self, failures: int, message: str) -> bool:
+        """A request's whole budget went on `failures` outage errors in a row; True when the
+        breaker is open now (the fleet saw no answer meanwhile: the outage is sustained)."""
+        result = int(
+            self._exhausted(
+                keys=[self._keys.breaker], args=[failures, FIRST_PROBE_AFTER_S, message[:300]]
             )
         )
         if result == 1:

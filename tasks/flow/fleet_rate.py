@@ -179,9 +179,14 @@ class FleetRate:
         self._sleep(wait_s)
 
     def observe(self, slot_seq: int, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from a Management API answer to the call that held slot `slot_seq`."""
-        if self.mode == "off" or status >= 500:
+        """Learn from a Management API answer to the call that held slot `slot_seq`.
+
+        Any answer below 500 also ends the breaker's failure streak; with pacing off the
+        headers are only recorded (slot 0: no model to re-synchronise)."""
+        if status >= 500:
             return
+        if self.mode == "off":
+            slot_seq = 0
         limit = pacing.parse_count(headers.get("x-ratelimit-limit"))
         remaining = pacing.parse_count(headers.get("x-ratelimit-remaining"))
         rate_milli, known_limit, known_remaining, _pause_us, _synced = self._observe(
