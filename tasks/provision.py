@@ -70,6 +70,9 @@ DEFAULT_SLOT_WAIT_S = 5.0
 # How long a request sent back by an open breaker waits before it may be taken again (its
 # worker stops taking messages meanwhile; this only keeps the message from spinning).
 BREAKER_RETURN_DELAY_S = 1.0
+# A request behind a far reset comes back at least this often (a message held longer than the
+# visibility timeout would be delivered twice); the fleet's pause still holds it then.
+MAX_RETURN_DELAY_S = 30.0
 # At most one log line a minute about nonsensical reset headers, per process.
 _ABSURD_RESET_LOG_EVERY_S = 60.0
 _absurd_reset_logged_at = -_ABSURD_RESET_LOG_EVERY_S
@@ -309,7 +312,8 @@ class _Run:
         governor.pause_until(until)
         if until - now > self.owner.slot_wait_s:
             raise ReturnToQueue(
-                f"429 from Auth0; the rate limit resets in {until - now:.0f} s", delay_s=until - now
+                f"429 from Auth0; the rate limit resets in {until - now:.0f} s",
+                delay_s=min(until - now, MAX_RETURN_DELAY_S),
             ) from exc
 
     def _take_slot(self, endpoint: str) -> None:

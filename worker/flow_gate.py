@@ -74,7 +74,8 @@ def probe_tenant(api: ManagementApi) -> None:
                 raise ProbeFailed(
                     "insufficient_scope", f"the worker's token lacks the scope {NEEDED_SCOPE}"
                 )
-            tokens.forget()
+            # The fleet's one token request of this probe serves this process from now on.
+            tokens.replace(issued)
         api.probe()
     except Auth0Error as exc:
         raise ProbeFailed(tenant_fault(exc) or "unreachable", exc.message) from None

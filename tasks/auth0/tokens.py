@@ -132,11 +132,11 @@ class TokenCache:
         with self._lock:
             self._token = None
 
-    def replace(self, issued: IssuedToken, requested_at: float) -> None:
-        """Use `issued` (fetched by the breaker's probe) from now on."""
+    def replace(self, issued: IssuedToken) -> None:
+        """Use `issued` (just fetched by the breaker's probe) from now on."""
         with self._lock:
             self._token = issued.access_token
-            self._renew_at = renew_at(requested_at, issued.expires_in_s, self._leeway_s)
+            self._renew_at = renew_at(self._clock(), issued.expires_in_s, self._leeway_s)
 
     @property
     def cached(self) -> bool:

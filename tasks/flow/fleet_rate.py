@@ -170,6 +170,8 @@ class FleetRate:
         return Slot(int(seq), int(slot_us) / _US, waited_s)
 
     def _wait_out_pause(self, started: float, max_wait_s: float | None) -> None:
+        if self._client.hget(self._keys.breaker, "state") in ("open", b"open"):
+            raise BreakerIsOpen()
         pause_until = self.paused_until()
         if pause_until is None:
             return
