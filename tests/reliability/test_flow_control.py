@@ -207,6 +207,8 @@ def test_a_rotated_secret_pauses_the_fleet_until_the_secret_file_is_updated(
         assert all(w.alive() for w in fleet)  # an open breaker is not a stall
         gauge = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         assert 'grants_breaker_open{cause="token_refused"} 1.0' in gauge
+        assert "grants_tenant_rate_limit 10000.0" in gauge  # the emulator's default bucket
+        assert "grants_fleet_rate_per_second" in gauge
         # probes 1, 2, 4 s apart: at most one token request per probe interval for the fleet
         assert token_requests <= 3
 
