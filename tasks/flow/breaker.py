@@ -106,7 +106,8 @@ def is_outage_error(exc: Auth0Error) -> bool:
     """A failure that, sustained across the fleet, means the tenant is unreachable."""
     if isinstance(exc, NetworkError):
         return True
-    return isinstance(exc, UpstreamError) and (exc.http_status is None or exc.http_status >= 500)
+    # A 2xx that cannot be read (no status on the error) is the tenant answering, not an outage.
+    return isinstance(exc, UpstreamError) and exc.http_status is not None and exc.http_status >= 500
 
 
 class Breaker:

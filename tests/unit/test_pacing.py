@@ -13,7 +13,7 @@ from grant_worker.tasks.errors import (
     UpstreamError,
 )
 from grant_worker.tasks.flow import pacing
-from grant_worker.tasks.flow.breaker import tenant_fault
+from grant_worker.tasks.flow.breaker import is_outage_error, tenant_fault
 
 NOW = 1_800_000_000.0
 
@@ -189,3 +189,19 @@ def test_tenant_faults_name_their_cause(error: Exception, cause: str) -> None:
 )
 def test_faults_of_one_request_are_not_tenant_faults(error: Exception) -> None:
     assert tenant_fault(error) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (UpstreamError("503", http_status=503), True),
+        (NetworkError("could not connect", ambiguous=False), True),
+        (UpstreamError("408", http_status=408, ambiguous=False), False),
+        (UpstreamError("the answer is not a client grant"), False),
+        (BadRequest("400", http_status=400), False),
+    ],
+)
+def test_only_5xx_and_network_errors_count_towards_an_outage(
+    error: Exception, outage: bool
+) -> None:
+    assert is_outage_error(error) is outage  # type: ignore[arg-type]
