@@ -17,8 +17,9 @@ full" or "next call" (`--semantics`). Its grant count is chosen so that the phys
 
 `--neighbour` adds the neighbour case: a tenant of 20 req/s (burst 20) whose other
 applications spend 8 req/s; the fleet's limit is then (grants - 20) / 12 s (the full bucket at
-the start, then the 12 req/s left), and the neighbours' own 429s are counted. Printed per phase: created, lost, duplicates, 429s (share of calls), seconds
-and the ratio to the physical limit; the goals are 1.05x (1.10x with neighbours) and 1 % 429s.
+the start, then the 12 req/s left), and the neighbours' own 429s are counted. Printed per
+phase: created, lost, duplicates, 429s (share of calls), seconds and the ratio to the physical
+limit; the goals are 1.05x (1.10x with neighbours) and 1 % 429s.
 """
 
 from __future__ import annotations

@@ -281,3 +281,40 @@ def test_a_missing_scope_pauses_the_fleet_until_the_scopes_are_restored(
     assert redis_client.xlen(client.keys.dead) == 0
     assert breaker_lines(fleet, "OPEN") == 1 and breaker_lines(fleet, "CLOSED") == 1
     assert drained_s <= 15
+
+
+def test_a_revoked_static_token_waits_for_a_new_token_file(
+    own_emulator: RunningEmulator,
+    own_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    def new_token() -> str:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": own_emulator.client_id,
+            "client_secret": own_emulator.client_secret,
+            "audience": own_emulator.management_audience,
+        }
+        answer = requests.post(f"{own_emulator.base_url}/oauth/token", data=form, timeout=10)
+        token: str = answer.json()["access_token"]
+        return token
+
+    token_file = tmp_path / "token"
+    token_file.write_text(new_token())
+    settings = own_settings(
+        auth0_client_id=None, auth0_client_secret=None, auth0_token_file=str(token_file)
+    )
+    start_worker(settings)
+    with GrantClient(settings) as client:
+        own_emulator.admin.revoke_tokens()
+        ids = client.submit_many(new_requests(10))
+        wait_until(lambda: read_breaker(redis_client, Keys(key_prefix)).is_open, 10)
+        assert read_breaker(redis_client, Keys(key_prefix)).cause == "token_rejected"
+        assert all(client.outcome(rid) is None for rid in ids)
+        token_file.write_text(new_token())  # the probe runs at once on the change
+        outcomes = list(client.wait_many(ids, timeout_s=15))
+    assert {o.status for o in outcomes} == {"created"}
+    assert redis_client.xlen(client.keys.dead) == 0
