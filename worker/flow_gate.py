@@ -87,7 +87,7 @@ class FlowGate:
     def __init__(
         self,
         breaker: Breaker,
-        api: ManagementApi,
+        api: Callable[[], ManagementApi],
         *,
         pause_consuming: Callable[[], None],
         resume_consuming: Callable[[], None],
@@ -95,6 +95,8 @@ class FlowGate:
         poll_s: float = POLL_S,
     ) -> None:
         self._breaker = breaker
+        # The process's client, resolved only when needed: building it is the handler's first
+        # use, which stays with the first request as before.
         self._api = api
         self._pause = pause_consuming
         self._resume = resume_consuming
@@ -131,7 +133,7 @@ class FlowGate:
 
     def _probe(self) -> None:
         try:
-            probe_tenant(self._api)
+            probe_tenant(self._api())
         except ProbeFailed as exc:
             log.info("breaker probe: the tenant still refuses (%s): %s", exc.cause, exc.message)
             self._breaker.note_probe_failed(exc.cause, exc.message)
@@ -139,13 +141,14 @@ class FlowGate:
         self._breaker.close()
 
     def _refresh_credentials(self) -> None:
+        api = self._api()
         try:
-            if self._api.secrets is not None:
-                self._api.secrets.reload()
+            if api.secrets is not None:
+                api.secrets.reload()
         except SecretFileError as exc:
             log.warning("%s", exc)
-        if isinstance(self._api.tokens, TokenCache):
-            self._api.tokens.forget()
+        if isinstance(api.tokens, TokenCache):
+            api.tokens.forget()
 
     def stop(self) -> None:
         self._stop.set()
@@ -174,12 +177,12 @@ class FlowGateStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         settings: Settings = worker.app.grants_settings
-        # The handler's client: its token cache and secrets are the ones the probe refreshes.
-        api = worker.app.grants_handler().provisioner.api
+        handler = worker.app.grants_handler
         pause, resume = _consumer_calls(worker, settings.grants_queue)
         self._gate = FlowGate(
             make_breaker(settings, make_redis(settings)),
-            api,
+            # The handler's client: its token cache and secrets are what the probe refreshes.
+            lambda: handler().provisioner.api,
             pause_consuming=pause,
             resume_consuming=resume,
             files=FileWatch(watched_files(settings)),

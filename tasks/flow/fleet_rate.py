@@ -125,6 +125,9 @@ class FleetRate:
         self._acquire = client.register_script(head + _lua("acquire.lua"))
         self._observe = client.register_script(head + _lua("observe.lua"))
         self._pause = client.register_script(_lua("pause.lua"))
+        self._gate = client.register_script(_lua("gate.lua"))
+        # Pacing off: answers need reporting only while the fleet counts failures in a row.
+        self._streak_seen = False
         self._client = client
 
     def __repr__(self) -> str:
@@ -170,12 +173,15 @@ class FleetRate:
         return Slot(int(seq), int(slot_us) / _US, waited_s)
 
     def _wait_out_pause(self, started: float, max_wait_s: float | None) -> None:
-        if self._client.hget(self._keys.breaker, "state") in ("open", b"open"):
+        is_open, pause_us, now_us, streak = self._gate(
+            keys=[self._keys.governor, self._keys.breaker]
+        )
+        if int(is_open):
             raise BreakerIsOpen()
-        pause_until = self.paused_until()
-        if pause_until is None:
+        self._streak_seen = int(streak) > 0
+        if int(pause_us) <= int(now_us):
             return
-        wait_s = max(0.0, pause_until - time.time())
+        wait_s = (int(pause_us) - int(now_us)) / _US
         if max_wait_s is not None and wait_s > max_wait_s:
             raise SlotUnavailable(wait_s)
         self._sleep(wait_s)
@@ -183,11 +189,13 @@ class FleetRate:
     def observe(self, slot_seq: int, status: int, headers: Mapping[str, str]) -> None:
         """Learn from a Management API answer to the call that held slot `slot_seq`.
 
-        Any answer below 500 also ends the breaker's failure streak; with pacing off the
-        headers are only recorded (slot 0: no model to re-synchronise)."""
+        Any answer below 500 also ends the breaker's failure streak; with pacing off only that
+        is done (and only while a streak was seen), the headers recorded, nothing learned."""
         if status >= 500:
             return
         if self.mode == "off":
+            if not self._streak_seen:
+                return
             slot_seq = 0
         limit = pacing.parse_count(headers.get("x-ratelimit-limit"))
         remaining = pacing.parse_count(headers.get("x-ratelimit-remaining"))
