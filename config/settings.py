@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     grants_queue: str = Field(default="grants", min_length=1)
     grants_key_prefix: str = "grants:"
     grants_concurrency: int = Field(default=8, ge=1, le=256)
-    # The fleet's own ceiling on Management API calls, shared by every worker process through
-    # Redis. 0 disables it (the tenant's 429s and their reset headers still pace the worker).
-    grants_rate_limit: float = Field(default=10.0, ge=0)
+    # How fast the fleet calls the Management API, shared by every worker process through
+    # Redis: "auto" learns the tenant's free rate from its x-ratelimit-* headers; a number is
+    # an explicit ceiling (calls/s) on top of that; 0 turns pacing off (429s still pause).
+    grants_rate_limit: Literal["auto"] | float = Field(default="auto")
     grants_rate_burst: int = Field(default=10, ge=1)
     grants_retry_budget_s: float = Field(default=60.0, gt=0)
     grants_max_deliveries: int = Field(default=5, ge=1)
@@ -107,6 +108,34 @@ class Settings(BaseSettings):
         if problem:
             # The message never repeats the URL: it may carry a password.
             raise ValueError(problem)
+        return value
+
+    # -- flow control (issue 7) ----------------------------------------------------------------
+    # Secrets from mounted files (Docker / Kubernetes secrets), re-read when the breaker probes.
+    auth0_client_secret_file: str | None = None
+    auth0_token_file: str | None = None
+    # A request that cannot get a fleet slot within this many seconds goes back to the queue.
+    grants_slot_wait_s: float = Field(default=5.0, gt=0)
+    # Sustained faults that open the fleet's breaker: this many 5xx / timeouts / connection
+    # errors in a row across the fleet, spanning at least `grants_breaker_span_s`.
+    grants_breaker_failures: int = Field(default=5, ge=1)
+    grants_breaker_span_s: float = Field(default=1.0, ge=0)
+    # Longest wait between two probes of an open breaker (they start at 1 s and double).
+    grants_breaker_max_probe_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("grants_rate_limit", mode="before")
+    @classmethod
+    def _rate_is_auto_or_a_number(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "auto":
+                return "auto"
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError('must be "auto" or a number of calls per second') from None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ValueError("must not be negative (0 turns pacing off)")
         return value
 
     @field_validator("auth0_domain")
@@ -227,9 +256,13 @@ class Settings(BaseSettings):
         """Raise `ValueError` naming what is missing to call the Management API."""
         if not self.auth0_domain:
             raise ValueError("AUTH0_DOMAIN is required")
-        has_credentials = self.auth0_client_id and self.auth0_client_secret
-        if not self.auth0_token and not has_credentials:
-            raise ValueError("set AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET, or a static AUTH0_TOKEN")
+        secret = self.auth0_client_secret or self.auth0_client_secret_file
+        has_credentials = self.auth0_client_id and secret
+        if not (self.auth0_token or self.auth0_token_file) and not has_credentials:
+            raise ValueError(
+                "set AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET (or AUTH0_CLIENT_SECRET_FILE), "
+                "or a static AUTH0_TOKEN (or AUTH0_TOKEN_FILE)"
+            )
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")

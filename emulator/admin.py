@@ -12,6 +12,15 @@
     POST /__emulator/clients           [client, ...] added or replaced (seed format)
     POST /__emulator/resource-servers  [resource server, ...] added or replaced
     PUT  /__emulator/seed              a whole seed: replaces the tenant, drops all grants
+    POST /__emulator/outage            {"seconds": 30, "mode": "error" | "drop" | "hang"}: every
+                                       Auth0 call (token included) fails until then
+    DELETE /__emulator/outage          the tenant is back
+    POST /__emulator/rotate-secret     {"client_secret": "new", "client_id": (the worker)}:
+                                       issued tokens stay valid until they expire, as in Auth0
+    POST /__emulator/revoke-tokens     every token issued so far is refused (401)
+    PUT  /__emulator/worker-scopes     {"scopes": [...], "client_id": (the worker)}: the
+                                       scopes of its Management API grant, for new tokens
+    PUT  /__emulator/background        {"rps": 8}: other applications spending the bucket
 
 Bad input answers 400 `{"error": "...", "details": [...]}` and changes nothing.
 It has no authentication: the emulator is for local development and tests only.
@@ -21,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from aiohttp import web
@@ -33,6 +42,29 @@ from grant_worker.emulator.state import Emulator
 
 PREFIX = "/__emulator"
 AdminHandler = Callable[[Emulator, Any], Any]
+
+
+class _Outage(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    seconds: float = pydantic.Field(gt=0, le=3600)
+    mode: Literal["error", "drop", "hang"] = "error"
+
+
+class _Rotation(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    client_secret: str = pydantic.Field(min_length=1)
+    client_id: str | None = None
+
+
+class _Scopes(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    scopes: list[str]
+    client_id: str | None = None
+
+
+class _Background(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    rps: float = pydantic.Field(ge=0, le=10_000)
 
 
 class _Lifetime(pydantic.BaseModel):
@@ -58,7 +90,7 @@ def _endpoint(
             result = action(request.app[key], payload)
         except pydantic.ValidationError as exc:
             return _bad("invalid settings", json.loads(exc.json(include_url=False)))
-        except (ApiError, ValueError, TypeError) as exc:
+        except (ApiError, ValueError, TypeError, LookupError) as exc:
             return _bad(str(exc))
         if result is None:
             return web.Response(status=204)
@@ -72,7 +104,38 @@ def _settings(em: Emulator, _: Any) -> dict[str, Any]:
         "faults": em.faults.model_dump(),
         "rate_limit": em.rate_limit.model_dump(),
         "token_lifetime_s": em.token_lifetime_s,
+        "background_rps": em.background_rps,
+        "outage_left_s": em.outage_left_s(),
     }
+
+
+def _start_outage(em: Emulator, body: Any) -> dict[str, Any]:
+    outage = _Outage.model_validate(body)
+    em.start_outage(outage.seconds, outage.mode)
+    return {"outage_left_s": em.outage_left_s(), "mode": em.outage_mode}
+
+
+def _end_outage(em: Emulator, _: Any) -> None:
+    em.end_outage()
+
+
+def _rotate_secret(em: Emulator, body: Any) -> None:
+    rotation = _Rotation.model_validate(body)
+    em.rotate_secret(rotation.client_id or em.worker_client.client_id, rotation.client_secret)
+
+
+def _revoke_tokens(em: Emulator, _: Any) -> None:
+    em.revoke_tokens()
+
+
+def _set_scopes(em: Emulator, body: Any) -> None:
+    scopes = _Scopes.model_validate(body)
+    em.set_management_scopes(scopes.client_id or em.worker_client.client_id, scopes.scopes)
+
+
+def _set_background(em: Emulator, body: Any) -> dict[str, Any]:
+    em.background_rps = _Background.model_validate(body).rps
+    return {"background_rps": em.background_rps}
 
 
 def _set_faults(em: Emulator, changes: Any) -> dict[str, Any]:
@@ -124,3 +187,9 @@ def add_routes(app: web.Application, key: web.AppKey[Emulator]) -> None:
     route("POST", "/clients", _add_clients, reads_body=True)
     route("POST", "/resource-servers", _add_resource_servers, reads_body=True)
     route("PUT", "/seed", _reseed, reads_body=True)
+    route("POST", "/outage", _start_outage, reads_body=True)
+    route("DELETE", "/outage", _end_outage)
+    route("POST", "/rotate-secret", _rotate_secret, reads_body=True)
+    route("POST", "/revoke-tokens", _revoke_tokens)
+    route("PUT", "/worker-scopes", _set_scopes, reads_body=True)
+    route("PUT", "/background", _set_background, reads_body=True)

@@ -17,9 +17,10 @@ headers. /oauth/token only meets latency, limit and faults when configured to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -133,7 +134,7 @@ async def token(request: web.Request) -> web.Response:
 
 async def list_grants(request: web.Request) -> web.Response:
     _authorize(request, "read:client_grants")
-    return json_response(_emulator(request).grants.list(request.query))
+    return json_response(_emulator(request).grants.list(request.query, host=request.host))
 
 
 async def create_grant(request: web.Request) -> web.Response:
@@ -250,12 +251,12 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
         faulty = kind == "management" or faults.apply_to_token_endpoint
         if faulty and (faults.latency_ms or faults.jitter_ms):
             await asyncio.sleep(faults.delay_s(em.rng.random()))
-        if faults.create_latency_ms and request.method == "POST" and request.path == GRANTS_PATH:
-            await asyncio.sleep(faults.create_latency_ms / 1000.0)
+        if em.outage_left_s() > 0:
+            outage_reply = await _outage(request, em)
+            status = None if outage_reply is None else outage_reply.status
+            return _drop(request) if outage_reply is None else outage_reply
         decision: RateDecision | None = None
-        if em.bucket is not None and (
-            kind == "management" or em.rate_limit.apply_to_token_endpoint
-        ):
+        if kind == "management" or em.rate_limit.apply_to_token_endpoint:
             decision = em.bucket.take()
         response: web.StreamResponse | None
         if decision is not None and not decision.allowed:
@@ -272,17 +273,65 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
             status = None
             return _drop(request)
         if decision is not None:
-            response.headers.update(decision.headers(em.rate_limit.retry_after))
+            response.headers.update(
+                decision.headers(em.rate_limit.retry_after, em.rate_limit.absurd_reset)
+            )
         status = response.status
         return response
     finally:
         em.stats.end(status)
 
 
+async def _outage(request: web.Request, em: Emulator) -> web.StreamResponse | None:
+    """The reply during an outage window: a 503, nothing (dropped), or nothing after hanging
+    until the window ends."""
+    em.stats.outage_replies += 1
+    if em.outage_mode == "error":
+        return json_response(fault_body(503), 503)
+    if em.outage_mode == "hang":
+        await asyncio.sleep(em.outage_left_s())
+    return None
+
+
+async def _other_applications(em: Emulator) -> None:
+    """The tenant's other applications: one call every 1/background_rps s from its bucket."""
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while True:
+        rps = em.background_rps
+        if rps <= 0:
+            await asyncio.sleep(0.1)
+            next_at = loop.time()
+            continue
+        next_at += 1.0 / rps
+        delay = next_at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -1.0:  # the loop was held up: do not catch up in a burst
+            next_at = loop.time()
+        em.stats.background_calls += 1
+        if not em.bucket.take().allowed:
+            em.stats.background_rate_limited += 1
+
+
+def _background_context(
+    app: web.Application,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_other_applications(app[EMULATOR]))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return run
+
+
 def make_app(emulator: Emulator) -> web.Application:
     """The aiohttp application serving `emulator`."""
     app = web.Application(middlewares=[conditions])
     app[EMULATOR] = emulator
+    app.cleanup_ctx.append(_background_context(app))
     app.router.add_post("/oauth/token", token)
     app.router.add_post("/oauth/token/", token)
     app.router.add_get(GRANTS_PATH, list_grants)

@@ -11,7 +11,7 @@ import click
 from grant_worker.emulator.config import DEFAULT_TOKEN_LIFETIME_S, EmulatorConfig
 from grant_worker.emulator.errors import ApiError
 from grant_worker.emulator.faults import FaultSettings
-from grant_worker.emulator.ratelimit import RateLimitSettings
+from grant_worker.emulator.ratelimit import TIERS, RateLimitSettings
 from grant_worker.emulator.seed import load_seed
 from grant_worker.emulator.server import serve_forever
 from grant_worker.emulator.state import Emulator
@@ -53,10 +53,33 @@ def _announce(emulator: Emulator, host: str, port: int) -> None:
 @click.option(
     "--rate-limit",
     type=click.FloatRange(min=0, min_open=True),
-    help="Management API requests per second (one tenant-wide bucket). Default: unlimited.",
+    help="Management API requests per second (one tenant-wide bucket). Default: the --tier's.",
 )
 @click.option(
     "--burst", type=click.IntRange(min=1), help="Bucket size (default: one second's worth)."
+)
+@click.option(
+    "--tier",
+    type=click.Choice(sorted(TIERS)),
+    default="enterprise",
+    show_default=True,
+    help="Auth0's published limits (free 2/s burst 10, self-service 16/50, enterprise 50/50, "
+    "enterprise-plus 100/100), used when --rate-limit is not given.",
+)
+@click.option(
+    "--reset-semantics",
+    type=click.Choice(["full", "next"]),
+    default="full",
+    show_default=True,
+    help="What x-ratelimit-reset means: when the bucket is full again, or when one more call "
+    "is allowed.",
+)
+@click.option(
+    "--background-rps",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Other applications of the tenant spending its bucket, in requests per second.",
 )
 @click.option(
     "--retry-after/--no-retry-after",
@@ -129,6 +152,9 @@ def emulator(
     port: int,
     rate_limit: float | None,
     burst: int | None,
+    tier: str,
+    reset_semantics: str,
+    background_rps: float,
     retry_after: bool,
     rate_limit_token_endpoint: bool,
     latency_ms: float,
@@ -152,6 +178,9 @@ def emulator(
     """
     if burst is not None and rate_limit is None:
         _fail("--burst needs --rate-limit")
+    if rate_limit is None:
+        # Real tenants always have a limit: the tier's.
+        rate_limit, burst = TIERS[tier]
     try:
         config = EmulatorConfig(
             seed=load_seed(seed_path) if seed_path else None,
@@ -172,7 +201,9 @@ def emulator(
                 burst=burst,
                 retry_after=retry_after,
                 apply_to_token_endpoint=rate_limit_token_endpoint,
+                reset_semantics=reset_semantics,
             ),
+            background_rps=background_rps,
             token_lifetime_s=token_lifetime_s,
             random_seed=random_seed,
         )

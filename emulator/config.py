@@ -24,4 +24,6 @@ class EmulatorConfig(BaseModel):
     faults: FaultSettings = FaultSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     token_lifetime_s: float = Field(default=DEFAULT_TOKEN_LIFETIME_S, ge=0.0)
+    # Other applications of the tenant spending its Management API bucket (requests/s).
+    background_rps: float = Field(default=0.0, ge=0.0)
     random_seed: int | None = None

@@ -13,13 +13,21 @@ subject_type) (409).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from grant_worker.emulator.dialect import Dialect
 from grant_worker.emulator.errors import ApiError
-from grant_worker.emulator.store import SETTABLE, BadCheckpoint, DuplicateGrant, Grant, GrantStore
-from grant_worker.emulator.tenant import Tenant
+from grant_worker.emulator.store import (
+    SETTABLE,
+    BadCheckpoint,
+    DuplicateGrant,
+    Grant,
+    GrantStore,
+    grant_key,
+)
+from grant_worker.emulator.tenant import MANAGEMENT_PATH, Tenant
 from grant_worker.emulator.validation import (
     INVALID_QUERY,
     parse_list_query,
@@ -123,23 +131,51 @@ class ClientGrants:
 
     # -- read -----------------------------------------------------------------------------
 
-    def list(self, query: Mapping[str, str]) -> Any:
+    def management_grants(self, host: str) -> list[Grant]:
+        """The Management API grants of clients whose tokens carry Management API scopes (the
+        worker's own among them), for a request sent to `host`. They live in the tenant, not
+        the store: their audience depends on the host, and `reset` must not drop them."""
+        audience = f"https://{host}{MANAGEMENT_PATH}"
+        found: list[Grant] = []
+        clients = [c for c in self.tenant.clients.values() if c.management_scopes]
+        for client in clients:
+            if not client.management_scopes:
+                continue
+            if self.store.find(grant_key(client.client_id, None, audience, "client")):
+                continue
+            digest = hashlib.sha256(client.client_id.encode()).hexdigest()[:16]
+            found.append(
+                Grant(
+                    id=f"cgr_{digest}",
+                    # before every stored grant in list order, and stable across pages
+                    seq=-len(clients) + len(found) - 1,
+                    audience=audience,
+                    subject_type="client",
+                    client_id=client.client_id,
+                    settings={"scope": list(client.management_scopes)},
+                )
+            )
+        return found
+
+    def list(self, query: Mapping[str, str], host: str | None = None) -> Any:
         """GET /client-grants: a bare array, `{total,start,limit,client_grants}` with
-        include_totals, or `{client_grants,next?}` when from/take are present.
+        include_totals, or `{client_grants,next?}` when from/take are present. With `host`,
+        the Management API grants (`management_grants`) come first, on the first page.
 
         Raises ApiError 400 `invalid_query_string`.
         """
         q = parse_list_query(query, self.dialect)
+        own = [] if host is None else self.management_grants(host)
         if q.mode == "checkpoint":
             try:
-                grants, next_token = self.store.page_checkpoint(q.filters, q.from_, q.take)
+                grants, next_token = self.store.page_checkpoint(q.filters, q.from_, q.take, own)
             except BadCheckpoint as exc:
                 raise ApiError(400, self.dialect.bad_checkpoint_message, INVALID_QUERY) from exc
             page: dict[str, Any] = {"client_grants": [g.to_json() for g in grants]}
             if next_token is not None:
                 page["next"] = next_token
             return page
-        grants, total = self.store.page_offset(q.filters, q.page, q.per_page)
+        grants, total = self.store.page_offset(q.filters, q.page, q.per_page, own)
         items = [g.to_json() for g in grants]
         if q.mode == "array":
             return items

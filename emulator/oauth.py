@@ -9,6 +9,10 @@ A client may get a token for:
 Errors (reference section 3): wrong id or secret → 401 access_denied "Unauthorized"; a grant
 type the client may not use → 403 unauthorized_client; an API without a grant → 403
 access_denied "Client is not authorized to access ...".
+
+`organization` is honoured against the grant's `organization_usage` (absent = deny): `deny`
+refuses a request naming an organization, `require` refuses one naming none (403
+access_denied; the wording is [inferred]).
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ def exchange(
             "No audience parameter was provided, and no default audience has been configured",
         )
     granted = _granted_scopes(client, audience, tenant, store, host)
+    _check_organization(_text(params, "organization"), client, audience, store)
     requested = _text(params, "scope")
     if requested:
         granted = [s for s in granted if s in requested.split()]
@@ -109,6 +114,23 @@ def _authenticate(params: Mapping[str, Any], tenant: Tenant) -> ClientSpec:
     if client is None or client.client_secret is None or secret != client.client_secret:
         raise OAuthError(401, "access_denied", "Unauthorized")
     return client
+
+
+def _check_organization(
+    organization: str, client: ClientSpec, audience: str, store: GrantStore
+) -> None:
+    grant = store.find(grant_key(client.client_id, None, audience, "client"))
+    usage = (grant.settings.get("organization_usage") if grant is not None else None) or "deny"
+    if organization and usage == "deny":
+        raise OAuthError(
+            403,
+            "access_denied",
+            f'Client "{client.client_id}" may not use organizations with "{audience}"',
+        )
+    if not organization and usage == "require":
+        raise OAuthError(
+            403, "access_denied", f'An organization is required to access "{audience}"'
+        )
 
 
 def _granted_scopes(

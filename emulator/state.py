@@ -7,7 +7,9 @@ Everything runs on the server's event loop, so no locking is needed here.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable
+from typing import Literal
 
 from grant_worker.emulator.config import EmulatorConfig
 from grant_worker.emulator.faults import FaultSettings
@@ -18,6 +20,8 @@ from grant_worker.emulator.stats import Stats
 from grant_worker.emulator.store import GrantStore
 from grant_worker.emulator.tenant import Tenant
 from grant_worker.emulator.tokens import TokenIssuer
+
+OutageMode = Literal["error", "drop", "hang"]
 
 # Seeded grants are applied as if sent to this host; only a Management API audience listed in
 # `management_api.extra_identifiers` can be seeded, since the real host is not known yet.
@@ -33,8 +37,13 @@ class Emulator:
     grants: ClientGrants
     faults: FaultSettings
     rate_limit: RateLimitSettings
-    bucket: TokenBucket | None
+    bucket: TokenBucket
     token_lifetime_s: float
+    # Other applications of the tenant spending its Management API bucket (requests/s).
+    background_rps: float
+    # An outage: until this monotonic time every Auth0 call fails in `outage_mode`.
+    outage_until: float
+    outage_mode: OutageMode
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
@@ -51,6 +60,48 @@ class Emulator:
         self.faults = self.config.faults
         self.set_rate_limit(self.config.rate_limit)
         self.token_lifetime_s = self.config.token_lifetime_s
+        self.background_rps = self.config.background_rps
+        self.end_outage()
+
+    # -- tenant faults (admin API) ------------------------------------------------------------
+
+    def start_outage(self, seconds: float, mode: OutageMode = "error") -> None:
+        """Every Auth0 call (token included) fails for `seconds`: 503, dropped or hanging."""
+        self.outage_until = time.monotonic() + seconds
+        self.outage_mode = mode
+
+    def end_outage(self) -> None:
+        self.outage_until = 0.0
+        self.outage_mode = "error"
+
+    def outage_left_s(self) -> float:
+        return max(0.0, self.outage_until - time.monotonic())
+
+    def rotate_secret(self, client_id: str, new_secret: str) -> None:
+        """The client's secret changes; tokens already issued stay valid until they expire.
+
+        Raises LookupError for an unknown client."""
+        client = self._client(client_id)
+        self.tenant.clients[client_id] = client.model_copy(update={"client_secret": new_secret})
+
+    def revoke_tokens(self) -> None:
+        """Every token issued so far is refused from now on (401)."""
+        self.issuer.rotate_key()
+
+    def set_management_scopes(self, client_id: str, scopes: Iterable[str]) -> None:
+        """The scopes the client's Management API grant holds (tokens issued from now on).
+
+        Raises LookupError for an unknown client."""
+        client = self._client(client_id)
+        self.tenant.clients[client_id] = client.model_copy(
+            update={"management_scopes": tuple(scopes)}
+        )
+
+    def _client(self, client_id: str) -> ClientSpec:
+        client = self.tenant.clients.get(client_id)
+        if client is None:
+            raise LookupError(f"no client {client_id!r}")
+        return client
 
     def set_rate_limit(self, settings: RateLimitSettings) -> None:
         """Replace the limit; the new bucket starts full."""

@@ -17,6 +17,9 @@ Read with `GET /__emulator/stats`; the keys are a contract with the test suites:
                           client_id or "default_for:third_party_clients"
     in_flight             requests being handled now
     max_in_flight         the most requests handled at once since the last reset
+    background_calls      calls of the tenant's other applications (--background-rps)
+    background_rate_limited  of those, how many met a 429
+    outage_replies        calls failed by an outage window (admin API)
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ class Stats:
         self.commit_lost = 0
         self.hung = 0
         self.tokens_issued = 0
+        self.background_calls = 0
+        self.background_rate_limited = 0
+        self.outage_replies = 0
 
     def begin(self, route: str) -> None:
         """A request arrived on `route` ("METHOD /path-pattern")."""
@@ -78,4 +84,7 @@ class Stats:
             "posts_by_grant_key": dict(self.posts_by_grant_key),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "background_calls": self.background_calls,
+            "background_rate_limited": self.background_rate_limited,
+            "outage_replies": self.outage_replies,
         }

@@ -11,7 +11,7 @@ import base64
 import binascii
 import random
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,22 +210,28 @@ class GrantStore:
         return [g for g in self._by_id.values() if _matches(g, filters)]
 
     def page_offset(
-        self, filters: Mapping[str, Any], page: int, per_page: int
+        self, filters: Mapping[str, Any], page: int, per_page: int, first: Sequence[Grant] = ()
     ) -> tuple[list[Grant], int]:
-        """One offset page and the total number of matches."""
-        matches = self.select(filters)
+        """One offset page and the total number of matches (`first` listed before the store)."""
+        matches = [g for g in first if _matches(g, filters)] + self.select(filters)
         start = page * per_page
         return matches[start : start + per_page], len(matches)
 
     def page_checkpoint(
-        self, filters: Mapping[str, Any], from_: str | None, take: int
+        self,
+        filters: Mapping[str, Any],
+        from_: str | None,
+        take: int,
+        first: Sequence[Grant] = (),
     ) -> tuple[list[Grant], str | None]:
         """One checkpoint page and the `next` token, None on the last page.
 
-        `from_` is a token from an earlier page or a grant id to start at. Raises BadCheckpoint.
+        `from_` is a token from an earlier page or a grant id to start at. `first`: grants
+        kept outside the store, listed before it (negative seqs). Raises BadCheckpoint.
         """
-        start_seq = 0 if from_ is None else self._resolve_checkpoint(from_)
-        matches = [g for g in self.select(filters) if g.seq >= start_seq]
+        start_seq = -(2**31) if from_ is None else self._resolve_checkpoint(from_)
+        listed = [g for g in first if _matches(g, filters)] + self.select(filters)
+        matches = [g for g in listed if g.seq >= start_seq]
         if len(matches) <= take:
             return matches, None
         return matches[:take], _encode_checkpoint(matches[take].seq)

@@ -78,10 +78,17 @@ class EmulatorAdmin:
         self._call("POST", "/faults", changes)
 
     def set_rate_limit(
-        self, rate: float | None, burst: int | None, retry_after: bool = False
+        self,
+        rate: float | None,
+        burst: int | None,
+        retry_after: bool = False,
+        *,
+        reset_semantics: str = "full",
+        absurd_reset: str | None = None,
     ) -> None:
         """One tenant-wide bucket of `burst` requests refilled at `rate` per second;
-        rate None = unlimited. The bucket starts full. Raises AdminError."""
+        rate None = no practical limit. The bucket starts full. `reset_semantics`: "full" or
+        "next"; `absurd_reset`: "far", "milliseconds" or "past". Raises AdminError."""
         self._call(
             "PUT",
             "/rate-limit",
@@ -89,6 +96,8 @@ class EmulatorAdmin:
                 "rate_per_s": rate,
                 "burst": burst if rate is not None else None,
                 "retry_after": retry_after,
+                "reset_semantics": reset_semantics,
+                "absurd_reset": absurd_reset,
             },
         )
 
@@ -107,6 +116,29 @@ class EmulatorAdmin:
     def reseed(self, seed: dict[str, Any]) -> None:
         """Replace the whole tenant with `seed` (seed format) and drop every grant."""
         self._call("PUT", "/seed", seed)
+
+    def start_outage(self, seconds: float, mode: str = "error") -> None:
+        """Every Auth0 call fails for `seconds`: "error" (503), "drop" or "hang"."""
+        self._call("POST", "/outage", {"seconds": seconds, "mode": mode})
+
+    def end_outage(self) -> None:
+        self._call("DELETE", "/outage")
+
+    def rotate_secret(self, new_secret: str, client_id: str | None = None) -> None:
+        """Change the worker's (or `client_id`'s) secret; issued tokens stay valid."""
+        self._call("POST", "/rotate-secret", {"client_secret": new_secret, "client_id": client_id})
+
+    def revoke_tokens(self) -> None:
+        """Refuse every token issued so far."""
+        self._call("POST", "/revoke-tokens")
+
+    def set_worker_scopes(self, scopes: list[str], client_id: str | None = None) -> None:
+        """The Management API scopes new tokens of the worker (or `client_id`) carry."""
+        self._call("PUT", "/worker-scopes", {"scopes": scopes, "client_id": client_id})
+
+    def set_background(self, rps: float) -> None:
+        """Other applications of the tenant spend `rps` calls/s from its bucket."""
+        self._call("PUT", "/background", {"rps": rps})
 
     def close(self) -> None:
         self.session.close()

@@ -54,6 +54,10 @@ class TokenIssuer:
             ).encode()
         )
 
+    def rotate_key(self) -> None:
+        """Sign with a new key: every token issued before is refused from now on."""
+        self._key = secrets.token_bytes(32)
+
     def issue(
         self,
         *,

@@ -145,3 +145,8 @@ class Keys:
         """Celery's remote-control exchange (`celery inspect`) of this deployment; kombu keeps
         its bindings as `_kombu.binding.{control_exchange}.pidbox` (outside the prefix)."""
         return f"{self.prefix}celery"
+
+    @property
+    def breaker(self) -> str:
+        """The fleet's circuit breaker (hash: state, cause, since, next_probe_at, …)."""
+        return f"{self.prefix}breaker"

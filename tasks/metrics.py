@@ -6,7 +6,7 @@ when nobody scrapes them.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 OUTCOMES = Counter(
     "grants_outcomes_total",
@@ -21,7 +21,7 @@ DUPLICATE_DELIVERIES = Counter(
     "Deliveries of requests whose outcome was already recorded (acknowledged without a call)",
 )
 
-# -- Management API client (tasks.auth0.api, tasks.provision, tasks.flow.governor) --
+# -- Management API client (tasks.auth0.api, tasks.provision, tasks.flow.fleet_rate) --
 
 AUTH0_CALLS = Counter(
     "grants_auth0_calls_total",
@@ -67,4 +67,22 @@ RECOVERED_MESSAGES = Counter(
 ABANDONED_AT_SHUTDOWN = Counter(
     "grants_abandoned_at_shutdown_total",
     "Requests still in flight when the shutdown grace ran out, returned to the queue",
+)
+
+# -- flow control (tasks.flow.fleet_rate, tasks.flow.breaker) --
+
+TENANT_LIMIT = Gauge(
+    "grants_tenant_rate_limit", "The tenant's bucket size, from the last x-ratelimit-limit seen"
+)
+TENANT_REMAINING = Gauge(
+    "grants_tenant_rate_remaining", "The last x-ratelimit-remaining seen from the tenant"
+)
+FLEET_RATE = Gauge(
+    "grants_fleet_rate_per_second", "The rate the fleet paces its Management API calls at"
+)
+FLEET_PAUSE_UNTIL = Gauge(
+    "grants_fleet_pause_until_seconds", "Epoch seconds until which a 429 paused the fleet"
+)
+BREAKER_OPEN = Gauge(
+    "grants_breaker_open", "1 while the fleet's circuit breaker is open, by cause", ["cause"]
 )

@@ -3,8 +3,13 @@
 The story of one request:
 
 1. POST the grant, retrying 429 / 5xx / 408 / network errors inside the one retry budget
-   (`tasks.flow.retry_policy`); every HTTP call (token, POST, GET, PATCH) first takes a slot of the
-   fleet's rate governor, and a 429 pauses the whole fleet until its reset.
+   (`tasks.flow.retry_policy`); every Management API call (POST, GET, PATCH) first takes a slot
+   of the fleet's pace (`tasks.flow.fleet_rate`), whose answers teach it the tenant's limit, and
+   a 429 pauses the whole fleet. Waiting is never failing: time waited for a slot or a pause is
+   given back to the budget, and a request whose slot is not near, whose 429 reset is far off,
+   or that meets an open breaker (`tasks.flow.breaker`) goes back to the queue uncounted
+   (`ReturnToQueue`). A tenant fault (refused credentials, missing scope, an outage) opens the
+   fleet's breaker instead of failing the request.
 2. 201 → `created`.
 3. A create is "possibly ours" only when its reply was lost: a timeout or a dropped connection
    after sending, or a 5xx, in this delivery or an earlier one (`sent_before`, kept by the
@@ -25,7 +30,7 @@ from __future__ import annotations
 import logging
 import random as _random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -54,7 +59,14 @@ from grant_worker.tasks.errors import (
     RetryableError,
     ReturnToQueue,
 )
-from grant_worker.tasks.flow.governor import Governor, SlotUnavailable, make_governor
+from grant_worker.tasks.flow import pacing
+from grant_worker.tasks.flow.breaker import Breaker, is_outage_error, make_breaker, tenant_fault
+from grant_worker.tasks.flow.fleet_rate import (
+    BreakerIsOpen,
+    FleetRate,
+    SlotUnavailable,
+    make_fleet_rate,
+)
 from grant_worker.tasks.flow.retry_policy import (
     Budget,
     Random,
@@ -87,6 +99,19 @@ class SentMarker(Protocol):
         """The POST answered 201."""
 
 
+# A request whose fleet slot is further off than this goes back to the queue (GRANTS_SLOT_WAIT_S).
+DEFAULT_SLOT_WAIT_S = 5.0
+# How long a request sent back by an open breaker waits before it may be taken again (its
+# worker stops taking messages meanwhile; this only keeps the message from spinning).
+BREAKER_RETURN_DELAY_S = 1.0
+# A request behind a far reset comes back at least this often (a message held longer than the
+# visibility timeout would be delivered twice); the fleet's pause still holds it then.
+MAX_RETURN_DELAY_S = 30.0
+# At most one log line a minute about nonsensical reset headers, per process.
+_ABSURD_RESET_LOG_EVERY_S = 60.0
+_absurd_reset_logged_at = -_ABSURD_RESET_LOG_EVERY_S
+
+
 @dataclass(frozen=True)
 class Resolution:
     """How a request ended well."""
@@ -109,7 +134,7 @@ class Provisioner:
     def __init__(
         self,
         api: ManagementApi,
-        governor: Governor | None,
+        governor: FleetRate | None,
         policy: RetryPolicy,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -117,9 +142,13 @@ class Provisioner:
         epoch_clock: Callable[[], float] = time.time,
         random: Random = _random.random,
         grant_locks: GrantLocks | None = None,
+        breaker: Breaker | None = None,
+        slot_wait_s: float = DEFAULT_SLOT_WAIT_S,
     ) -> None:
         self.api = api
         self.governor = governor
+        self.breaker = breaker
+        self.slot_wait_s = slot_wait_s
         self.policy = policy
         self.clock = clock
         self.sleep = sleep
@@ -170,9 +199,16 @@ class _Run:
         self.looked_up = not sent_before
         self.marker = marker
         self.before_send = before_send
+        # The fleet slot of the call in progress (its answer teaches the fleet the tenant's limit).
+        self.slot_seq = 0
+        # Outage errors (5xx, timeouts, dropped connections) in a row in this request.
+        self.outage_failures = 0
         self.api = owner.api.with_hooks(
             CallHooks(
-                before_call=self._take_slot, on_call=self._count, time_left=self.budget.remaining_s
+                before_call=self._take_slot,
+                on_call=self._count,
+                time_left=self.budget.remaining_s,
+                on_response=self._observe,
             )
         )
 
@@ -341,49 +377,109 @@ class _Run:
             try:
                 return call()
             except RateLimited as exc:
+                self.outage_failures = 0
                 self._pause_fleet(exc)
                 raise
+            except Auth0Error as exc:
+                self._check_tenant(exc)
+                raise
 
-        return call_with_retries(
-            paced,
-            policy=self.policy,
-            budget=self.budget,
-            sleep=self.owner.sleep,
-            epoch_clock=self.owner.epoch_clock,
-            random=self.owner.random,
-            on_retry=self._on_retry,
-        )
+        try:
+            return call_with_retries(
+                paced,
+                policy=self.policy,
+                budget=self.budget,
+                sleep=self.owner.sleep,
+                epoch_clock=self.owner.epoch_clock,
+                random=self.owner.random,
+                on_retry=self._on_retry,
+                fleet_paces_429=self.owner.governor is not None,
+            )
+        except Auth0Error as exc:
+            self._check_outage_outlasted_budget(exc)
+            raise
+
+    def _check_outage_outlasted_budget(self, exc: Auth0Error) -> None:
+        """The budget ran out on an outage the whole fleet sees: wait for it on the queue."""
+        breaker = self.owner.breaker
+        if breaker is None or not is_outage_error(exc) or self.outage_failures == 0:
+            return
+        if breaker.note_exhausted(self.outage_failures, exc.message):
+            raise ReturnToQueue(
+                f"the fleet's breaker is open (unreachable): {exc.message}",
+                delay_s=BREAKER_RETURN_DELAY_S,
+            ) from exc
+
+    def _check_tenant(self, exc: Auth0Error) -> None:
+        """A tenant fault opens the fleet's breaker and sends this request back to the queue."""
+        breaker = self.owner.breaker
+        if breaker is None:
+            return
+        cause = tenant_fault(exc)
+        outage = is_outage_error(exc)
+        self.outage_failures = self.outage_failures + 1 if outage else 0
+        if cause is not None:
+            breaker.open(cause, exc.message)
+        elif not (outage and breaker.note_failure(exc.message)):
+            return
+        raise ReturnToQueue(
+            f"the fleet's breaker is open ({cause or 'unreachable'}): {exc.message}",
+            delay_s=BREAKER_RETURN_DELAY_S,
+        ) from exc
 
     def _pause_fleet(self, exc: RateLimited) -> None:
-        """After Auth0's 429 that says when, hold every worker until then (capped)."""
+        """After Auth0's own 429, hold every worker until its reset (or our own backoff).
+
+        A reset further off than GRANTS_SLOT_WAIT_S sends this request back to the queue.
+        """
         governor = self.owner.governor
-        # Our own governor's refusal is no news, and /oauth/token has a limit of its own.
+        # /oauth/token has a limit of its own: its 429 says nothing about the Management API.
         if governor is None or exc.http_status != 429 or exc.endpoint == TOKEN:
             return
         now = self.owner.epoch_clock()
-        if exc.retry_after_s is not None:
-            until = now + exc.retry_after_s
-        elif exc.reset_at_epoch_s is not None:
-            until = exc.reset_at_epoch_s
-        else:
-            return
-        until = min(until, now + self.policy.max_rate_limit_wait_s)
-        if until > now:
-            governor.pause_until(until)
+        reset = pacing.classify_reset(exc.reset_at_epoch_s, now)
+        until, told = pacing.pause_after_429(reset, exc.retry_after_s, now)
+        if not told and reset.kind != "absent":
+            _log_absurd_reset(reset.kind, exc.reset_at_epoch_s)
+        governor.pause_until(until)
+        if until - now > self.owner.slot_wait_s:
+            raise ReturnToQueue(
+                f"429 from Auth0; the rate limit resets in {until - now:.0f} s",
+                delay_s=min(until - now, MAX_RETURN_DELAY_S),
+            ) from exc
 
     def _take_slot(self, endpoint: str) -> None:
         governor = self.owner.governor
-        if governor is None:
+        breaker = self.owner.breaker
+        if endpoint == TOKEN or governor is None:
+            # Auth0 limits /oauth/token apart from the Management API: no slot, but no token
+            # request either while the breaker is open (the probe asks for the fleet).
+            if breaker is not None and breaker.is_open():
+                raise ReturnToQueue("the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S)
             return
         try:
-            governor.acquire(max_wait_s=self.budget.remaining_s())
+            slot = governor.acquire(max_wait_s=self.owner.slot_wait_s)
+        except BreakerIsOpen:
+            raise ReturnToQueue(
+                "the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S
+            ) from None
         except SlotUnavailable as exc:
-            raise RateLimited(
-                f"{endpoint}: the fleet's rate limit (GRANTS_RATE_LIMIT) has no free slot "
-                f"within the retry budget (next in {exc.wait_s:.2f} s)",
-                retry_after_s=exc.wait_s,
-                reset_at_epoch_s=None,
+            # The model's wait is an estimate that the next answer may shorten: come back
+            # after at most another slot wait, not after the whole estimate.
+            raise ReturnToQueue(
+                f"{endpoint}: no fleet slot within {self.owner.slot_wait_s:g} s "
+                f"(next in {exc.wait_s:.1f} s)",
+                delay_s=min(exc.wait_s, self.owner.slot_wait_s),
             ) from exc
+        self.slot_seq = slot.seq
+        # Waiting for the fleet is not retrying: give the time back to the budget.
+        self.budget.extend(slot.waited_s)
+
+    def _observe(self, endpoint: str, status: int, headers: Mapping[str, str]) -> None:
+        governor = self.owner.governor
+        if governor is None or endpoint == TOKEN:
+            return
+        governor.observe(self.slot_seq, status, headers)
 
     def _count(self, endpoint: str) -> None:
         if endpoint != TOKEN:
@@ -395,6 +491,21 @@ class _Run:
         log.info("retrying in %.2f s after: %s", wait_s, exc)
 
 
+def _log_absurd_reset(kind: str, value: float | None) -> None:
+    global _absurd_reset_logged_at
+    now = time.monotonic()
+    if now - _absurd_reset_logged_at < _ABSURD_RESET_LOG_EVERY_S:
+        return
+    _absurd_reset_logged_at = now
+    log.warning(
+        "429 with x-ratelimit-reset %r (%s): treated as unknown; the fleet backs off %.1f s on "
+        "its own schedule",
+        value,
+        kind.replace("_", " "),
+        pacing.OWN_BACKOFF_S,
+    )
+
+
 def make_provisioner(
     settings: Settings,
     redis_client: redis.Redis,
@@ -403,8 +514,8 @@ def make_provisioner(
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Provisioner:
-    """The provisioner for `settings`' tenant, sharing the fleet's governor and grant locks
-    in `redis_client`.
+    """The provisioner for `settings`' tenant, sharing the fleet's pace, breaker and grant
+    locks in Redis.
 
     `session` defaults to `make_session(settings)`; `policy` to the settings' retry budget;
     `sleep` is how a backoff waits (the worker's raises `ReturnToQueue` once it shuts down).
@@ -413,7 +524,7 @@ def make_provisioner(
     api = make_api(settings, session if session is not None else make_session(settings))
     return Provisioner(
         api,
-        make_governor(settings, redis_client),
+        make_fleet_rate(settings, redis_client),
         policy or RetryPolicy.from_settings(settings),
         sleep=sleep,
         grant_locks=GrantLocks(
@@ -422,4 +533,6 @@ def make_provisioner(
             # One call at a time: renewed before each, so a dead holder frees it in seconds.
             ttl_s=settings.grants_connect_timeout_s + settings.grants_read_timeout_s + 5.0,
         ),
+        breaker=make_breaker(settings, redis_client),
+        slot_wait_s=settings.grants_slot_wait_s,
     )

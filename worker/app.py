@@ -103,6 +103,7 @@ def create_app(settings: Settings) -> Celery:
     )
     from grant_worker.worker import startup
     from grant_worker.worker.bridge import IntakeBridgeStep
+    from grant_worker.worker.flow_gate import FlowGateStep
     from grant_worker.worker.recovery import RecoveryStep
     from grant_worker.worker.watchdog import WatchdogStep
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings) -> Celery:
     app.steps["worker"].add(RecoveryStep)
     app.steps["consumer"].add(startup.LoopTickStep)
     startup.connect_signals()
+    app.steps["worker"].add(FlowGateStep)
     return app
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from grant_worker.config.settings import Settings
-from grant_worker.tasks.auth0.api import CallHooks, ManagementApi, make_api
+from grant_worker.tasks.auth0.api import TOKEN, CallHooks, ManagementApi, make_api
 from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.conflicts import differences, effective_mode, pick
 from grant_worker.tasks.conflicts import plan as conflict_plan
 from grant_worker.tasks.connections import make_redis
-from grant_worker.tasks.flow.governor import make_governor
+from grant_worker.tasks.flow.fleet_rate import make_fleet_rate
 from grant_worker.tasks.messages.models import Grant
 from grant_worker.worker.bulk import Checked, Row
 
@@ -56,13 +56,22 @@ def fetch_existing(api: ManagementApi, audiences: Iterable[str]) -> dict[str, li
 
 
 def paced_api(settings: Settings) -> ManagementApi:
-    """The Management API client with every call waiting for a slot of the fleet's governor."""
-    governor = make_governor(settings, make_redis(settings))
+    """The Management API client with every call taking a slot of the fleet's pace, and every
+    answer teaching it, as the workers' calls do."""
+    pace = make_fleet_rate(settings, make_redis(settings))
+    slot_seq = 0
 
-    def take_slot(_endpoint: str) -> None:
-        governor.acquire()
+    def take_slot(endpoint: str) -> None:
+        nonlocal slot_seq
+        if endpoint != TOKEN:
+            slot_seq = pace.acquire().seq
 
-    return make_api(settings, make_session(settings)).with_hooks(CallHooks(before_call=take_slot))
+    def observe(endpoint: str, status: int, headers: Mapping[str, str]) -> None:
+        if endpoint != TOKEN:
+            pace.observe(slot_seq, status, headers)
+
+    hooks = CallHooks(before_call=take_slot, on_response=observe)
+    return make_api(settings, make_session(settings)).with_hooks(hooks)
 
 
 def plan_rows(checked: Checked, existing: dict[str, list[Grant]]) -> list[PlannedRow]:

@@ -36,6 +36,7 @@ from grant_worker.tasks.messages.gate import TASK_NAME
 from grant_worker.tasks.messages.validation import describe_errors
 from grant_worker.worker import health, logs
 from grant_worker.worker.exit_codes import EXIT_USAGE
+from grant_worker.worker.flow_gate import check_tenant_at_start
 from grant_worker.worker.metrics import QueueGauges, register_gauges
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> l
         exit_config_error(str(exc))
     client = make_redis(settings)
     wait_for_redis(client)
+    # Refused credentials exit 2 here; an unreachable tenant starts with the breaker open.
+    check_tenant_at_start(settings, client)
     keys = Keys(settings.grants_key_prefix)
     health.LIVENESS.capacity = settings.grants_concurrency
     health.LIVENESS.busy = lambda: len(state.active_requests)

@@ -4,11 +4,11 @@ Each part is read by a small reader function, so that the state other modules ow
 their own code:
 
 - queue depth, intake backlog, dead letters by code, the fleet's finishing rate: read here;
-- workers and their in-flight counts: the heartbeats the watchdog writes (`Keys.heartbeat`);
-- the rate governor: `read_flow_state` reads the governor's hash (pause, configured ceiling);
-  the learned limit of issue 7 plugs in there;
-- the breaker: `read_breaker` (issue 7 provides it; None here, shown as "not available");
-- batches in progress: `list_batches` (issue 10 provides it; None here).
+- workers and their in-flight counts: the register of workers (`Keys.workers`) and the
+  heartbeats the watchdog writes (`Keys.heartbeat`), never a scan of the key space;
+- the fleet's pace and what it learned of the tenant: `tasks.flow.fleet_rate.read_flow_state`;
+- the breaker: `tasks.flow.breaker.read_breaker`;
+- batches in progress: `tasks.outcomes.batches.list_batches`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import click
 import redis
@@ -27,12 +27,17 @@ from rich.table import Table
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.flow.breaker import read_breaker
+from grant_worker.tasks.flow.fleet_rate import read_flow_state
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.outcomes.batches import list_batches
 
 # Dead letters are counted by code over at most this many of the newest entries.
 DEAD_SCAN_LIMIT = 10_000
 RATE_WINDOW_S = 60
 RATE_SAMPLE = 1000
+# The most recently active batches looked at for "in progress".
+BATCHES_SHOWN = 20
 
 
 @dataclass
@@ -53,20 +58,23 @@ class FleetStatus:
     workers: list[WorkerBeat]
     finished_per_s: float
     flow: dict[str, Any]
-    breaker: dict[str, Any] | None
+    breaker: dict[str, Any]
     dead_letters: int
     dead_by_code: dict[str, int]
     dead_counted: int
-    batches: list[dict[str, Any]] | None
+    batches: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
 
 
 def read_workers(client: redis.Redis, keys: Keys, now_s: float) -> list[WorkerBeat]:
-    """The workers whose heartbeat has not expired, with what their last beat said."""
-    prefix = keys.heartbeat("")
+    """The registered workers whose heartbeat has not expired, with what their last beat said."""
+    members = cast(set[str], client.smembers(keys.workers))
+    hostnames = sorted({member.rsplit("/", 1)[0] for member in members})
+    if not hostnames:
+        return []
     beats = []
-    for key in sorted(client.scan_iter(f"{prefix}*", count=1000)):
-        raw = client.get(key)
+    raws = cast(list[str | None], client.mget([keys.heartbeat(h) for h in hostnames]))
+    for hostname, raw in zip(hostnames, raws, strict=True):
         if not raw:
             continue
         try:
@@ -76,7 +84,7 @@ def read_workers(client: redis.Redis, keys: Keys, now_s: float) -> list[WorkerBe
         at = beat.get("at")
         beats.append(
             WorkerBeat(
-                hostname=str(key)[len(prefix) :],
+                hostname=hostname,
                 busy=int(beat.get("busy", 0)),
                 capacity=int(beat.get("capacity", 0)),
                 idle_s=beat.get("idle_s"),
@@ -87,28 +95,37 @@ def read_workers(client: redis.Redis, keys: Keys, now_s: float) -> list[WorkerBe
     return beats
 
 
-def read_flow_state(client: redis.Redis, keys: Keys, settings: Settings) -> dict[str, Any]:
-    """The fleet's pace: the configured ceiling and any pause in force (issue 7: learned limit)."""
-    state = client.hgetall(keys.governor)
-    server_s, server_us = client.time()
-    now_us = int(server_s) * 1_000_000 + int(server_us)
-    pause_us = int(float(state.get("pause", 0) or 0))
+def flow_summary(client: redis.Redis, keys: Keys, settings: Settings) -> dict[str, Any]:
+    """The fleet's pace: the setting, what it learned of the tenant, any 429 pause in force."""
+    flow = read_flow_state(client, keys)
+    server_s, _ = client.time()
+    pause_until = flow.pause_until or 0.0
     return {
-        "rate_limit_per_s": settings.grants_rate_limit or None,
-        "burst": settings.grants_rate_burst,
-        "paused_for_s": round((pause_us - now_us) / 1e6, 1) if pause_us > now_us else 0.0,
-        "learned_limit_per_s": None,
+        "rate_limit": settings.grants_rate_limit,
+        "learned_limit": flow.limit,
+        "last_remaining": flow.remaining,
+        "fleet_rate_per_s": round(flow.rate, 2) if flow.rate is not None else None,
+        "paused_for_s": round(pause_until - float(server_s), 1) if pause_until > server_s else 0.0,
     }
 
 
-def read_breaker(client: redis.Redis, keys: Keys) -> dict[str, Any] | None:
-    """The fleet's breaker (state, since, reason). Issue 7's reader replaces this."""
-    return None
+def breaker_summary(client: redis.Redis, keys: Keys) -> dict[str, Any]:
+    breaker = read_breaker(client, keys)
+    return {
+        "state": breaker.state,
+        "cause": breaker.cause,
+        "since": breaker.since,
+        "next_probe_at": breaker.next_probe_at,
+        "message": breaker.message,
+    }
 
 
-def list_batches(client: redis.Redis, keys: Keys) -> list[dict[str, Any]] | None:
-    """Batches in progress (id, done, total). Issue 10's reader replaces this."""
-    return None
+def batches_in_progress(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    return [
+        batch.as_dict()
+        for batch in list_batches(client, keys, limit=BATCHES_SHOWN)
+        if batch.pending > 0
+    ]
 
 
 def dead_by_code(client: redis.Redis, keys: Keys) -> tuple[dict[str, int], int]:
@@ -145,12 +162,12 @@ def read_status(client: redis.Redis, settings: Settings) -> FleetStatus:
         intake_pending=int(client.xlen(keys.intake)),
         workers=read_workers(client, keys, now_s),
         finished_per_s=finished_per_s(client, keys, now_s),
-        flow=read_flow_state(client, keys, settings),
-        breaker=read_breaker(client, keys),
+        flow=flow_summary(client, keys, settings),
+        breaker=breaker_summary(client, keys),
         dead_letters=int(client.xlen(keys.dead)),
         dead_by_code=by_code,
         dead_counted=counted,
-        batches=list_batches(client, keys),
+        batches=batches_in_progress(client, keys),
     )
     if status.dead_letters > counted:
         status.notes.append(f"dead letters by code: the newest {counted} counted")
@@ -161,23 +178,28 @@ def render(status: FleetStatus, console: Console) -> None:
     in_flight = sum(worker.busy for worker in status.workers)
     capacity = sum(worker.capacity for worker in status.workers)
     flow = status.flow
-    ceiling = f"{flow['rate_limit_per_s']}/s" if flow["rate_limit_per_s"] else "off"
-    learned = flow["learned_limit_per_s"]
+    setting = flow["rate_limit"]
+    ceiling = "off" if setting == 0 else ("auto" if setting == "auto" else f"{setting}/s")
+    learned = flow["learned_limit"]
+    pace = flow["fleet_rate_per_s"]
     console.print(
         f"[bold]queue[/] {status.queue}: {status.queue_depth} waiting, "
         f"{status.intake_pending} on the intake stream"
     )
     console.print(
         f"[bold]fleet[/] {len(status.workers)} workers, {in_flight}/{capacity} in flight, "
-        f"{status.finished_per_s}/s finished (last {RATE_WINDOW_S} s); ceiling {ceiling}, "
-        f"learned limit {f'{learned}/s' if learned else 'n/a'}"
+        f"{status.finished_per_s}/s finished (last {RATE_WINDOW_S} s); rate limit {ceiling}, "
+        f"tenant limit {learned if learned is not None else 'not learned yet'}, "
+        f"pace {f'{pace}/s' if pace is not None else 'n/a'}"
         + (f", [yellow]paused {flow['paused_for_s']} s[/]" if flow["paused_for_s"] else "")
     )
     breaker = status.breaker
-    console.print(
-        "[bold]breaker[/] "
-        + (f"{breaker.get('state')} ({breaker.get('reason', '')})" if breaker else "n/a")
-    )
+    if breaker["state"] == "open":
+        console.print(
+            f"[bold]breaker[/] [red]open[/] ({breaker['cause']}): {breaker['message'] or ''}"
+        )
+    else:
+        console.print("[bold]breaker[/] closed")
     if status.workers:
         table = Table("worker", "in flight", "capacity", "idle s", "beat age s", "stalled")
         for worker in status.workers:
@@ -194,12 +216,12 @@ def render(status: FleetStatus, console: Console) -> None:
         console.print("[yellow]no worker has a live heartbeat[/]")
     codes = ", ".join(f"{code} {n}" for code, n in status.dead_by_code.items()) or "none"
     console.print(f"[bold]dead letters[/] {status.dead_letters}: {codes}")
-    if status.batches is None:
-        console.print("[bold]batches[/] n/a")
-    else:
-        console.print(f"[bold]batches in progress[/] {len(status.batches)}")
-        for batch in status.batches:
-            console.print(f"  {batch}")
+    console.print(f"[bold]batches in progress[/] {len(status.batches)}")
+    for batch in status.batches:
+        console.print(
+            f"  {batch['batch_id']}: {batch['finished']}/{batch['total']} finished, "
+            f"{batch['queued']} queued, {batch['in_flight']} in flight"
+        )
     for note in status.notes:
         console.print(f"[dim]{note}[/]")
 

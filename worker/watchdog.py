@@ -31,6 +31,7 @@ from celery import bootsteps
 from celery.worker import state
 
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.recovery import Identity, beat, tracked_identity
 
@@ -80,6 +81,7 @@ class Watchdog:
         on_stall: Callable[[], None],
         heartbeat_ttl_s: float | None = None,
         identity: Identity | None = None,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -92,6 +94,8 @@ class Watchdog:
         self._on_stall = on_stall
         self._heartbeat_ttl_s = heartbeat_ttl_s or max(interval_s * 3, 5.0)
         self._identity = identity or Identity(hostname, "-")
+        # True while the fleet's breaker is open: the consumer stopped on purpose, no stall.
+        self._paused = paused
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -107,7 +111,7 @@ class Watchdog:
 
     def check(self) -> bool:
         now = time.monotonic()
-        queued = int(self._client.llen(self._queue))
+        queued = 0 if self._paused() else int(self._client.llen(self._queue))
         busy = len(state.reserved_requests)
         stalled = self._detector is not None and self._detector.observe(
             now=now, queued=queued, busy=busy, capacity=self._capacity, last_taken=_last_taken
@@ -158,9 +162,11 @@ class WatchdogStep(bootsteps.StartStopStep):
         interval_s = settings.grants_heartbeat_interval_s
         if settings.grants_stall_after_s:
             interval_s = min(interval_s, settings.grants_stall_after_s / 4)
+        client = make_redis(settings)
+        keys = Keys(settings.grants_key_prefix)
         self._watchdog = Watchdog(
-            make_redis(settings),
-            Keys(settings.grants_key_prefix),
+            client,
+            keys,
             queue=settings.grants_queue,
             capacity=settings.grants_concurrency,
             hostname=hostname,
@@ -169,6 +175,7 @@ class WatchdogStep(bootsteps.StartStopStep):
             on_stall=_exit_stalled,
             heartbeat_ttl_s=settings.grants_heartbeat_ttl_s,
             identity=tracked_identity() or Identity(hostname, "-"),
+            paused=lambda: read_breaker(client, keys).is_open,
         )
         threading.Thread(target=self._watchdog.run, name="watchdog", daemon=True).start()
 

@@ -22,10 +22,11 @@ from pydantic import SecretStr, ValidationError
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
+from grant_worker.tasks.auth0.secrets import Credentials
 from grant_worker.tasks.auth0.tokens import (
     DEFAULT_LEEWAY_S,
     IssuedToken,
-    StaticToken,
+    ReloadableToken,
     TokenCache,
     TokenSource,
 )
@@ -68,6 +69,10 @@ def _unlimited() -> float | None:
     return None
 
 
+def _ignore_response(endpoint: str, status: int, headers: Mapping[str, str]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class CallHooks:
     """What runs around every HTTP call (the provisioner binds these per request).
@@ -75,12 +80,15 @@ class CallHooks:
     `before_call(endpoint)` runs before anything is sent (the rate governor; it may raise an
     `Auth0Error` to give up); `on_call(endpoint)` runs once per HTTP call actually attempted;
     `time_left()` is the request's remaining budget in seconds (None: unlimited), which caps the
-    read timeout so that a call started late in the budget does not outlive it by much.
+    read timeout so that a call started late in the budget does not outlive it by much;
+    `on_response(endpoint, status, headers)` sees every HTTP answer (the fleet learns the
+    tenant's rate limit from its headers).
     """
 
     before_call: Callable[[str], None] = _nothing
     on_call: Callable[[str], None] = _nothing
     time_left: Callable[[], float | None] = _unlimited
+    on_response: Callable[[str, int, Mapping[str, str]], None] = _ignore_response
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class ManagementApi:
         read_timeout_s: float,
         hooks: CallHooks | None = None,
         epoch_clock: Callable[[], float] = time.time,
+        secrets: Credentials | None = None,
     ) -> None:
         if tokens.refreshable and credentials is None:
             raise ValueError("a refreshable token source needs client credentials")
@@ -116,6 +125,19 @@ class ManagementApi:
         self._timeout = (connect_timeout_s, read_timeout_s)
         self._hooks = hooks or CallHooks()
         self._epoch_clock = epoch_clock
+        # Where the client secret is read at each token request (reloadable); None: the
+        # secret in `credentials` is used as given.
+        self._secrets = secrets
+
+    @property
+    def tokens(self) -> TokenSource:
+        """The token source shared by every copy of this client (the probe resets it)."""
+        return self._tokens
+
+    @property
+    def secrets(self) -> Credentials | None:
+        """The reloadable secrets shared by every copy of this client, if any."""
+        return self._secrets
 
     def __repr__(self) -> str:
         return f"ManagementApi(base_url={self._base_url!r}, tokens={self._tokens!r})"
@@ -194,6 +216,12 @@ class ManagementApi:
             )
         return found
 
+    def probe(self) -> None:
+        """`GET /api/v2/client-grants?take=1`: does the tenant answer this worker? (the breaker's
+        probe). Raises the `Auth0Error`s of the module table."""
+        with failing_as(LIST_GRANTS):
+            self._call(LIST_GRANTS, "GET", GRANTS_PATH, params={"take": "1"})
+
     # -- the token -----------------------------------------------------------------------------
 
     def fetch_token(self) -> IssuedToken:
@@ -209,7 +237,7 @@ class ManagementApi:
         if self._credentials is None:
             raise Unauthorized("no client credentials to fetch a token with")
         credentials = self._credentials
-        secret = credentials.client_secret.get_secret_value()
+        secret = self._client_secret().get_secret_value()
         form = {
             "grant_type": "client_credentials",
             "client_id": credentials.client_id,
@@ -265,7 +293,7 @@ class ManagementApi:
                     response.headers,
                     response.content,
                     now_epoch_s=self._epoch_clock(),
-                    secrets=self._secrets(token),
+                    secrets=self._secrets_of(token),
                 )
             try:
                 return json.loads(response.content)
@@ -313,6 +341,7 @@ class ManagementApi:
         finally:
             metrics.AUTH0_CALL_SECONDS.labels(endpoint=endpoint).observe(time.monotonic() - started)
         metrics.AUTH0_CALLS.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        self._hooks.on_response(endpoint, response.status_code, response.headers)
         if response.status_code == 429:
             metrics.RATE_LIMITED.labels(endpoint=endpoint).inc()
         log.debug("%s %s -> %s", method, path, response.status_code)
@@ -325,10 +354,18 @@ class ManagementApi:
             read_s = min(read_s, max(left, MIN_READ_TIMEOUT_S))
         return connect_s, read_s
 
-    def _secrets(self, token: str) -> tuple[str, ...]:
+    def _client_secret(self) -> SecretStr:
+        assert self._credentials is not None
+        if self._secrets is not None:
+            current = self._secrets.current.client_secret
+            if current is not None:
+                return current
+        return self._credentials.client_secret
+
+    def _secrets_of(self, token: str) -> tuple[str, ...]:
         if self._credentials is None:
             return (token,)
-        return (token, self._credentials.client_secret.get_secret_value())
+        return (token, self._client_secret().get_secret_value())
 
 
 # -- reading answers -------------------------------------------------------------------------
@@ -393,7 +430,12 @@ def _issued_token(body: bytes) -> IssuedToken:
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
         else DEFAULT_TOKEN_LIFETIME_S
     )
-    return IssuedToken(access_token=SecretStr(access_token), expires_in_s=lifetime)
+    scope = data.get("scope")
+    return IssuedToken(
+        access_token=SecretStr(access_token),
+        expires_in_s=lifetime,
+        scope=scope if isinstance(scope, str) else None,
+    )
 
 
 def make_api(
@@ -405,18 +447,22 @@ def make_api(
 ) -> ManagementApi:
     """The client for `settings`' tenant over `session` (see `tasks.auth0.session.make_session`).
 
-    A static AUTH0_TOKEN wins over client credentials. Raises `ValueError` when neither is set.
+    A static AUTH0_TOKEN (or AUTH0_TOKEN_FILE) wins over client credentials; secrets in files
+    are re-read by `ManagementApi.secrets.reload()`. Raises `ValueError` when neither is set or
+    a secret file cannot be read (`SecretFileError`).
     """
     settings.require_auth0()
+    secrets = Credentials(settings)
     credentials: ClientCredentials | None = None
     tokens: TokenSource
-    if settings.auth0_token is not None:
-        tokens = StaticToken(settings.auth0_token)
+    if secrets.current.token is not None:
+        tokens = ReloadableToken(lambda: secrets.current.token)
     else:
-        assert settings.auth0_client_id and settings.auth0_client_secret  # require_auth0
+        client_secret = secrets.current.client_secret
+        assert settings.auth0_client_id and client_secret  # require_auth0
         credentials = ClientCredentials(
             client_id=settings.auth0_client_id,
-            client_secret=settings.auth0_client_secret,
+            client_secret=client_secret,
             audience=settings.management_audience,
         )
         tokens = TokenCache(leeway_s=token_leeway_s, clock=clock)
@@ -427,6 +473,7 @@ def make_api(
         credentials=credentials,
         connect_timeout_s=settings.grants_connect_timeout_s,
         read_timeout_s=settings.grants_read_timeout_s,
+        secrets=secrets,
     )
 
 

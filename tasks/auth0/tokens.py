@@ -30,6 +30,8 @@ class IssuedToken:
 
     access_token: SecretStr
     expires_in_s: float
+    # The granted scopes, space-separated, as /oauth/token answered (None when it did not say).
+    scope: str | None = None
 
 
 Fetch = Callable[[], IssuedToken]
@@ -70,6 +72,26 @@ class StaticToken:
         return "StaticToken(token=SecretStr('**********'))"
 
 
+class ReloadableToken:
+    """A static token read from a source that may change (AUTH0_TOKEN_FILE): a 401 is final
+    until the file is rewritten and the secrets reloaded."""
+
+    refreshable = False
+
+    def __init__(self, read: Callable[[], SecretStr | None]) -> None:
+        self._read = read
+
+    def current(self, fetch: Fetch) -> str:
+        token = self._read()
+        return token.get_secret_value() if token is not None else ""
+
+    def invalidate(self, stale: str) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "ReloadableToken(token=SecretStr('**********'))"
+
+
 def renew_at(issued_at: float, expires_in_s: float, leeway_s: float) -> float:
     """Clock time after which a token issued at `issued_at` is no longer used (pure)."""
     lifetime = max(0.0, expires_in_s)
@@ -104,6 +126,17 @@ class TokenCache:
         with self._lock:
             if self._token is not None and self._token.get_secret_value() == stale:
                 self._token = None
+
+    def forget(self) -> None:
+        """Drop the cached token, whatever it is (credentials or scopes changed)."""
+        with self._lock:
+            self._token = None
+
+    def replace(self, issued: IssuedToken) -> None:
+        """Use `issued` (just fetched by the breaker's probe) from now on."""
+        with self._lock:
+            self._token = issued.access_token
+            self._renew_at = renew_at(self._clock(), issued.expires_in_s, self._leeway_s)
 
     @property
     def cached(self) -> bool:

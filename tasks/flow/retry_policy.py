@@ -156,9 +156,13 @@ def parse_reset_epoch(value: str | None) -> float | None:
     return epoch if epoch == epoch and epoch > 0 else None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Budget:
-    """The one deadline shared by every call of one request (monotonic clock seconds)."""
+    """The one deadline shared by every call of one request (monotonic clock seconds).
+
+    Waiting is never failing: time spent waiting for the fleet (a slot, a 429 pause, an open
+    breaker) is given back with `extend`, so the budget only measures retrying bad answers.
+    """
 
     deadline: float
     clock: Callable[[], float] = time.monotonic
@@ -174,6 +178,10 @@ class Budget:
         """True when sleeping `seconds` still ends inside the budget."""
         return self.clock() + seconds <= self.deadline
 
+    def extend(self, seconds: float) -> None:
+        """Move the deadline `seconds` later (time spent waiting, not retrying)."""
+        self.deadline += max(0.0, seconds)
+
 
 def call_with_retries(
     call: Callable[[], T],
@@ -184,15 +192,20 @@ def call_with_retries(
     epoch_clock: Callable[[], float] = time.time,
     random: Random,
     on_retry: Callable[[BaseException, float], None] | None = None,
+    fleet_paces_429: bool = False,
 ) -> T:
     """Run `call` until it returns, raises a final error, or the budget has no room to wait.
 
     Raises the last exception `call` raised (never tenacity's `RetryError`). `on_retry` sees
-    each retryable error and the wait chosen, just before the sleep.
+    each retryable error and the wait chosen, just before the sleep. `fleet_paces_429`: a 429
+    has paused the whole fleet, and the next attempt waits for that pause when it takes its
+    slot (uncounted), so here it only waits its jitter.
     """
 
     def wait(state: RetryCallState) -> float:
         exc = _exception(state)
+        if fleet_paces_429 and isinstance(exc, RateLimited):
+            return policy.rate_limit_jitter_s * random()
         return wait_s(policy, exc, state.attempt_number, epoch_clock(), random)
 
     def stop(state: RetryCallState) -> bool:

@@ -33,8 +33,11 @@ def wait_for(predicate: object, timeout_s: float = 10.0) -> None:
 # -- rate limit -------------------------------------------------------------------------------
 
 
-def test_no_rate_limit_headers_when_unlimited(api: Api) -> None:
-    assert "x-ratelimit-limit" not in api.list().headers
+def test_rate_limit_headers_are_sent_even_when_no_limit_is_configured(api: Api) -> None:
+    # Real tenants always have a limit; without one configured it is a generous one.
+    headers = api.list().headers
+    assert int(headers["x-ratelimit-limit"]) >= 1000
+    assert int(headers["x-ratelimit-remaining"]) == int(headers["x-ratelimit-limit"]) - 1
 
 
 def test_every_limited_reply_carries_the_three_rate_limit_headers(

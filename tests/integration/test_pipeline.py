@@ -15,6 +15,9 @@ import pytest
 import requests
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.flow.breaker import read_breaker
+from grant_worker.tasks.flow.fleet_rate import read_flow_state
+from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.gate import TASK_NAME
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.worker.client import GrantClient
@@ -151,37 +154,50 @@ def test_auth0_refusals_fail_without_retrying(
     assert outcome.attempts == 1
 
 
-def test_wrong_worker_credentials_fail_as_unauthorized(
+def test_wrong_worker_credentials_stop_the_worker_at_start_with_exit_2(
     settings_factory: Callable[..., Settings],
-    start_worker: Callable[..., WorkerProcess],
 ) -> None:
     settings = settings_factory(auth0_client_secret="wrong-secret")
-    start_worker(settings)
-    with GrantClient(settings) as client:
-        (outcome,) = run(client, request())
-    assert outcome.error is not None and outcome.error.code == "unauthorized"
+    env = {**os.environ, **settings_env(settings)}
+    done = subprocess.run(
+        [sys.executable, "-m", "grant_worker.worker", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "refused the worker's credentials" in done.stderr
+    assert "AUTH0_CLIENT_SECRET" in done.stderr
+    assert "wrong-secret" not in done.stderr + done.stdout
 
 
-def test_a_token_without_create_scope_fails_as_forbidden(
+def test_a_token_without_create_scope_opens_the_breaker_and_the_request_waits_queued(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],
     emulator: Any,
+    redis_client: Any,
 ) -> None:
-    emulator.admin.add_clients(
-        [
-            {
-                "client_id": "reader-only",
-                "client_secret": "reader-secret",
-                "app_type": "non_interactive",
-                "management_scopes": ["read:client_grants"],
-            }
-        ]
-    )
+    reader = {
+        "client_id": "reader-only",
+        "client_secret": "reader-secret",
+        "app_type": "non_interactive",
+        "management_scopes": ["read:client_grants"],
+    }
+    emulator.admin.add_clients([reader])
     settings = settings_factory(auth0_client_id="reader-only", auth0_client_secret="reader-secret")
-    start_worker(settings)
+    start_worker(settings)  # the start-up check opens the breaker: the token lacks the scope
     with GrantClient(settings) as client:
-        (outcome,) = run(client, request())
-    assert outcome.error is not None and outcome.error.code == "forbidden"
+        (request_id,) = client.submit_many([request()])
+        time.sleep(2.0)
+        assert client.outcome(request_id) is None
+        breaker = read_breaker(redis_client, Keys(settings.grants_key_prefix))
+        assert (breaker.state, breaker.cause) == ("open", "insufficient_scope")
+        scopes = ["read:client_grants", "create:client_grants", "update:client_grants"]
+        emulator.admin.add_clients([{**reader, "management_scopes": scopes}])
+        outcome = client.wait(request_id, timeout_s=WAIT_S)
+    assert outcome.status == "created"
+    assert redis_client.xlen(Keys(settings.grants_key_prefix).dead) == 0
 
 
 def test_requests_get_through_a_tight_rate_limit_by_waiting(
@@ -205,7 +221,7 @@ def test_requests_get_through_server_errors_and_dropped_connections_by_retrying(
     assert len(keys) == len(set(keys)) == 20
 
 
-def test_an_outage_longer_than_the_budget_fails_as_upstream_error(
+def test_an_outage_longer_than_the_budget_waits_on_the_queue_and_then_creates(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],
     emulator: Any,
@@ -214,25 +230,36 @@ def test_an_outage_longer_than_the_budget_fails_as_upstream_error(
     start_worker(settings)
     emulator.admin.set_faults(error_rate=1.0)
     with GrantClient(settings) as client:
-        (outcome,) = run(client, request())
-    assert outcome.status == "failed"
-    assert outcome.error is not None and outcome.error.code == "upstream_error"
-    assert outcome.error.retryable is True
-    assert outcome.attempts > 1
+        (request_id,) = client.submit_many([request()])
+        time.sleep(3.0)  # three budgets
+        assert client.outcome(request_id) is None
+        emulator.admin.set_faults(error_rate=0.0)
+        outcome = client.wait(request_id, timeout_s=WAIT_S)
+    assert outcome.status == "created"
 
 
-def test_a_rate_limit_that_resets_after_the_budget_fails_as_rate_limited(
+def test_a_rate_limit_that_resets_after_the_budget_sends_the_request_back_to_the_queue(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],
     emulator: Any,
+    redis_client: Any,
 ) -> None:
     settings = settings_factory(grants_retry_budget_s=1.0)
-    start_worker(settings)
-    emulator.admin.set_rate_limit(0.01, 1)
+    worker = start_worker(settings)
+    emulator.admin.set_rate_limit(0.01, 1)  # the second call meets a reset 100 s away
     with GrantClient(settings) as client:
-        outcomes = run(client, request(), request())
-    codes = sorted(o.error.code if o.error else o.status for o in outcomes)
-    assert codes == ["created", "rate_limited"]
+        ids = client.submit_many([request(), request()])
+        deadline = time.monotonic() + WAIT_S
+        while not any(client.outcome(rid) for rid in ids):  # whichever took the one token
+            assert time.monotonic() < deadline, "no request was created"
+            time.sleep(0.1)
+        time.sleep(2.0)
+        outcomes = [client.outcome(rid) for rid in ids]
+        assert sorted(o.status if o else "waiting" for o in outcomes) == ["created", "waiting"]
+    pause = read_flow_state(redis_client, Keys(settings.grants_key_prefix)).pause_until
+    assert pause is not None and pause > time.time() + 30
+    assert "back to the queue" in worker.log()
+    assert redis_client.xlen(Keys(settings.grants_key_prefix).dead) == 0
 
 
 def test_a_short_token_lifetime_is_survived_by_refreshing(

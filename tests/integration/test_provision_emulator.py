@@ -23,12 +23,11 @@ from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.errors import (
     Auth0Error,
     BadRequest,
-    Forbidden,
     GrantConflict,
-    NetworkError,
     NotFound,
-    UpstreamError,
+    ReturnToQueue,
 )
+from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import GrantRequest
 from grant_worker.tasks.provision import Provisioner, Resolution, make_provisioner
@@ -123,14 +122,15 @@ def test_an_unknown_client_is_not_found(emulator: RunningEmulator, build: Build)
         build().provision(request("svc-99999999"))
 
 
-def test_a_worker_token_lacking_the_create_scope_is_forbidden(
-    emulator: RunningEmulator, build: Build
+def test_a_worker_token_lacking_the_create_scope_opens_the_breaker_and_returns_the_request(
+    emulator: RunningEmulator, build: Build, redis_client: Any, key_prefix: str
 ) -> None:
     reader = build(auth0_client_id="grant-reader", auth0_client_secret="reader-secret")
-    with pytest.raises(Forbidden) as caught:
+    with pytest.raises(ReturnToQueue) as caught:
         reader.provision(request(client_id()))
-    assert caught.value.code == "forbidden"
-    assert "reader-secret" not in str(caught.value)
+    assert "insufficient" in caught.value.reason.lower()
+    assert "reader-secret" not in caught.value.reason
+    assert read_breaker(redis_client, Keys(key_prefix)).cause == "insufficient_scope"
 
 
 # -- 409 under each on_conflict ------------------------------------------------------------------
@@ -317,27 +317,16 @@ def test_a_reply_that_times_out_is_retried_and_the_grant_exists_once(
     assert len(grants_of(emulator, owner)) == 1
 
 
-def test_an_outage_longer_than_the_budget_ends_in_upstream_error(
-    emulator: RunningEmulator, build: Build
+@pytest.mark.parametrize("fault", ["error_rate", "drop_rate"])
+def test_an_outage_longer_than_the_budget_opens_the_breaker_instead_of_failing(
+    emulator: RunningEmulator, build: Build, redis_client: Any, key_prefix: str, fault: str
 ) -> None:
-    emulator.admin.set_faults(error_rate=1.0)
-    with pytest.raises(UpstreamError) as caught:
+    emulator.admin.set_faults(**{fault: 1.0})
+    with pytest.raises(ReturnToQueue) as caught:
         build(grants_retry_budget_s=1.0).provision(request(client_id()))
-    assert caught.value.code == "upstream_error"
-    assert caught.value.retryable
-    assert caught.value.attempts >= 2
-    assert_no_secret(caught.value, emulator)
-
-
-def test_dropped_connections_longer_than_the_budget_end_in_network_error(
-    emulator: RunningEmulator, build: Build
-) -> None:
-    emulator.admin.set_faults(drop_rate=1.0)
-    with pytest.raises(NetworkError) as caught:
-        build(grants_retry_budget_s=1.0).provision(request(client_id()))
-    assert caught.value.code == "network_error"
-    assert caught.value.attempts >= 2
-    assert_no_secret(caught.value, emulator)
+    assert "breaker is open" in caught.value.reason
+    assert emulator.client_secret not in caught.value.reason
+    assert read_breaker(redis_client, Keys(key_prefix)).cause == "unreachable"
 
 
 def test_many_creates_share_one_token(emulator: RunningEmulator, build: Build) -> None:

@@ -59,7 +59,7 @@ def test_status_shows_queue_workers_and_dead_letters_by_code(
     assert worker["hostname"].startswith("status-a@") and worker["capacity"] == 3
     assert status["dead_letters"] == 1 and status["dead_by_code"] == {"not_found": 1}
     assert status["finished_per_s"] > 0
-    assert status["flow"]["rate_limit_per_s"] is None  # GRANTS_RATE_LIMIT=0 in the tests
+    assert status["flow"]["rate_limit"] == 0  # GRANTS_RATE_LIMIT=0 in the tests
 
     screen = grants(settings, "status", GRANTS_CONCURENCY="2")
     assert screen.returncode == 0

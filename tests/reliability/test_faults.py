@@ -3,16 +3,13 @@ token that expires mid-run."""
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import Callable
 from typing import Any
 
-from click.testing import CliRunner
-
 from grant_worker.config.settings import Settings
-from grant_worker.worker.cli import cli
 from grant_worker.worker.client import GrantClient
-from grant_worker.worker.testing import WorkerProcess, settings_env
+from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
 
@@ -56,7 +53,7 @@ def test_5xx_drops_and_lost_replies_together_end_in_created_or_exists_never_twic
     )
 
 
-def test_an_outage_longer_than_the_budget_fails_then_a_replay_creates_each_grant_once(
+def test_an_outage_longer_than_the_budget_leaves_requests_queued_then_creates_each_once(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],
     emulator: Any,
@@ -68,29 +65,21 @@ def test_an_outage_longer_than_the_budget_fails_then_a_replay_creates_each_grant
     with GrantClient(settings) as client:
         emulator.admin.set_faults(error_rate=1.0)
         five_xx = client.submit_many(new_requests(10))
-        list(client.wait_many(five_xx, timeout_s=60))
+        time.sleep(2.0)
         emulator.admin.set_faults(error_rate=0.0, drop_rate=1.0)
         dropped = client.submit_many(new_requests(5))
-        list(client.wait_many(dropped, timeout_s=60))
-        codes = {rid: client.outcome(rid).error.code for rid in five_xx + dropped}  # type: ignore[union-attr]
-        assert {codes[rid] for rid in five_xx} == {"upstream_error"}
-        assert {codes[rid] for rid in dropped} == {"network_error"}
-        assert redis_client.xlen(client.keys.dead) == 15
-
+        time.sleep(2.0)
+        # four budgets of 5xx and dropped connections: nothing failed, nothing dead-lettered
+        assert all(client.outcome(rid) is None for rid in five_xx + dropped)
+        assert redis_client.xlen(client.keys.dead) == 0
         emulator.admin.set_faults(drop_rate=0.0)
-        result = CliRunner().invoke(
-            cli, ["dlq", "replay", "--all"], env=settings_env(settings), catch_exceptions=False
-        )
-        assert result.exit_code == 0, result.output
-        replayed = [json.loads(line) for line in result.stdout.splitlines()]
-        assert {line["action"] for line in replayed} == {"replayed"}
         after = {o.request_id: o for o in client.wait_many(five_xx + dropped, timeout_s=60)}
     assert {o.status for o in after.values()} <= {"created", "exists"}
     assert redis_client.xlen(client.keys.dead) == 0
     grants = emulator.admin.grants()
     assert len(grants) == 15
     assert grant_duplicates(grants) == {}
-    figures(failed_upstream=10, failed_network=5, replayed=len(replayed), duplicates=0)
+    figures(outage_requests=15, failed=0, dead_letters=0, duplicates=0)
 
 
 def test_a_token_that_expires_mid_run_is_refreshed_and_no_request_fails(
