@@ -524,7 +524,8 @@ def make_provisioner(
     api = make_api(settings, session if session is not None else make_session(settings))
     return Provisioner(
         api,
-        make_fleet_rate(settings, redis_client),
+        # Naps for a slot end at SIGTERM too: the request goes back to the queue.
+        make_fleet_rate(settings, redis_client, sleep=sleep),
         policy or RetryPolicy.from_settings(settings),
         sleep=sleep,
         grant_locks=GrantLocks(

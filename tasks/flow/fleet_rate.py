@@ -243,8 +243,12 @@ class FleetRate:
         return until if until > time.time() else None
 
 
-def make_fleet_rate(settings: Settings, client: redis.Redis) -> FleetRate:
-    """The pace of GRANTS_RATE_LIMIT (auto | ceiling | 0) on `Keys(prefix).governor`."""
+def make_fleet_rate(
+    settings: Settings, client: redis.Redis, *, sleep: Callable[[float], None] = time.sleep
+) -> FleetRate:
+    """The pace of GRANTS_RATE_LIMIT (auto | ceiling | 0) on `Keys(prefix).governor`.
+
+    `sleep` is how a caller naps until its slot (a worker's is cut short by SIGTERM)."""
     mode = pacing.pacing_mode(settings.grants_rate_limit)
     ceiling = None if mode != "ceiling" else float(settings.grants_rate_limit)
     return FleetRate(
@@ -253,4 +257,5 @@ def make_fleet_rate(settings: Settings, client: redis.Redis) -> FleetRate:
         mode=mode,
         ceiling_per_s=ceiling,
         ceiling_burst=settings.grants_rate_burst,
+        sleep=sleep,
     )

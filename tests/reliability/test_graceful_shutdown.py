@@ -78,3 +78,36 @@ def test_sigterm_with_hung_calls_exits_0_within_the_grace_and_loses_nothing(
         created_by_lookup=sum(1 for o in outcomes.values() if o.resolved_by == "lookup"),
         duplicates=0,
     )
+
+
+def test_sigterm_returns_requests_waiting_for_a_fleet_slot_at_once(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    emulator: Any,
+    redis_client: redis.Redis,
+) -> None:
+    # One call a second for the fleet, and a slot wait long enough that, unless SIGTERM cuts
+    # the nap short, requests would still be waiting for their slot when the grace ends.
+    settings = settings_factory(
+        **SETTINGS, grants_rate_limit=1, grants_rate_burst=1, grants_slot_wait_s=30.0
+    )
+    stopping = start_worker(settings, hostname="pacing@test")
+    requests = [{"grant": {"client_id": next_client_id(), "audience": API}} for _ in range(8)]
+    with GrantClient(settings) as client:
+        ids = client.submit_many(requests)
+        wait_until(
+            lambda: int(redis_client.xlen(client.keys.results)) >= 2, 30, "the first outcomes"
+        )
+        assert stopping.process is not None
+        stopping.process.terminate()  # SIGTERM
+        exit_code = stopping.process.wait(timeout=GRACE_S + 15)
+        start_worker(settings, hostname="pacing-successor@test")
+        list(client.wait_many(ids, timeout_s=60))
+    assert exit_code == 0
+    log = stopping.log()
+    # Nothing was left for the grace to abandon: the waiting requests went back at once.
+    assert "shutdown grace of 3 s over" not in log
+    assert re.search(r"back to the queue in \d+\.\d s: the worker is shutting", log)
+    outcomes = assert_exactly_one_outcome_each(redis_client, client.keys.results, ids)
+    assert {outcome.status for outcome in outcomes.values()} == {"created"}
+    assert grant_duplicates(emulator.admin.grants()) == {}
