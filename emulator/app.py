@@ -255,6 +255,8 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
             outage_reply = await _outage(request, em)
             status = None if outage_reply is None else outage_reply.status
             return _drop(request) if outage_reply is None else outage_reply
+        if faults.create_latency_ms and request.method == "POST" and request.path == GRANTS_PATH:
+            await asyncio.sleep(faults.create_latency_ms / 1000.0)
         decision: RateDecision | None = None
         if kind == "management" or em.rate_limit.apply_to_token_endpoint:
             decision = em.bucket.take()
