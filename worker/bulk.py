@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.decoding import decode_json
+from grant_worker.tasks.messages.limits import MAX_MESSAGE_BYTES
 from grant_worker.tasks.messages.models import GrantRequest
 from grant_worker.tasks.messages.validation import parse_request
 
@@ -73,13 +74,18 @@ def read_requests(
 def _rows(path: Path, fmt: Format) -> Iterator[tuple[int, Any]]:
     with path.open(encoding="utf-8", newline="") as handle:
         if fmt == "jsonl":
-            for line_no, line in enumerate(handle, start=1):
+            for line_no, line in enumerate(_bounded_lines(handle), start=1):
+                if line is None:
+                    too_long = f"request: at most {MAX_MESSAGE_BYTES} bytes; not read"
+                    yield line_no, RowProblem(line_no, [too_long])
+                    continue
                 if not line.strip():
                     continue
                 try:
-                    yield line_no, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield line_no, RowProblem(line_no, [f"request: not valid JSON ({exc.msg})"])
+                    # Bounded in size and depth, as every door of the worker is.
+                    yield line_no, decode_json(line, what="request")
+                except RequestInvalid as exc:
+                    yield line_no, RowProblem(line_no, exc.problems)
             return
         reader = csv.DictReader(handle)
         unknown = set(reader.fieldnames or ()) - {
@@ -96,6 +102,21 @@ def _rows(path: Path, fmt: Format) -> Iterator[tuple[int, Any]]:
             if isinstance(converted, RowProblem):
                 converted = RowProblem(reader.line_num, converted.problems)
             yield reader.line_num, converted
+
+
+def _bounded_lines(handle: Any) -> Iterator[str | None]:
+    """The file's lines, never more than one request's worth in memory: a longer line is
+    skipped to its end and yielded as None."""
+    while True:
+        line = handle.readline(MAX_MESSAGE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_MESSAGE_BYTES and not line.endswith("\n"):
+            while (rest := handle.readline(MAX_MESSAGE_BYTES)) and not rest.endswith("\n"):
+                pass
+            yield None
+            continue
+        yield line
 
 
 def csv_row_to_request(row: dict[str, str | None]) -> dict[str, Any] | RowProblem:
