@@ -6,7 +6,7 @@ when nobody scrapes them.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 OUTCOMES = Counter(
     "grants_outcomes_total",
@@ -53,3 +53,19 @@ RETURNED_TO_QUEUE = Counter(
     "grants_returned_to_queue_total",
     "Requests put back on the queue to wait (no slot soon, breaker open, shutting down)",
 )
+BROKER_READY = Gauge(
+    "grants_broker_ready",
+    "1 while Redis takes this worker's writes; 0 during a broker fault (OOM, READONLY, LOADING, "
+    "connection lost): the worker stops consuming until it clears",
+)
+INTAKE_BRIDGE_ALIVE = Gauge(
+    "grants_intake_bridge_alive", "1 while this worker's intake bridge runs its loop"
+)
+INTAKE_BRIDGE_RESTARTS = Counter(
+    "grants_intake_bridge_restarts_total", "Intake bridge loops restarted after an exception"
+)
+REQUEUE_BACKOFFS = Counter(
+    "grants_requeue_backoffs_total",
+    "Deliveries that failed before an outcome was recorded and were requeued with a backoff",
+)
+EXPIRED = Counter("grants_expired_total", "Messages whose Celery `expires` had passed on receipt")

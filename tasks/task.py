@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, Retry
 
 from grant_worker.tasks import metrics
+from grant_worker.tasks.delivery.receipt import ReceiptDesk, requeue_delay_s
 from grant_worker.tasks.errors import RequestInvalid, ReturnToQueue
 from grant_worker.tasks.handler import GrantHandler
+from grant_worker.tasks.messages.decoding import safe_request_id
 from grant_worker.tasks.messages.gate import TASK_NAME
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,16 @@ class LazyHandler:
         return self._handler
 
 
-def register_create_task(app: Celery, handler: Callable[[], GrantHandler]) -> Task:
-    """Register `grants.create` on `app`, working through `handler()`."""
+def register_create_task(
+    app: Celery,
+    handler: Callable[[], GrantHandler],
+    receipt: Callable[[], ReceiptDesk] | None = None,
+) -> Task:
+    """Register `grants.create` on `app`, working through `handler()`.
+
+    `receipt()` counts each delivery by task id first thing, with Redis alone (no Auth0
+    settings, no parsing), and records `poison` past `GRANTS_MAX_DELIVERIES`.
+    """
 
     @app.task(
         name=TASK_NAME,
@@ -52,17 +62,31 @@ def register_create_task(app: Celery, handler: Callable[[], GrantHandler]) -> Ta
         max_retries=None,
     )
     def create_grant(self: Task, *args: Any, **kwargs: Any) -> None:
-        task_id = str(self.request.id)
-        if args or set(kwargs) != {"request"}:
-            # The consumer's gate refuses these before they get here; this guards direct calls.
-            problem = f"task {TASK_NAME} takes exactly one keyword argument `request`"
-            handler().reject(
-                {"args": list(args), "kwargs": kwargs},
-                fallback_id=task_id,
-                error=RequestInvalid([problem]),
-            )
-            return
+        # The gate refused task ids against the rule; this guards direct calls.
+        task_id = safe_request_id(str(self.request.id))
+        deliveries = 0
         try:
+            if receipt is not None:
+                # Counted before anything that can fail (parsing, settings, Auth0, recording):
+                # a message that fails N times for any reason ends as `poison`. Here, in the
+                # pool's thread, rather than in the consumer's event loop: a Redis round trip
+                # per message there serialised intake (70 messages/s with 64 threads busy).
+                desk = receipt()
+                deliveries = desk.count(task_id)
+                if desk.is_poison(deliveries):
+                    log.error("request %s delivered %d times; poison", task_id, deliveries)
+                    desk.record_poison(task_id, kwargs.get("request"), deliveries)
+                    return
+            if args or set(kwargs) != {"request"}:
+                # The consumer's gate refuses these before they get here; this guards direct
+                # calls.
+                problem = f"task {TASK_NAME} takes exactly one keyword argument `request`"
+                handler().reject(
+                    {"args": list(args), "kwargs": kwargs},
+                    fallback_id=task_id,
+                    error=RequestInvalid([problem]),
+                )
+                return
             handler().handle(kwargs["request"], fallback_id=task_id)
         except ReturnToQueue as exc:
             # A copy goes back on the queue (same id, same body) and this delivery is
@@ -71,9 +95,23 @@ def register_create_task(app: Celery, handler: Callable[[], GrantHandler]) -> Ta
             log.info("request %s back to the queue in %.1f s: %s", task_id, exc.delay_s, exc.reason)
             raise self.retry(countdown=exc.delay_s) from exc
         except Exception as exc:
-            # Redis or a bug failed us before an outcome was recorded. Put the message back:
-            # it is worked on again, and the delivery count turns a loop into `poison`.
-            log.exception("request %s: no outcome recorded (%s); requeued", task_id, type(exc))
-            raise Reject(reason=type(exc).__name__, requeue=True) from exc
+            # Redis, the settings or a bug failed us before an outcome was recorded. The message
+            # comes back after a pause that doubles with each delivery (no hot loop), and the
+            # count taken above turns a real loop into `poison`.
+            delay_s = requeue_delay_s(max(deliveries, 1))
+            log.exception(
+                "request %s: no outcome recorded (%s); requeued in %.0f s",
+                task_id,
+                type(exc).__name__,
+                delay_s,
+            )
+            metrics.REQUEUE_BACKOFFS.inc()
+            try:
+                raise self.retry(countdown=delay_s) from exc
+            except Retry:
+                raise
+            except Exception:
+                # Not even the requeue could be published (Redis away): leave it to Celery.
+                raise Reject(reason=type(exc).__name__, requeue=True) from exc
 
     return create_grant

@@ -9,6 +9,7 @@ recorded is acknowledged without calling Auth0 again.
 from __future__ import annotations
 
 import json
+import reprlib
 from typing import Any
 
 import redis
@@ -61,6 +62,44 @@ def dead_letter(outcome: Outcome, original: Any) -> dict[str, Any]:
     }
 
 
+def serialisable(outcome: Outcome) -> tuple[Outcome, str]:
+    """The outcome and its JSON; where it cannot be serialised (metadata a producer nested too
+    deep for the serialiser, say), the same outcome without its free-form parts, so that the
+    request still ends with an outcome instead of failing on every delivery."""
+    try:
+        return outcome, outcome.to_json()
+    except (ValueError, TypeError, RecursionError):
+        pass
+    details = {**((outcome.error.details or {}) if outcome.error else {})}
+    note = "metadata and differences dropped: they could not be serialised"
+    error = (
+        outcome.error.model_copy(update={"details": {**details, "note": note}})
+        if (outcome.error)
+        else None
+    )
+    stripped = outcome.model_copy(update={"metadata": None, "differences": None, "error": error})
+    try:
+        return stripped, stripped.to_json()
+    except (ValueError, TypeError, RecursionError):
+        bare = stripped.model_copy(update={"grant": None})
+        return bare, bare.to_json()
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 6
+_SHORT_REPR.maxstring = 1024
+_SHORT_REPR.maxother = 200
+
+
+def _dead_json(outcome: Outcome, original: Any) -> str:
+    try:
+        return json.dumps(dead_letter(outcome, original), separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        # Keep a bounded, recursion-free picture of what arrived.
+        shown = _SHORT_REPR.repr(original)
+        return json.dumps(dead_letter(outcome, {"unserialisable": shown}), separators=(",", ":"))
+
+
 class OutcomeRecorder:
     """Writes each request's single outcome (and dead letter) to Redis."""
 
@@ -79,9 +118,10 @@ class OutcomeRecorder:
         Failed and rejected outcomes also go to the dead stream with `original`.
         Returns False when an outcome was already recorded (nothing is written then).
         """
+        outcome, outcome_json = serialisable(outcome)
         dead = ""
         if not outcome.done:
-            dead = json.dumps(dead_letter(outcome, original), separators=(",", ":"))
+            dead = _dead_json(outcome, original)
         written = self._script(
             keys=[
                 self._keys.outcome_record(outcome.request_id),
@@ -90,7 +130,7 @@ class OutcomeRecorder:
                 self._keys.events,
             ],
             args=[
-                outcome.to_json(),
+                outcome_json,
                 outcome.request_id,
                 outcome.status,
                 self._record_ttl_s,
