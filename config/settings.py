@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     grants_record_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     # Approximate cap on the results / dead streams (XADD MAXLEN ~); 0 keeps everything.
     grants_stream_maxlen: int = Field(default=1_000_000, ge=0)
+    # Redis Sentinel: with `REDIS_URL=sentinel://host:port;sentinel://host:port` (kombu's form),
+    # the name of the monitored master every client of the worker connects to.
+    grants_sentinel_master: str | None = None
 
     @field_validator("auth0_domain")
     @classmethod
@@ -107,6 +110,19 @@ class Settings(BaseSettings):
                 "would be delivered again while it is still being worked on"
             )
         return self
+
+    @model_validator(mode="after")
+    def _sentinel_has_a_master(self) -> Self:
+        if self.uses_sentinel and not self.grants_sentinel_master:
+            raise ValueError(
+                "GRANTS_SENTINEL_MASTER is required with REDIS_URL=sentinel://… (the name of "
+                "the master the sentinels monitor)"
+            )
+        return self
+
+    @property
+    def uses_sentinel(self) -> bool:
+        return self.redis_url.get_secret_value().startswith("sentinel://")
 
     @property
     def auth0_base_url(self) -> str:

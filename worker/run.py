@@ -7,8 +7,12 @@ from grant_worker.worker.app import create_app
 from grant_worker.worker.metrics import serve_metrics
 
 
-def run_worker(settings: Settings, *, loglevel: str = "INFO", hostname: str | None = None) -> None:
-    """Run until stopped (SIGTERM / Ctrl-C: finish the requests in hand, then exit)."""
+def run_worker(settings: Settings, *, loglevel: str = "INFO", hostname: str | None = None) -> int:
+    """Run until stopped (SIGTERM / Ctrl-C: finish the requests in hand, then exit).
+
+    Returns the worker's exit code: Celery's `worker_main` drops it, and a worker that ended on
+    an error then exited 0, which `Restart=on-failure` supervisors take for a clean stop.
+    """
     settings.require_auth0()
     app = create_app(settings)
     if settings.grants_metrics_port:
@@ -25,4 +29,5 @@ def run_worker(settings: Settings, *, loglevel: str = "INFO", hostname: str | No
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    app.worker_main(argv)
+    code = app.start(argv)
+    return int(code or 0)

@@ -29,6 +29,7 @@ from celery.worker import state
 
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.broker_faults import broker_state
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Watchdog:
         interval_s: float,
         stall_after_s: float,
         on_stall: Callable[[], None],
+        bridge_alive: Callable[[], bool] | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -83,6 +85,7 @@ class Watchdog:
         self._interval_s = interval_s
         self._detector = StallDetector(stall_after_s)
         self._on_stall = on_stall
+        self._bridge_alive = bridge_alive
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -97,9 +100,16 @@ class Watchdog:
         now = time.monotonic()
         queued = int(self._client.llen(self._queue))
         busy = len(state.reserved_requests)
+        broker_ready = broker_state.ready
+        # During a broker fault the consumer holds off on purpose: that is no stall.
         stalled = self._detector.observe(
-            now=now, queued=queued, busy=busy, capacity=self._capacity, last_taken=_last_taken
+            now=now,
+            queued=queued if broker_ready else 0,
+            busy=busy,
+            capacity=self._capacity,
+            last_taken=_last_taken,
         )
+        bridge_alive = self._bridge_alive() if self._bridge_alive is not None else None
         beat: dict[str, Any] = {
             "pid": os.getpid(),
             "queued": queued,
@@ -107,6 +117,8 @@ class Watchdog:
             "capacity": self._capacity,
             "idle_s": round(now - _last_taken, 1),
             "stalled": stalled,
+            "broker_ready": broker_ready,
+            "bridge_alive": bridge_alive,
             "at": time.time(),
         }
         ttl_s = max(int(self._interval_s * 3), 5)
@@ -121,6 +133,10 @@ class Watchdog:
                 now - _last_taken,
             )
             self._on_stall()
+        if bridge_alive is False:
+            log.critical("the intake bridge is not running; exiting so that a fresh worker starts")
+            self._on_stall()
+            return True
         return stalled
 
     def stop(self) -> None:
@@ -132,6 +148,15 @@ def _exit_stalled() -> None:
     # by the visibility timeout, and outcome records make their redelivery safe.
     logging.shutdown()
     os._exit(STALLED_EXIT_CODE)
+
+
+def _bridge_liveness(worker: Any) -> Callable[[], bool]:
+    def alive() -> bool:
+        bridge = getattr(worker.app, "grants_bridge", None)
+        # Not started yet (steps start in order) is not dead.
+        return True if bridge is None else bool(bridge.alive())
+
+    return alive
 
 
 class WatchdogStep(bootsteps.StartStopStep):
@@ -154,6 +179,7 @@ class WatchdogStep(bootsteps.StartStopStep):
             interval_s=min(5.0, settings.grants_stall_after_s / 4),
             stall_after_s=settings.grants_stall_after_s,
             on_stall=_exit_stalled,
+            bridge_alive=_bridge_liveness(worker),
         )
         threading.Thread(target=self._watchdog.run, name="watchdog", daemon=True).start()
 
