@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from grant_worker.config.settings import Settings
 from grant_worker.worker.app import create_app
 from grant_worker.worker.metrics import serve_metrics
@@ -29,5 +31,20 @@ def run_worker(settings: Settings, *, loglevel: str = "INFO", hostname: str | No
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    code = app.start(argv)
-    return int(code or 0)
+    return _run_celery(app, argv)
+
+
+def _run_celery(app: Any, argv: list[str]) -> int:
+    """`app.worker_main(argv)`, keeping the exit code Celery's worker sets.
+
+    Celery runs its click command with `standalone_mode=False`, in which click *returns* the
+    exit code, and `app.start` drops it.
+    """
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    finally:
+        celery_command.params[0].default = None
+    return code if isinstance(code, int) else 0
