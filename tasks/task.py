@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Reject, Retry
+from celery.worker.request import Request
 
 from grant_worker.tasks import metrics
 from grant_worker.tasks.delivery.receipt import ReceiptDesk, requeue_delay_s
@@ -40,6 +41,27 @@ class LazyHandler:
         return self._handler
 
 
+class ExpiryRecordingRequest(Request):
+    """Celery's request, recording `expired` when Celery itself finds a message expired.
+
+    The consumer rejects messages that arrive expired; one that expires while it waits in the
+    worker (an `eta` past its `expires`, a long prefetch) is found by Celery before it runs,
+    and Celery would acknowledge it without a trace. Here its outcome is recorded first.
+    """
+
+    def _announce_revoked(self, reason: Any, terminated: Any, signum: Any, expired: Any) -> None:
+        if expired:
+            try:
+                request = (self.kwargs or {}).get("request")
+                self.task.app.grants_receipt().record_expired(
+                    safe_request_id(str(self.id)), request, self.expires
+                )
+                metrics.EXPIRED.inc()
+            except Exception:
+                log.exception("request %s expired; its outcome could not be recorded", self.id)
+        super()._announce_revoked(reason, terminated, signum, expired)
+
+
 def register_create_task(
     app: Celery,
     handler: Callable[[], GrantHandler],
@@ -60,6 +82,7 @@ def register_create_task(
         # `ReturnToQueue` retries without end: it is waiting, not failing, and the delivery
         # ledger (not Celery's retry count) turns a real loop into `poison`.
         max_retries=None,
+        Request=ExpiryRecordingRequest,
     )
     def create_grant(self: Task, *args: Any, **kwargs: Any) -> None:
         # The gate refused task ids against the rule; this guards direct calls.

@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from grant_worker.config.settings import Settings
@@ -63,6 +64,7 @@ def test_redis_out_of_memory_pauses_workers_and_they_resume_by_themselves(
     server = RedisServer(tmp_path).start()
     admin = redis.Redis(port=server.port)
     metrics_port = free_port()
+    late: WorkerProcess | None = None
     try:
         settings = settings_factory(
             redis_url=server.url,
@@ -113,11 +115,21 @@ def test_redis_out_of_memory_pauses_workers_and_they_resume_by_themselves(
             submit_exit_code=submitted.returncode,
         )
     finally:
+        if late is not None:
+            late.kill()
         server.stop()
 
 
+@pytest.fixture
+def cleanup() -> Iterator[list[WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+    yield workers
+    for worker in workers:
+        worker.kill()
+
+
 def test_refused_credentials_end_the_worker_with_code_2_and_say_why(
-    tmp_path: Path, settings_factory: Callable[..., Settings]
+    tmp_path: Path, settings_factory: Callable[..., Settings], cleanup: list[WorkerProcess]
 ) -> None:
     server = RedisServer(tmp_path, extra_args=["--requirepass", "right-password"]).start(
         password="right-password"
@@ -126,6 +138,8 @@ def test_refused_credentials_end_the_worker_with_code_2_and_say_why(
         wrong = server.url.replace("redis://", "redis://:wrong-password@")
         settings = settings_factory(redis_url=wrong)
         worker = WorkerProcess(settings, log_dir=tmp_path)
+        # On the fixed code the worker exits at once; on a regression it must not outlive us.
+        cleanup.append(worker)
         with contextlib.suppress(RuntimeError):
             worker.start(ready_timeout_s=30)
         assert worker.process is not None
@@ -214,3 +228,24 @@ def _xadd_when_up(client: GrantClient, request: dict[str, Any]) -> bool:
     except redis.RedisError:
         return False
     return True
+
+
+def test_credentials_revoked_under_a_running_worker_end_it_with_code_2(
+    tmp_path: Path, settings_factory: Callable[..., Settings], cleanup: list[WorkerProcess]
+) -> None:
+    server = RedisServer(tmp_path).start()
+    try:
+        settings = settings_factory(redis_url=server.url)
+        worker = WorkerProcess(settings, log_dir=tmp_path)
+        cleanup.append(worker)
+        worker.start()
+        admin = redis.Redis(port=server.port)
+        # The password changes and every connection is dropped: reconnecting is refused.
+        admin.config_set("requirepass", "rotated-password")
+        admin.execute_command("CLIENT", "KILL", "TYPE", "normal")
+        assert worker.process is not None
+        code = worker.process.wait(timeout=30)
+        assert code == EXIT_USAGE, worker.log()[-3000:]
+        assert "refused this worker's credentials" in worker.log()
+    finally:
+        server.stop()

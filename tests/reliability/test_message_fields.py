@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,27 @@ def test_a_message_whose_celery_expires_passed_is_rejected_as_expired(
     dead = {f["request_id"] for _id, f in client.redis.xrange(client.keys.dead)}
     assert set(ids) <= dead
     assert client.wait(fresh, timeout_s=30).status == "created"
+    # `eta` / `countdown` are honoured: held by the worker until then. One that expires while
+    # it is held is found expired by Celery itself, and recorded too.
+    sent_at = time.time()
+    for task_id, expires in (("eta-1", None), ("eta-expires-1", 1.0)):
+        client._app.send_task(
+            TASK_NAME,
+            kwargs={"request": {"grant": {"client_id": next_client_id(), "audience": API}}},
+            task_id=task_id,
+            queue=settings.grants_queue,
+            countdown=2.5,
+            expires=expires,
+        )
+    held = client.wait("eta-1", timeout_s=30)
+    assert held.status == "created"
+    finished = datetime.fromisoformat(held.finished_at.replace("Z", "+00:00")).timestamp()
+    assert finished - sent_at >= 2.4
+    lapsed = client.wait("eta-expires-1", timeout_s=30)
+    assert lapsed.error is not None and lapsed.error.code == "expired"
     # Nothing expired reached Auth0.
-    assert emulator.admin.stats()["requests_by_route"].get("POST /api/v2/client-grants") == 1
-    figures(expired=len(ids), outcomes=len(ids), dead_letters=len(ids))
+    assert emulator.admin.stats()["requests_by_route"].get("POST /api/v2/client-grants") == 2
+    figures(expired=len(ids) + 1, eta_held_s=round(finished - sent_at, 1))
 
 
 def test_messages_that_share_one_delivery_tag_survive_a_worker_kill(
