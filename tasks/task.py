@@ -92,8 +92,8 @@ def register_create_task(
             if receipt is not None:
                 # Counted before anything that can fail (parsing, settings, Auth0, recording):
                 # a message that fails N times for any reason ends as `poison`. Here, in the
-                # pool's thread, rather than in the consumer's event loop: a Redis round trip
-                # per message there serialised intake (70 messages/s with 64 threads busy).
+                # pool's thread, rather than in the consumer's event loop, where a Redis round
+                # trip per message would serialise the intake of the whole worker.
                 desk = receipt()
                 deliveries = desk.count(task_id)
                 if desk.is_poison(deliveries):
