@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,19 @@ from grant_worker.tasks.messages.decoding import safe_request_id
 from grant_worker.tasks.messages.gate import TASK_NAME
 
 log = logging.getLogger(__name__)
+
+# A delivery that met a broker fault waits at most this long in its thread before going back.
+BROKER_FAULT_PAUSE_MAX_S = 5.0
+
+
+def is_broker_fault(exc: BaseException) -> bool:
+    """Redis failing rather than the request or the code (see `worker.broker_faults`)."""
+    import kombu.exceptions
+    import redis
+
+    if isinstance(exc, redis.RedisError | OSError | kombu.exceptions.OperationalError):
+        return not isinstance(exc, redis.exceptions.NoScriptError | redis.exceptions.DataError)
+    return False
 
 
 class LazyHandler:
@@ -118,7 +132,23 @@ def register_create_task(
             log.info("request %s back to the queue in %.1f s: %s", task_id, exc.delay_s, exc.reason)
             raise self.retry(countdown=exc.delay_s) from exc
         except Exception as exc:
-            # Redis, the settings or a bug failed us before an outcome was recorded. The message
+            if is_broker_fault(exc):
+                # Redis failed (down, full, read-only, failing over). The message goes back
+                # through the consumer's own connection, which holds its unacknowledged record,
+                # after a pause in this thread (nothing can progress meanwhile). A re-publish
+                # here could reach a demoted primary and be discarded while the original is
+                # acknowledged on the new one.
+                pause_s = min(requeue_delay_s(max(deliveries, 1)), BROKER_FAULT_PAUSE_MAX_S)
+                log.warning(
+                    "request %s: no outcome recorded (%s); back to the queue in %.0f s",
+                    task_id,
+                    type(exc).__name__,
+                    pause_s,
+                )
+                metrics.REQUEUE_BACKOFFS.inc()
+                time.sleep(pause_s)
+                raise Reject(reason=type(exc).__name__, requeue=True) from exc
+            # The settings or a bug failed us before an outcome was recorded. The message
             # comes back after a pause that doubles with each delivery (no hot loop), and the
             # count taken above turns a real loop into `poison`.
             delay_s = requeue_delay_s(max(deliveries, 1))

@@ -100,16 +100,29 @@ def _dead_json(outcome: Outcome, original: Any) -> str:
         return json.dumps(dead_letter(outcome, {"unserialisable": shown}), separators=(",", ":"))
 
 
+# How long a recorded outcome may take to reach a replica (Sentinel deployments only).
+REPLICA_WAIT_MS = 2000
+
+
 class OutcomeRecorder:
     """Writes each request's single outcome (and dead letter) to Redis."""
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, record_ttl_s: int, stream_maxlen: int
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        record_ttl_s: int,
+        stream_maxlen: int,
+        min_replicas: int = 0,
+        replica_wait_ms: int = REPLICA_WAIT_MS,
     ) -> None:
         self._client = client
         self._keys = keys
         self._record_ttl_s = record_ttl_s
         self._stream_maxlen = stream_maxlen
+        self._min_replicas = min_replicas
+        self._replica_wait_ms = replica_wait_ms
         self._script = client.register_script(_RECORD_ONCE)
 
     def record(self, outcome: Outcome, *, original: Any = None) -> bool:
@@ -122,22 +135,37 @@ class OutcomeRecorder:
         dead = ""
         if not outcome.done:
             dead = _dead_json(outcome, original)
-        written = self._script(
-            keys=[
-                self._keys.outcome_record(outcome.request_id),
-                self._keys.results,
-                self._keys.dead,
-                self._keys.events,
-            ],
-            args=[
-                outcome_json,
-                outcome.request_id,
-                outcome.status,
-                self._record_ttl_s,
-                self._stream_maxlen,
-                dead,
-            ],
-        )
+        keys = [
+            self._keys.outcome_record(outcome.request_id),
+            self._keys.results,
+            self._keys.dead,
+            self._keys.events,
+        ]
+        args: list[str | int] = [
+            outcome_json,
+            outcome.request_id,
+            outcome.status,
+            self._record_ttl_s,
+            self._stream_maxlen,
+            dead,
+        ]
+        if not self._min_replicas:
+            written = self._script(keys=keys, args=args)
+            return bool(written)
+        # Behind Sentinel: a primary that has just been replaced still takes writes for a
+        # moment, and the resync discards them. Acknowledging the message on the strength of
+        # such a write loses the request, so the write must reach a replica first (WAIT, on
+        # the same connection: one pipeline).
+        pipe = self._client.pipeline(transaction=False)
+        self._script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self._min_replicas, self._replica_wait_ms)
+        written, replicas = pipe.execute()
+        if int(replicas) < self._min_replicas:
+            raise redis.ConnectionError(
+                f"the outcome of {outcome.request_id} reached {replicas} of "
+                f"{self._min_replicas} replica(s) within {self._replica_wait_ms} ms; not "
+                "acknowledged (a failover may be under way)"
+            )
         return bool(written)
 
     def recorded(self, request_id: str) -> Outcome | None:
@@ -156,4 +184,6 @@ def make_recorder(settings: Settings, client: redis.Redis) -> OutcomeRecorder:
         Keys(settings.grants_key_prefix),
         record_ttl_s=settings.grants_record_ttl_s,
         stream_maxlen=settings.grants_stream_maxlen,
+        # A Sentinel deployment has a replica by definition: an outcome counts once it is there.
+        min_replicas=1 if settings.uses_sentinel else 0,
     )
