@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import redis
 
 from grant_worker.tasks.keys import Keys
@@ -63,3 +64,17 @@ def test_the_watchdog_ends_a_worker_whose_intake_bridge_is_dead(
     beat: Any = json.loads(str(redis_client.get(Keys(key_prefix).heartbeat("w-1"))))
     assert beat["bridge_alive"] is False
     assert beat["broker_ready"] is True
+
+
+def test_behind_sentinel_an_outcome_no_replica_has_is_not_taken_as_recorded(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # The shared test Redis has no replica: what a demoted primary looks like to WAIT.
+    keys = Keys(key_prefix)
+    recorder = OutcomeRecorder(
+        redis_client, keys, record_ttl_s=60, stream_maxlen=0, min_replicas=1, replica_wait_ms=50
+    )
+    stamp = utc_timestamp()
+    outcome = Outcome(request_id="wait-1", status="rejected", received_at=stamp, finished_at=stamp)
+    with pytest.raises(redis.ConnectionError, match="reached 0 of 1 replica"):
+        recorder.record(outcome)
