@@ -180,13 +180,33 @@ def test_a_broker_that_can_lose_or_evict_messages_is_warned_about_at_start(
         server.stop()
 
 
-def test_grants_submit_exits_4_when_redis_is_unreachable(
-    settings_factory: Callable[..., Settings],
+def test_grants_submit_and_bulk_exit_4_when_redis_is_unreachable(
+    settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = settings_factory(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     submitted = grants_cli(settings, "submit", "--audience", API, "--client-id", "c-1")
     assert submitted.returncode == EXIT_BROKER_UNAVAILABLE, submitted.stderr
     assert "broker unavailable" in submitted.stderr
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"grant": {"client_id": "c-1", "audience": API}}) + "\n")
+    bulk = grants_cli(settings, "bulk", str(rows))
+    assert bulk.returncode == EXIT_BROKER_UNAVAILABLE, bulk.stderr
+    assert "broker unavailable" in bulk.stderr
+
+
+def test_grants_bulk_reads_hostile_lines_within_bounds(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    rows = tmp_path / "hostile.jsonl"
+    good = json.dumps({"grant": {"client_id": "c-1", "audience": API}})
+    rows.write_text(
+        "\n".join([good, "[" * 1200 + "]" * 1200, json.dumps({"x": "y" * 70_000}), good]) + "\n"
+    )
+    bulk = grants_cli(settings_factory(), "bulk", str(rows))
+    assert bulk.returncode == 1, bulk.stderr
+    assert "line 2: request: nested 1200 deep, at most 48" in bulk.stderr
+    assert "line 3: request: at most 65536 bytes" in bulk.stderr
+    assert "Traceback" not in bulk.stderr
 
 
 def test_the_intake_bridge_survives_a_redis_restart_and_keeps_bridging(
