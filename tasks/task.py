@@ -83,8 +83,8 @@ def register_create_task(
 ) -> Task:
     """Register `grants.create` on `app`, working through `handler()`.
 
-    `receipt()` counts each delivery by task id first thing, with Redis alone (no Auth0
-    settings, no parsing), and records `poison` past `GRANTS_MAX_DELIVERIES`.
+    The consumer counted the delivery at receipt (`worker.consumer`); `receipt()` reads that
+    count to pace requeues.
     """
 
     @app.task(
@@ -101,19 +101,7 @@ def register_create_task(
     def create_grant(self: Task, *args: Any, **kwargs: Any) -> None:
         # The gate refused task ids against the rule; this guards direct calls.
         task_id = safe_request_id(str(self.request.id))
-        deliveries = 0
         try:
-            if receipt is not None:
-                # Counted before anything that can fail (parsing, settings, Auth0, recording):
-                # a message that fails N times for any reason ends as `poison`. Here, in the
-                # pool's thread, rather than in the consumer's event loop, where a Redis round
-                # trip per message would serialise the intake of the whole worker.
-                desk = receipt()
-                deliveries = desk.count(task_id)
-                if desk.is_poison(deliveries):
-                    log.error("request %s delivered %d times; poison", task_id, deliveries)
-                    desk.record_poison(task_id, kwargs.get("request"), deliveries)
-                    return
             if args or set(kwargs) != {"request"}:
                 # The consumer's gate refuses these before they get here; this guards direct
                 # calls.
@@ -132,6 +120,7 @@ def register_create_task(
             log.info("request %s back to the queue in %.1f s: %s", task_id, exc.delay_s, exc.reason)
             raise self.retry(countdown=exc.delay_s) from exc
         except Exception as exc:
+            deliveries = _deliveries(receipt, task_id)
             if is_broker_fault(exc):
                 # Redis failed (down, full, read-only, failing over). The message goes back
                 # through the consumer's own connection, which holds its unacknowledged record,
@@ -150,7 +139,7 @@ def register_create_task(
                 raise Reject(reason=type(exc).__name__, requeue=True) from exc
             # The settings or a bug failed us before an outcome was recorded. The message
             # comes back after a pause that doubles with each delivery (no hot loop), and the
-            # count taken above turns a real loop into `poison`.
+            # count taken at receipt turns a real loop into `poison`.
             delay_s = requeue_delay_s(max(deliveries, 1))
             log.exception(
                 "request %s: no outcome recorded (%s); requeued in %.0f s",
@@ -168,3 +157,10 @@ def register_create_task(
                 raise Reject(reason=type(exc).__name__, requeue=True) from exc
 
     return create_grant
+
+
+def _deliveries(receipt: Callable[[], ReceiptDesk] | None, task_id: str) -> int:
+    try:
+        return receipt().deliveries(task_id) if receipt is not None else 1
+    except Exception:  # Redis away: the shortest pause, the count still stands in Redis
+        return 1

@@ -1,5 +1,5 @@
 """A Celery consumer that refuses unfit and expired messages with an outcome instead of dropping
-them (the delivery count is the task's first act: `tasks.task`)."""
+them, and counts every delivery at receipt, before anything that can fail."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ class GatedConsumer(Consumer):
        unknown task, task id against the request-id rule → `rejected`, acknowledged.
     2. Celery `expires` passed → `rejected` with `expired` (Celery itself would discard the
        message before any handler runs, leaving no trace).
+    3. The delivery is counted by task id, before the request is parsed, the Auth0 settings
+       read or an outcome serialised; past `GRANTS_MAX_DELIVERIES` → `poison`. So a message
+       that fails N times for any reason ends, and `ReturnToQueue` takes its count back.
 
-    Both are pure checks; only a refusal writes (Redis only, `app.grants_receipt`, never the
-    Auth0 settings), so the event loop makes no Redis call for a message it lets through. Where
-    Redis fails, the message is left unacknowledged: the visibility timeout brings it back.
+    All three need Redis only (`app.grants_receipt`), never the Auth0 settings. Where Redis
+    fails, the message is left unacknowledged: the visibility timeout brings it back.
     """
 
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
@@ -75,6 +77,12 @@ class GatedConsumer(Consumer):
             metrics.EXPIRED.inc()
             log.warning("message %s expired at %s; rejected", task_id, expires.isoformat())
             self.app.grants_receipt().record_expired(task_id, _request_of(message), expires)
+            return "done"
+        desk = self.app.grants_receipt()
+        deliveries = desk.count(task_id)
+        if desk.is_poison(deliveries):
+            log.error("message %s delivered %d times; poison", task_id, deliveries)
+            desk.record_poison(task_id, _request_of(message), deliveries)
             return "done"
         return "pass"
 
