@@ -81,7 +81,8 @@ class GrantHandler:
         return outcome
 
     def _earlier_outcome(self, request_id: str) -> Outcome | None:
-        earlier = self.recorder.recorded(request_id)
+        # Confirmed: behind Sentinel, a record seen on a demoted primary does not count.
+        earlier = self.recorder.recorded(request_id, confirmed=True)
         if earlier is not None:
             metrics.DUPLICATE_DELIVERIES.inc()
             log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)

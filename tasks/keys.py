@@ -79,3 +79,7 @@ class Keys:
     @property
     def unacked_mutex(self) -> str:
         return f"{self.prefix}unacked_mutex"
+
+    def probe(self, hostname: str) -> str:
+        """A worker's small expiring write that shows Redis takes its writes (broker faults)."""
+        return f"{self.prefix}probe:{hostname}"

@@ -214,9 +214,7 @@ class BrokerGuardStep(bootsteps.StartStopStep):
             # Transient: the consumer waits for Redis; the monitor reports not ready.
             broker_state.note_fault(exc)
         hostname = getattr(worker, "hostname", None) or "worker"
-        self._monitor = BrokerMonitor(
-            client, f"{Keys(settings.grants_key_prefix).prefix}probe:{hostname}"
-        )
+        self._monitor = BrokerMonitor(client, Keys(settings.grants_key_prefix).probe(hostname))
         threading.Thread(target=self._monitor.run, name="broker-monitor", daemon=True).start()
 
     def stop(self, worker: Any) -> None:

@@ -41,9 +41,15 @@ class GatedConsumer(Consumer):
             try:
                 decision = self._receive(message, known)
             except Exception:
-                # Without a recorded outcome the message must not be lost: leave it unacked,
-                # so the visibility timeout brings it back once Redis answers again.
-                log.exception("could not record the receipt of a message; left unacknowledged")
+                # Without a recorded outcome the message must not be lost. Back to the queue
+                # through this channel; where even that fails, it stays unacknowledged and the
+                # visibility timeout brings it back. (Merely holding it would keep a prefetch
+                # slot for good: enough of those during a failover and the consumer stops.)
+                log.exception("could not record the receipt of a message; requeued")
+                try:
+                    message.reject(requeue=True)
+                except Exception:
+                    log.exception("could not requeue it either; left unacknowledged")
                 return None
             if decision == "pass":
                 return celery_handler(message)
@@ -79,7 +85,13 @@ class GatedConsumer(Consumer):
             self.app.grants_receipt().record_expired(task_id, _request_of(message), expires)
             return "done"
         desk = self.app.grants_receipt()
-        deliveries = desk.count(task_id)
+        try:
+            deliveries = desk.count(task_id)
+        except Exception as exc:
+            # Redis refused the count (down, full, failing over): work on it uncounted rather
+            # than hold it. Whatever fails next fails on Redis too, and goes back with a pause.
+            log.warning("delivery of %s not counted (%s)", task_id, type(exc).__name__)
+            return "pass"
         if desk.is_poison(deliveries):
             log.error("message %s delivered %d times; poison", task_id, deliveries)
             desk.record_poison(task_id, _request_of(message), deliveries)

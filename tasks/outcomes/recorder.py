@@ -168,9 +168,37 @@ class OutcomeRecorder:
             )
         return bool(written)
 
-    def recorded(self, request_id: str) -> Outcome | None:
-        """The outcome recorded for `request_id`, if any."""
-        raw = self._client.get(self._keys.outcome_record(request_id))
+    def recorded(self, request_id: str, *, confirmed: bool = False) -> Outcome | None:
+        """The outcome recorded for `request_id`, if any.
+
+        `confirmed`: behind Sentinel, only from a primary that still has a replica (WAIT on the
+        same connection); a demoted primary still shows records its resync will discard, and a
+        message acknowledged on the strength of one is lost. Raises `redis.ConnectionError`
+        when no replica confirms.
+        """
+        key = self._keys.outcome_record(request_id)
+        if not (confirmed and self._min_replicas):
+            raw = self._client.get(key)
+            return Outcome.model_validate_json(raw) if raw else None
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.execute_command("WAIT", self._min_replicas, self._replica_wait_ms)
+        try:
+            raw, replicas = pipe.execute()
+        except redis.ResponseError as exc:
+            if "replica" not in str(exc):
+                raise
+            # Reads still work on a demoted primary, so nothing told the pool the master moved:
+            # drop its connections, the next ones ask Sentinel for the new master.
+            self._client.connection_pool.disconnect()
+            raise redis.ConnectionError(
+                f"read {request_id} from a replica (the master moved); reconnecting"
+            ) from exc
+        if raw and int(replicas) < self._min_replicas:
+            raise redis.ConnectionError(
+                f"the outcome of {request_id} is on a primary no replica confirms; "
+                "not taken as recorded (a failover may be under way)"
+            )
         return Outcome.model_validate_json(raw) if raw else None
 
     def forget(self, request_id: str) -> None:

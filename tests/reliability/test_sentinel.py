@@ -77,6 +77,20 @@ def _without_record(client: GrantClient, ids: list[str]) -> list[str]:
     return [request_id for request_id, record in zip(ids, records, strict=True) if not record]
 
 
+def _whereabouts(primary: RedisServer, settings: Settings, missing: list[str]) -> str:
+    """Where the requests without an outcome are on the new primary: queued, unacknowledged,
+    how often delivered."""
+    check = redis.Redis(port=primary.port, decode_responses=True)
+    queued = " ".join(check.lrange(settings.grants_queue, 0, -1))
+    unacked = " ".join(check.hvals(f"{settings.grants_key_prefix}unacked"))
+    facts = [
+        f"{request_id}: queued={request_id in queued} unacked={request_id in unacked} "
+        f"deliveries={check.get(f'{settings.grants_key_prefix}deliveries:{request_id}')}"
+        for request_id in missing
+    ]
+    return f"{len(missing)} without an outcome: " + "; ".join(facts)
+
+
 @pytest.fixture
 def sentinel_deployment(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, list[Any]]]:
     (tmp_path / "primary").mkdir()
@@ -150,7 +164,12 @@ def test_a_sentinel_failover_in_the_middle_of_300_requests_loses_and_doubles_not
         # By the records, not by following the results stream: entries a demoted primary took
         # before Sentinel turned it into a replica are discarded by the resync, and a reader
         # that followed them would have moved its cursor past outcomes written meanwhile.
-        wait_until(lambda: not _without_record(client, ids), 150, "every outcome recorded")
+        try:
+            wait_until(lambda: not _without_record(client, ids), 150, "every outcome recorded")
+        except AssertionError as exc:
+            raise AssertionError(
+                _whereabouts(replica, settings, _without_record(client, ids))
+            ) from exc
         all_done_s = time.time() - failover_at
         on_new_primary = redis.Redis(port=replica.port, decode_responses=True)
         outcomes = assert_exactly_one_outcome_each(on_new_primary, client.keys.results, ids)
