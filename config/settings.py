@@ -138,6 +138,10 @@ class Settings(BaseSettings):
             raise ValueError("must not be negative (0 turns pacing off)")
         return value
 
+    # Redis Sentinel: with `REDIS_URL=sentinel://host:port;sentinel://host:port` (kombu's form),
+    # the name of the monitored master every client of the worker connects to.
+    grants_sentinel_master: str | None = None
+
     @field_validator("auth0_domain")
     @classmethod
     def _domain_is_https_or_loopback(cls, value: str) -> str:
@@ -215,6 +219,19 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _sentinel_has_a_master(self) -> Self:
+        if self.uses_sentinel and not self.grants_sentinel_master:
+            raise ValueError(
+                "GRANTS_SENTINEL_MASTER is required with REDIS_URL=sentinel://… (the name of "
+                "the master the sentinels monitor)"
+            )
+        return self
+
+    @property
+    def uses_sentinel(self) -> bool:
+        return self.redis_url.get_secret_value().startswith("sentinel://")
+
     @property
     def auth0_base_url(self) -> str:
         """`https://tenant` or the loopback `http://host:port` given; empty when unset."""
@@ -265,17 +282,27 @@ class Settings(BaseSettings):
             )
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 
 
 def redis_url_problem(url: str) -> str | None:
     """Why `url` is not a usable REDIS_URL, in one sentence that does not repeat it; or None."""
-    example = "e.g. redis://:password@host:6379/0, rediss://… for TLS, unix:///path/redis.sock"
+    example = (
+        "e.g. redis://:password@host:6379/0, rediss://… for TLS, unix:///path/redis.sock, "
+        "sentinel://host:26379;sentinel://host:26380"
+    )
     scheme, sep, _ = url.partition("://")
     if not sep:
         return f"must be a URL with a scheme ({example})"
     if scheme not in REDIS_SCHEMES:
         return f"scheme {scheme!r} is not one of {', '.join(REDIS_SCHEMES)} ({example})"
+    if scheme == "sentinel":
+        # kombu's form: one URL per sentinel, joined by `;`.
+        for sentinel in url.split(";"):
+            problem = redis_url_problem(sentinel.replace("sentinel://", "redis://", 1))
+            if problem or not sentinel.startswith("sentinel://"):
+                return f"every sentinel must be sentinel://host:port, joined by ';' ({example})"
+        return None
     parts = urlsplit(url)
     if scheme == "unix":
         return None if parts.path else f"a unix:// URL needs the socket's path ({example})"

@@ -17,14 +17,15 @@ from typing import Any, Literal
 from grant_worker.tasks import metrics
 from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.delivery.locks import RequestLocks
+from grant_worker.tasks.delivery.receipt import rejected_outcome
 from grant_worker.tasks.delivery.shutdown import ShutdownSignal
 from grant_worker.tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid, ReturnToQueue
+from grant_worker.tasks.messages.decoding import safe_request_id
 from grant_worker.tasks.messages.models import (
     ErrorInfo,
     GrantRequest,
     Outcome,
     Status,
-    is_request_id,
     utc_timestamp,
 )
 from grant_worker.tasks.messages.validation import parse_request
@@ -58,6 +59,9 @@ class GrantHandler:
         Raises `redis.RedisError` (or `LockBusy`) when no outcome could be recorded: the caller
         must then leave the message to be delivered again. Raises `ReturnToQueue` (delivery
         not counted, nothing recorded) when the request must wait on the queue instead.
+
+        The delivery was counted at receipt, by task id (`tasks.delivery.receipt`), and the
+        poison decision made there; `fallback_id` is the key it was counted under.
         """
         started = time.monotonic()
         received_at = utc_timestamp(self.now())
@@ -66,12 +70,17 @@ class GrantHandler:
         except RequestInvalid as exc:
             return self.reject(raw, fallback_id=fallback_id, error=exc, received_at=received_at)
 
-        request_id = request.request_id or fallback_id
+        request_id = request.request_id or safe_request_id(fallback_id)
         earlier = self._earlier_outcome(request_id, request)
         if earlier is not None:
             return earlier
         if self.shutdown is not None:
-            self.shutdown.check()
+            try:
+                self.shutdown.check()
+            except ReturnToQueue:
+                # Back to the queue unworked: not a delivery towards `poison`.
+                self.ledger.uncount_delivery(fallback_id)
+                raise
         with self.locks.hold(request_id):
             # Decided under the lock: of two different requests under one id, the first to
             # get here owns the id, whichever delivery comes when.
@@ -82,7 +91,7 @@ class GrantHandler:
             earlier = self._earlier_outcome(request_id, request)
             if earlier is not None:
                 return earlier
-            outcome = self._work(request, request_id, received_at)
+            outcome = self._work(request, request_id, received_at, delivery_id=fallback_id)
             written = self.recorder.record(outcome, original=request.wire())
         metrics.TASK_SECONDS.observe(time.monotonic() - started)
         if not written:
@@ -93,7 +102,8 @@ class GrantHandler:
     def _earlier_outcome(self, request_id: str, request: GrantRequest) -> Outcome | None:
         """The outcome recorded for this very request; None when there is none, or when the
         id belongs to another request (decided under the lock)."""
-        earlier = self.recorder.recorded(request_id)
+        # Confirmed: behind Sentinel, a record seen on a demoted primary does not count.
+        earlier = self.recorder.recorded(request_id, confirmed=True)
         if earlier is not None and self.claims and not self.claims.matches(request_id, request):
             return None
         if earlier is not None:
@@ -101,18 +111,9 @@ class GrantHandler:
             log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)
         return earlier
 
-    def _work(self, request: GrantRequest, request_id: str, received_at: str) -> Outcome:
-        deliveries = self.ledger.count_delivery(request_id)
-        if deliveries > self.max_deliveries:
-            error = ErrorInfo(
-                code="poison",
-                message=(
-                    f"delivered {deliveries} times without finishing "
-                    f"(GRANTS_MAX_DELIVERIES={self.max_deliveries}); not tried again"
-                ),
-                details={"deliveries": deliveries},
-            )
-            return self._outcome(request, request_id, "failed", received_at, error=error)
+    def _work(
+        self, request: GrantRequest, request_id: str, received_at: str, *, delivery_id: str
+    ) -> Outcome:
         try:
             resolution = self.provisioner.provision(
                 request,
@@ -121,8 +122,8 @@ class GrantHandler:
             )
         except ReturnToQueue:
             # Going back to the queue is not a delivery that failed: it must not bring the
-            # request closer to `poison`.
-            self.ledger.uncount_delivery(request_id)
+            # request closer to `poison`. Counted at receipt under the task id.
+            self.ledger.uncount_delivery(delivery_id)
             raise
         except Auth0Error as exc:
             attempts = int(getattr(exc, "attempts", 0))
@@ -183,24 +184,16 @@ class GrantHandler:
         received_at: str | None = None,
     ) -> Outcome:
         """Record a `rejected` outcome for input that could not be used; nothing is sent."""
-        fields = raw if isinstance(raw, dict) else {}
-        given_id = fields.get("request_id")
-        request_id = given_id if is_request_id(given_id) else fallback_id
-        batch_id = fields.get("batch_id")
-        outcome = Outcome(
-            request_id=request_id,
-            batch_id=batch_id if isinstance(batch_id, str) and 0 < len(batch_id) <= 128 else None,
-            status="rejected",
-            error=error.to_error_info(),
-            attempts=0,
+        outcome = rejected_outcome(
+            raw,
+            fallback_id=fallback_id,
+            error=error,
             received_at=received_at or utc_timestamp(self.now()),
-            finished_at=utc_timestamp(self.now()),
-            metadata=None,
         )
         if self.recorder.record(outcome, original=_printable(raw)):
             _count(outcome)
             return outcome
-        return self.recorder.recorded(request_id) or outcome
+        return self.recorder.recorded(outcome.request_id) or outcome
 
     def _outcome(
         self,

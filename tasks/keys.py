@@ -150,3 +150,7 @@ class Keys:
     def breaker(self) -> str:
         """The fleet's circuit breaker (hash: state, cause, since, next_probe_at, …)."""
         return f"{self.prefix}breaker"
+
+    def probe(self, hostname: str) -> str:
+        """A worker's small expiring write that shows Redis takes its writes (broker faults)."""
+        return f"{self.prefix}probe:{hostname}"

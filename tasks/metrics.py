@@ -86,3 +86,20 @@ FLEET_PAUSE_UNTIL = Gauge(
 BREAKER_OPEN = Gauge(
     "grants_breaker_open", "1 while the fleet's circuit breaker is open, by cause", ["cause"]
 )
+
+BROKER_READY = Gauge(
+    "grants_broker_ready",
+    "1 while Redis takes this worker's writes; 0 during a broker fault (OOM, READONLY, LOADING, "
+    "connection lost): the worker stops consuming until it clears",
+)
+INTAKE_BRIDGE_ALIVE = Gauge(
+    "grants_intake_bridge_alive", "1 while this worker's intake bridge runs its loop"
+)
+INTAKE_BRIDGE_RESTARTS = Counter(
+    "grants_intake_bridge_restarts_total", "Intake bridge loops restarted after an exception"
+)
+REQUEUE_BACKOFFS = Counter(
+    "grants_requeue_backoffs_total",
+    "Deliveries that failed before an outcome was recorded and were requeued with a backoff",
+)
+EXPIRED = Counter("grants_expired_total", "Messages whose Celery `expires` had passed on receipt")

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.delivery.receipt import LazyReceiptDesk
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.task import LazyHandler, register_create_task
@@ -38,6 +39,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED} if uses_tls else None,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,  # a worker waits out a Redis restart
+        # Redis errors that are not connection errors to kombu (OOM, READONLY) restart the
+        # consumer instead of ending the worker ("Unrecoverable error", exit 0 before).
+        "broker_channel_error_retry": True,
         "broker_transport_options": {
             # Above the longest a task can run, so a working delivery is never duplicated.
             "visibility_timeout": settings.visibility_timeout_s,
@@ -57,6 +61,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # kombu holds this mutex while it restores; a worker killed while holding it would
             # block every restore for kombu's default 300 s.
             "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE_S,
+            **_sentinel_options(settings),
         },
         "task_serializer": "json",
         "result_serializer": "json",
@@ -89,6 +94,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _sentinel_options(settings: Settings) -> dict[str, Any]:
+    if not settings.uses_sentinel:
+        return {}
+    return {"master_name": settings.grants_sentinel_master}
+
+
 def create_app(settings: Settings) -> Celery:
     """A Celery app for `settings`, with `grants.create` registered."""
     app = Celery("grant_worker", set_as_current=False)
@@ -96,16 +107,22 @@ def create_app(settings: Settings) -> Celery:
     app.grants_settings = settings
     handler = LazyHandler(lambda: make_handler(settings))
     app.grants_handler = handler
-    register_create_task(app, handler)
-    app.grants_malformed_handler = _dead_letter_malformed(handler)  # held by the app
+    # Receipt (delivery count, refusals, `expired`, `poison`) needs Redis only, never Auth0.
+    receipt = LazyReceiptDesk(settings)
+    app.grants_receipt = receipt
+    register_create_task(app, handler, receipt)
+    app.grants_malformed_handler = _dead_letter_malformed(receipt)  # held by the app
     app.conf.broker_transport_options[MALFORMED_HANDLER_OPTION] = register_malformed_handler(
         f"grants-{uuid.uuid4().hex}", app.grants_malformed_handler
     )
     from grant_worker.worker import startup
     from grant_worker.worker.bridge import IntakeBridgeStep
+    from grant_worker.worker.broker_faults import BrokerGuardStep
     from grant_worker.worker.flow_gate import FlowGateStep
     from grant_worker.worker.recovery import RecoveryStep
     from grant_worker.worker.watchdog import WatchdogStep
+
+    app.steps["worker"].add(BrokerGuardStep)
 
     app.steps["worker"].add(IntakeBridgeStep)
     app.steps["worker"].add(WatchdogStep)
@@ -116,9 +133,9 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-def _dead_letter_malformed(handler: LazyHandler) -> Callable[[str, str], None]:
+def _dead_letter_malformed(receipt: LazyReceiptDesk) -> Callable[[str, str], None]:
     def record(raw: str, reason: str) -> None:
-        handler().reject(
+        receipt().reject(
             raw, fallback_id=f"malformed-{uuid.uuid4().hex}", error=RequestInvalid([reason])
         )
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.decoding import decode_json
+from grant_worker.tasks.messages.limits import MAX_MESSAGE_BYTES
 from grant_worker.tasks.messages.models import GrantRequest, is_request_id
 from grant_worker.tasks.messages.validation import parse_request
 
@@ -172,10 +174,15 @@ def _rows(data: bytes, fmt: Format) -> Iterator[tuple[int, Any]]:
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
+            if len(line.encode("utf-8")) > MAX_MESSAGE_BYTES:
+                too_long = f"request: at most {MAX_MESSAGE_BYTES} bytes; not read"
+                yield line_no, RowProblem(line_no, [too_long])
+                continue
             try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield line_no, RowProblem(line_no, [f"request: not valid JSON ({exc.msg})"], line)
+                # Bounded in size and depth, as every door of the worker is.
+                yield line_no, decode_json(line, what="request")
+            except RequestInvalid as exc:
+                yield line_no, RowProblem(line_no, exc.problems, line)
         return
     reader = csv.DictReader(text.splitlines(keepends=True))
     known = {*GRANT_COLUMNS, *LIST_COLUMNS, *BOOL_COLUMNS, *ENVELOPE_COLUMNS, *JSON_COLUMNS}

@@ -1,7 +1,8 @@
 """The `grants` command: a thin click group over library functions.
 
 Exit codes (docs/design.md): 0 done (created / exists / updated), 1 failed or rejected,
-2 usage or config error, 3 timed out waiting, 130 interrupted (bulk: after a summary).
+2 usage or config error, 3 timed out waiting, 4 broker unavailable, 130 interrupted (bulk:
+after a summary).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.errors import GrantWorkerError, RequestInvalid
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.messages.validation import describe_errors
-from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE
+from grant_worker.worker.exit_codes import (
+    EXIT_BROKER_UNAVAILABLE,
+    EXIT_DONE,
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -45,7 +52,9 @@ def echo_outcome(outcome: Outcome) -> None:
 
 
 class GrantsGroup(click.Group):
-    """Turns "Redis is unreachable or refused us" into exit 2 with a message, not a traceback.
+    """Turns broker failures into an exit code with a message, not a traceback: 4 "broker
+    unavailable" (unreachable, out of memory, read-only, loading), 2 when Redis refused the
+    credentials (a configuration error).
 
     The message names the failure, never the URL (it may carry a password).
     """
@@ -54,10 +63,18 @@ class GrantsGroup(click.Group):
         import kombu.exceptions
         import redis
 
+        from grant_worker.worker.broker_faults import classify
+
         try:
             return super().invoke(ctx)
         except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
-            fail_usage(f"cannot use Redis at REDIS_URL: {type(exc).__name__}: {_scrubbed(exc)}")
+            cause = exc.__cause__ or exc.__context__
+            refused = classify(exc) == "auth" or (cause is not None and classify(cause) == "auth")
+            text = f"{type(exc).__name__}: {_scrubbed(exc)}"
+            if refused:
+                fail_usage(f"Redis at REDIS_URL refused the credentials: {text}")
+            click.echo(f"error: broker unavailable (Redis at REDIS_URL): {text}", err=True)
+            sys.exit(EXIT_BROKER_UNAVAILABLE)
 
 
 def _scrubbed(exc: BaseException) -> str:
@@ -87,7 +104,7 @@ def worker(loglevel: str, hostname: str | None) -> None:
         settings.require_auth0()
     except ValueError as exc:
         fail_usage(f"configuration: {exc}")
-    run_worker(settings, loglevel=loglevel, hostname=hostname)
+    sys.exit(run_worker(settings, loglevel=loglevel, hostname=hostname))
 
 
 # A wait of 0 or less would time out before anything could happen.

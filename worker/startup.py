@@ -31,10 +31,12 @@ from pydantic import ValidationError
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.gate import TASK_NAME
 from grant_worker.tasks.messages.validation import describe_errors
 from grant_worker.worker import health, logs
+from grant_worker.worker.broker_faults import broker_state
 from grant_worker.worker.exit_codes import EXIT_USAGE
 from grant_worker.worker.flow_gate import check_tenant_at_start
 from grant_worker.worker.metrics import QueueGauges, register_gauges
@@ -109,6 +111,17 @@ def bridge_alive() -> str | None:
     return None if alive else "intake bridge not running"
 
 
+def broker_ready() -> str | None:
+    """Not ready during a broker fault (OOM, READONLY, LOADING, lost connection)."""
+    return None if broker_state.ready else "Redis does not take this worker's writes"
+
+
+def breaker_closed(client: redis.Redis, keys: Keys) -> str | None:
+    """Not ready while the fleet's breaker is open: the worker takes no work then."""
+    breaker = read_breaker(client, keys)
+    return f"the fleet's breaker is open ({breaker.cause})" if breaker.is_open else None
+
+
 def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> logs.LogFormat:
     """Everything before consuming; exits 2 on a configuration error. Returns the log format."""
     level = _effective_level(settings.grants_log_level, celery_loglevel)
@@ -126,6 +139,8 @@ def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> l
     health.LIVENESS.busy = lambda: len(state.active_requests)
     health.register_readiness_check("redis", lambda: redis_writable(client, keys, hostname))
     health.register_readiness_check("bridge", bridge_alive)
+    health.register_readiness_check("broker", broker_ready)
+    health.register_readiness_check("breaker", lambda: breaker_closed(client, keys))
     register_gauges(
         QueueGauges(
             client,

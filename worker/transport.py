@@ -13,30 +13,52 @@ with the exception; here it is kept in the process and pushed back onto its queu
 Redis answers again (seen in the Redis-restart scenario: one request of a hundred lost).
 A worker killed while Redis is down still loses what it keeps this way.
 
-The transport registers itself under the URL schemes `grants-redis` and `grants-rediss`;
-`worker.app` maps `REDIS_URL` onto them, so users keep writing `redis://` and `rediss://`.
+Every item is bounded before it is decoded (size, then nesting depth: `tasks.messages`), and
+every received message gets a delivery tag of its own, as a broker would give it: kombu keys its
+unacknowledged messages by the tag the *producer* wrote, so producers that reuse one tag (the
+README's raw example once did) made one ack delete the record of every message in flight.
+
+Broker faults that are not connection errors to kombu (`OOM`, `READONLY`) are turned into
+connection errors here, so the consumer reconnects with a backoff instead of ending the worker,
+and consuming stays paused while messages taken off the queue cannot be put back
+(`worker.broker_faults`).
+
+The transport registers itself under the URL schemes `grants-redis`, `grants-rediss` and
+`grants-sentinel`; `worker.app` maps `REDIS_URL` onto them, so users keep writing `redis://`,
+`rediss://` and kombu's `sentinel://host:port;sentinel://host:port`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
+import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.messages.decoding import decode_json
+from grant_worker.tasks.messages.limits import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES
+from grant_worker.worker.broker_faults import broker_state, classify
 from grant_worker.worker.recovery import TrackingQoS
 
 log = logging.getLogger(__name__)
 
-SCHEMES = {"redis": "grants-redis", "rediss": "grants-rediss"}
+SCHEMES = {"redis": "grants-redis", "rediss": "grants-rediss", "sentinel": "grants-sentinel"}
+# The body travels base64-encoded inside kombu's JSON envelope (4/3 of its size), beside the
+# headers and properties. Items above this are refused unread; the gate then holds the decoded
+# message, headers and properties included, to `MAX_MESSAGE_BYTES` exactly.
+MAX_ITEM_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 16 * 1024
 # Transport option holding the name under which the callable `(raw_text, reason) -> None` that
 # records a dead letter is registered (`register_malformed_handler`). A name, not the callable:
 # Celery sends its configuration to `celery inspect conf`/`stats` as JSON, and a function in it
@@ -65,9 +87,18 @@ _taken_lock = threading.Lock()
 
 
 def broker_url(redis_url: str) -> str:
-    """`REDIS_URL` with its scheme swapped for the guarded transport's."""
-    scheme, sep, rest = redis_url.partition("://")
-    return f"{SCHEMES.get(scheme, scheme)}{sep}{rest}"
+    """`REDIS_URL` with its scheme swapped for the guarded transport's (each alternate too)."""
+    return ";".join(_swap_scheme(part, SCHEMES) for part in redis_url.split(";"))
+
+
+def _swap_scheme(url: str, schemes: dict[str, str]) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{schemes.get(scheme, scheme)}{sep}{rest}"
+
+
+def _is_broker_fault(exc: BaseException) -> bool:
+    """Redis failing (connection, OOM, READONLY, LOADING, auth), not the message."""
+    return classify(exc) is not None or isinstance(exc, OSError)
 
 
 class GuardedChannel(kombu_redis.Channel):
@@ -91,12 +122,25 @@ class GuardedChannel(kombu_redis.Channel):
             if payload is not None:
                 try:
                     self.connection._deliver(payload, dest)
-                except self.connection_errors:
+                except Exception as exc:
+                    if not _is_broker_fault(exc):
+                        # Not Redis failing but the message (kombu counts KeyError among its
+                        # connection errors): keeping it would retry it for ever.
+                        self._dead_letter(
+                            dumps(payload)[:2048],
+                            f"message: cannot be delivered ({type(exc).__name__}: {exc})"[:500],
+                        )
+                        return True
                     # Off the list, not yet in the unacknowledged hash: only we hold it now.
                     with _taken_lock:
                         _taken_not_recorded.append((payload, dest))
-                    log.warning("a message taken as Redis went away is kept to be put back")
-                    raise
+                    broker_state.note_fault(exc)
+                    log.warning("a message taken as Redis failed is kept to be put back")
+                    if isinstance(exc, redis.ConnectionError):
+                        raise
+                    # OOM / READONLY are no connection errors to kombu, and would end the
+                    # worker: reconnect instead, which pauses consuming.
+                    raise redis.ConnectionError(f"broker fault: {type(exc).__name__}") from exc
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu annotates it as bool
@@ -116,11 +160,21 @@ class GuardedChannel(kombu_redis.Channel):
             log.warning("channel closed without restoring its messages (its connection is gone)")
 
     def _brpop_start(self, timeout: Any = None) -> None:
-        self._put_back_taken()
+        if not self._put_back_taken():
+            # Taking more off the queue while we cannot put back what we hold would move the
+            # queue into this process: stop consuming (the consumer reconnects, with a pause).
+            time.sleep(broker_state.backoff_s())
+            raise redis.ConnectionError(
+                f"broker not writable ({broker_state.fault}); "
+                f"{len(_taken_not_recorded)} message(s) held to be put back"
+            )
         super()._brpop_start(timeout)
 
-    def _put_back_taken(self) -> None:
-        """Return kept messages to the head of their queue, oldest first, while Redis answers."""
+    def _put_back_taken(self) -> bool:
+        """Return kept messages to the head of their queue, oldest first, while Redis answers.
+
+        Returns False while some could not be put back.
+        """
         with _taken_lock:
             while _taken_not_recorded:
                 payload, queue = _taken_not_recorded[0]
@@ -130,10 +184,14 @@ class GuardedChannel(kombu_redis.Channel):
                     # connection, not the one BRPOP is about to use.
                     with self.conn_or_acquire() as client:
                         client.rpush(key, dumps(payload))
-                except self.connection_errors:
-                    return
+                except Exception as exc:
+                    if _is_broker_fault(exc):
+                        broker_state.note_fault(exc)
+                        return False
+                    raise
                 _taken_not_recorded.popleft()
-                log.warning("a message taken as Redis went away was put back on %s", queue)
+                log.warning("a message taken as Redis failed was put back on %s", queue)
+        return True
 
     def _get(self, queue: Any, timeout: Any = None) -> Any:
         # The synchronous path (basic_get) reads items too; skip the ones that are not messages.
@@ -146,12 +204,37 @@ class GuardedChannel(kombu_redis.Channel):
         raise Empty()
 
     def _checked(self, item: bytes | str) -> dict[str, Any] | None:
-        """The parsed envelope, or None after dead-lettering an item that is not a message."""
-        text = item.decode("utf-8", "backslashreplace") if isinstance(item, bytes) else item
+        """The parsed envelope, or None after dead-lettering an item that is not a message.
+
+        The item is bounded before it is decoded; the message gets a delivery tag of its own.
+        """
+        raw = item if isinstance(item, bytes) else item.encode("utf-8", "surrogatepass")
         try:
-            payload = loads(text)
+            payload = decode_json(
+                raw,
+                what="broker item",
+                max_bytes=MAX_ITEM_BYTES,
+                max_depth=MAX_JSON_DEPTH,
+                loads=loads,
+            )
+        except RequestInvalid as exc:
+            preview = raw[:1024].decode("utf-8", "backslashreplace")
+            self._dead_letter(preview, f"message: malformed broker envelope ({exc.message})")
+            return None
+        text = raw.decode("utf-8", "backslashreplace")
+        try:
             if not isinstance(payload, dict):
                 raise TypeError(f"a JSON {type(payload).__name__}, not an object")
+            properties = payload.setdefault("properties", {})
+            if not isinstance(properties, dict):
+                raise TypeError("properties are not an object")
+            properties["delivery_tag"] = uuid.uuid4().hex
+            delivery_info = properties.get("delivery_info")
+            if not (
+                isinstance(delivery_info, dict)
+                and {"exchange", "routing_key"} <= delivery_info.keys()
+            ):
+                raise TypeError("properties.delivery_info needs `exchange` and `routing_key`")
             self.Message(payload, channel=self)  # what delivery would build; raises if it can't
         except Exception as exc:
             reason = (
@@ -174,5 +257,27 @@ class GuardedTransport(kombu_redis.Transport):
     Channel = GuardedChannel
 
 
-for _scheme in SCHEMES.values():
-    TRANSPORT_ALIASES.setdefault(_scheme, "grant_worker.worker.transport:GuardedTransport")
+class GuardedSentinelChannel(GuardedChannel, kombu_redis.SentinelChannel):
+    """The same guards over Sentinel: the master is looked up through the sentinels."""
+
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
+        # kombu finds the sentinels by the scheme `sentinel` of each alternate URL; ours say
+        # `grants-sentinel`. Show it kombu's spelling for the lookup only.
+        client = self.connection.client
+        alternates = client.alt
+        client.alt = [_swap_scheme(url, {"grants-sentinel": "sentinel"}) for url in alternates]
+        try:
+            return super()._sentinel_managed_pool(asynchronous)
+        finally:
+            client.alt = alternates
+
+
+class GuardedSentinelTransport(kombu_redis.SentinelTransport):
+    Channel = GuardedSentinelChannel
+
+
+TRANSPORT_ALIASES.setdefault("grants-redis", "grant_worker.worker.transport:GuardedTransport")
+TRANSPORT_ALIASES.setdefault("grants-rediss", "grant_worker.worker.transport:GuardedTransport")
+TRANSPORT_ALIASES.setdefault(
+    "grants-sentinel", "grant_worker.worker.transport:GuardedSentinelTransport"
+)

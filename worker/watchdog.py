@@ -33,6 +33,7 @@ from celery.worker import state
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.broker_faults import broker_state
 from grant_worker.worker.recovery import Identity, beat, tracked_identity
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Watchdog:
         heartbeat_ttl_s: float | None = None,
         identity: Identity | None = None,
         paused: Callable[[], bool] = lambda: False,
+        bridge_alive: Callable[[], bool] | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -96,6 +98,7 @@ class Watchdog:
         self._identity = identity or Identity(hostname, "-")
         # True while the fleet's breaker is open: the consumer stopped on purpose, no stall.
         self._paused = paused
+        self._bridge_alive = bridge_alive
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -113,9 +116,16 @@ class Watchdog:
         now = time.monotonic()
         queued = 0 if self._paused() else int(self._client.llen(self._queue))
         busy = len(state.reserved_requests)
+        broker_ready = broker_state.ready
+        # An open breaker or a broker fault holds the consumer off on purpose: that is no stall.
         stalled = self._detector is not None and self._detector.observe(
-            now=now, queued=queued, busy=busy, capacity=self._capacity, last_taken=_last_taken
+            now=now,
+            queued=queued if broker_ready else 0,
+            busy=busy,
+            capacity=self._capacity,
+            last_taken=_last_taken,
         )
+        bridge_alive = self._bridge_alive() if self._bridge_alive is not None else None
         facts: dict[str, Any] = {
             "pid": os.getpid(),
             "queued": queued,
@@ -123,6 +133,8 @@ class Watchdog:
             "capacity": self._capacity,
             "idle_s": round(now - _last_taken, 1),
             "stalled": stalled,
+            "broker_ready": broker_ready,
+            "bridge_alive": bridge_alive,
             "at": time.time(),
         }
         beat(self._client, self._keys, self._identity, facts, self._heartbeat_ttl_s)
@@ -136,6 +148,10 @@ class Watchdog:
                 now - _last_taken,
             )
             self._on_stall()
+        if bridge_alive is False:
+            log.critical("the intake bridge is not running; exiting so that a fresh worker starts")
+            self._on_stall()
+            return True
         return stalled
 
     def stop(self) -> None:
@@ -147,6 +163,15 @@ def _exit_stalled() -> None:
     # by the visibility timeout, and outcome records make their redelivery safe.
     logging.shutdown()
     os._exit(STALLED_EXIT_CODE)
+
+
+def _bridge_liveness(worker: Any) -> Callable[[], bool]:
+    def alive() -> bool:
+        bridge = getattr(worker.app, "grants_bridge", None)
+        # Not started yet (steps start in order) is not dead.
+        return True if bridge is None else bool(bridge.alive())
+
+    return alive
 
 
 class WatchdogStep(bootsteps.StartStopStep):
@@ -176,6 +201,7 @@ class WatchdogStep(bootsteps.StartStopStep):
             heartbeat_ttl_s=settings.grants_heartbeat_ttl_s,
             identity=tracked_identity() or Identity(hostname, "-"),
             paused=lambda: read_breaker(client, keys).is_open,
+            bridge_alive=_bridge_liveness(worker),
         )
         threading.Thread(target=self._watchdog.run, name="watchdog", daemon=True).start()
 

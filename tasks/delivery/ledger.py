@@ -99,6 +99,10 @@ class DeliveryLedger:
         """Start the delivery count afresh (a replay is a new chance, not a redelivery)."""
         self._client.delete(self._keys.deliveries(request_id))
 
+    def deliveries(self, request_id: str) -> int:
+        """Deliveries counted so far (0 when none, or when the count expired)."""
+        return int(self._client.get(self._keys.deliveries(request_id)) or 0)
+
 
 class LedgerMarker:
     """Adapts the ledger to `tasks.provision.SentMarker` for one request."""

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, TypeGuard
@@ -23,9 +22,17 @@ from pydantic import (
     model_validator,
 )
 
+from grant_worker.tasks.messages.limits import (
+    MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES,  # re-exported: producers' limit
+)
+from grant_worker.tasks.messages.limits import (
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    json_size,
+    nesting_depth_of,
+)
+
 SCHEMA_VERSION = 1
-MAX_MESSAGE_BYTES = 64 * 1024
-MAX_METADATA_BYTES = 4 * 1024
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
@@ -65,6 +72,7 @@ ErrorCode = Literal[
     "poison",
     "cancelled",
     "request_id_reused",
+    "expired",
 ]
 SubjectType = Literal["client", "user", "anonymous_user"]
 DONE_STATUSES: frozenset[str] = frozenset({"created", "exists", "updated"})
@@ -130,8 +138,15 @@ class GrantRequest(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_is_small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value).encode()) > MAX_METADATA_BYTES:
-            raise ValueError(f"at most {MAX_METADATA_BYTES} bytes as JSON")
+        if value is None:
+            return value
+        # Depth first: measuring the size serialises, and serialising recurses.
+        depth = nesting_depth_of(value, stop_at=MAX_METADATA_DEPTH)
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"nested more than {MAX_METADATA_DEPTH} deep")
+        size = json_size(value)
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"at most {MAX_METADATA_BYTES} bytes of UTF-8 JSON, got {size}")
         return value
 
     def wire(self) -> dict[str, Any]:

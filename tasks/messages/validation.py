@@ -5,40 +5,37 @@ Pure functions: no Redis, no HTTP. Messages read like `grant.scope[3]: at most 2
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
 
 from grant_worker.tasks.errors import RequestInvalid
-from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES, GrantRequest
+from grant_worker.tasks.messages.decoding import decode_json
+from grant_worker.tasks.messages.limits import MAX_JSON_DEPTH, nesting_depth_of
+from grant_worker.tasks.messages.models import GrantRequest
 
 
 def parse_request(raw: Any) -> GrantRequest:
     """Validate a request given as a dict, a JSON string or JSON bytes.
 
-    Raises `RequestInvalid` with one problem per broken rule.
+    Text is decoded within the contract's size and depth limits (`decode_json`); a dict is held
+    to the same depth. Raises `RequestInvalid` with one problem per broken rule, and nothing
+    else, whatever the input.
     """
-    if isinstance(raw, bytes | bytearray):
-        if len(raw) > MAX_MESSAGE_BYTES:
-            raise RequestInvalid([f"request: at most {MAX_MESSAGE_BYTES} bytes"])
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RequestInvalid([f"request: not valid UTF-8 ({exc.reason})"]) from None
-    if isinstance(raw, str):
-        if len(raw.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
-            raise RequestInvalid([f"request: at most {MAX_MESSAGE_BYTES} bytes"])
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise RequestInvalid([f"request: not valid JSON ({exc.msg} at {exc.pos})"]) from None
+    if isinstance(raw, bytes | bytearray | str):
+        raw = decode_json(raw, what="request")
     if not isinstance(raw, dict):
         raise RequestInvalid([f"request: must be a JSON object, not {_json_type(raw)}"])
+    depth = nesting_depth_of(raw, stop_at=MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestInvalid([f"request: nested more than {MAX_JSON_DEPTH} deep"])
     try:
         return GrantRequest.model_validate(raw)
     except ValidationError as exc:
         raise RequestInvalid(describe_errors(exc)) from None
+    except (RecursionError, ValueError, TypeError) as exc:
+        # Pydantic reports what it can as ValidationError; anything else is still bad input.
+        raise RequestInvalid([f"request: cannot be validated ({type(exc).__name__})"]) from None
 
 
 def describe_errors(exc: ValidationError) -> list[str]:

@@ -9,6 +9,7 @@ recorded is acknowledged without calling Auth0 again.
 from __future__ import annotations
 
 import json
+import reprlib
 from typing import Any
 
 import redis
@@ -68,6 +69,48 @@ def dead_letter(outcome: Outcome, original: Any) -> dict[str, Any]:
     }
 
 
+def serialisable(outcome: Outcome) -> tuple[Outcome, str]:
+    """The outcome and its JSON; where it cannot be serialised (metadata a producer nested too
+    deep for the serialiser, say), the same outcome without its free-form parts, so that the
+    request still ends with an outcome instead of failing on every delivery."""
+    try:
+        return outcome, outcome.to_json()
+    except (ValueError, TypeError, RecursionError):
+        pass
+    details = {**((outcome.error.details or {}) if outcome.error else {})}
+    note = "metadata and differences dropped: they could not be serialised"
+    error = (
+        outcome.error.model_copy(update={"details": {**details, "note": note}})
+        if (outcome.error)
+        else None
+    )
+    stripped = outcome.model_copy(update={"metadata": None, "differences": None, "error": error})
+    try:
+        return stripped, stripped.to_json()
+    except (ValueError, TypeError, RecursionError):
+        bare = stripped.model_copy(update={"grant": None})
+        return bare, bare.to_json()
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 6
+_SHORT_REPR.maxstring = 1024
+_SHORT_REPR.maxother = 200
+
+
+def _dead_json(outcome: Outcome, original: Any) -> str:
+    try:
+        return json.dumps(dead_letter(outcome, original), separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        # Keep a bounded, recursion-free picture of what arrived.
+        shown = _SHORT_REPR.repr(original)
+        return json.dumps(dead_letter(outcome, {"unserialisable": shown}), separators=(",", ":"))
+
+
+# How long a recorded outcome may take to reach a replica (Sentinel deployments only).
+REPLICA_WAIT_MS = 2000
+
+
 class OutcomeRecorder:
     """Writes each request's single outcome (and dead letter) to Redis."""
 
@@ -79,11 +122,15 @@ class OutcomeRecorder:
         record_ttl_s: int,
         stream_maxlen: int,
         queue: str = "grants",
+        min_replicas: int = 0,
+        replica_wait_ms: int = REPLICA_WAIT_MS,
     ) -> None:
         self._client = client
         self._keys = keys
         self._record_ttl_s = record_ttl_s
         self._stream_maxlen = stream_maxlen
+        self._min_replicas = min_replicas
+        self._replica_wait_ms = replica_wait_ms
         # The batch ledger's block runs first, in the same script: counters move with the record.
         self._script = client.register_script(COUNT_IN_BATCH + _RECORD_ONCE)
         self._queue = queue
@@ -99,34 +146,50 @@ class OutcomeRecorder:
         With `withdraw` (an exact item of the queue), the item is removed in the same step, and
         nothing is written when it is no longer on the queue (a worker took it): False.
         """
+        outcome, outcome_json = serialisable(outcome)
         dead = ""
         if not outcome.done:
-            dead = json.dumps(dead_letter(outcome, original), separators=(",", ":"))
+            dead = _dead_json(outcome, original)
         # Once recorded, the record answers every redelivery: the delivery count goes. The
         # "may have been sent" marker goes only with a good end; a failed request can be
         # replayed, and its replay must still know that its create may have reached Auth0.
         deliveries, sent = self._keys.request_markers(outcome.request_id)
         markers = (deliveries, sent) if outcome.done else (deliveries,)
-        written = self._script(
-            keys=[
-                self._keys.outcome_record(outcome.request_id),
-                self._keys.results,
-                self._keys.dead,
-                self._keys.events,
-                *markers,
-                *batch_keys(self._keys, outcome.batch_id, self._queue),
-            ],
-            args=[
-                outcome.to_json(),
-                outcome.request_id,
-                outcome.status,
-                self._record_ttl_s,
-                self._stream_maxlen,
-                dead,
-                len(markers),
-                batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
-            ],
-        )
+        keys = [
+            self._keys.outcome_record(outcome.request_id),
+            self._keys.results,
+            self._keys.dead,
+            self._keys.events,
+            *markers,
+            *batch_keys(self._keys, outcome.batch_id, self._queue),
+        ]
+        args: list[str | int] = [
+            outcome_json,
+            outcome.request_id,
+            outcome.status,
+            self._record_ttl_s,
+            self._stream_maxlen,
+            dead,
+            len(markers),
+            batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
+        ]
+        if not self._min_replicas:
+            written = self._script(keys=keys, args=args)
+        else:
+            # Behind Sentinel: a primary that has just been replaced still takes writes for a
+            # moment, and the resync discards them. Acknowledging the message on the strength
+            # of such a write loses the request, so the write must reach a replica first
+            # (WAIT, on the same connection: one pipeline).
+            pipe = self._client.pipeline(transaction=False)
+            self._script(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self._min_replicas, self._replica_wait_ms)
+            written, replicas = pipe.execute()
+            if int(replicas) < self._min_replicas:
+                raise redis.ConnectionError(
+                    f"the outcome of {outcome.request_id} reached {replicas} of "
+                    f"{self._min_replicas} replica(s) within {self._replica_wait_ms} ms; not "
+                    "acknowledged (a failover may be under way)"
+                )
         if int(written) == 1:
             # For the dashboard's per-second chart; apart from the script, so that it stays
             # one best-effort round trip that can never undo or block a recorded outcome.
@@ -156,9 +219,37 @@ class OutcomeRecorder:
         pipe.publish(self._keys.events, outcome.to_json())
         pipe.execute()
 
-    def recorded(self, request_id: str) -> Outcome | None:
-        """The outcome recorded for `request_id`, if any."""
-        raw = self._client.get(self._keys.outcome_record(request_id))
+    def recorded(self, request_id: str, *, confirmed: bool = False) -> Outcome | None:
+        """The outcome recorded for `request_id`, if any.
+
+        `confirmed`: behind Sentinel, only from a primary that still has a replica (WAIT on the
+        same connection); a demoted primary still shows records its resync will discard, and a
+        message acknowledged on the strength of one is lost. Raises `redis.ConnectionError`
+        when no replica confirms.
+        """
+        key = self._keys.outcome_record(request_id)
+        if not (confirmed and self._min_replicas):
+            raw = self._client.get(key)
+            return Outcome.model_validate_json(raw) if raw else None
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.execute_command("WAIT", self._min_replicas, self._replica_wait_ms)
+        try:
+            raw, replicas = pipe.execute()
+        except redis.ResponseError as exc:
+            if "replica" not in str(exc):
+                raise
+            # Reads still work on a demoted primary, so nothing told the pool the master moved:
+            # drop its connections, the next ones ask Sentinel for the new master.
+            self._client.connection_pool.disconnect()
+            raise redis.ConnectionError(
+                f"read {request_id} from a replica (the master moved); reconnecting"
+            ) from exc
+        if raw and int(replicas) < self._min_replicas:
+            raise redis.ConnectionError(
+                f"the outcome of {request_id} is on a primary no replica confirms; "
+                "not taken as recorded (a failover may be under way)"
+            )
         return Outcome.model_validate_json(raw) if raw else None
 
     def forget(self, request_id: str) -> None:
@@ -173,4 +264,6 @@ def make_recorder(settings: Settings, client: redis.Redis) -> OutcomeRecorder:
         record_ttl_s=settings.grants_record_ttl_s,
         stream_maxlen=settings.grants_stream_maxlen,
         queue=settings.grants_queue,
+        # A Sentinel deployment has a replica by definition: an outcome counts once it is there.
+        min_replicas=1 if settings.uses_sentinel else 0,
     )

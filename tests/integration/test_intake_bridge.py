@@ -4,6 +4,8 @@ crashed bridge left pending."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 from grant_worker.config.settings import Settings
@@ -48,3 +50,73 @@ def test_entries_a_dead_bridge_left_pending_are_claimed_by_another(
     (task_id,) = queued_task_ids(redis_client, settings.grants_queue)
     assert task_id.startswith("intake-")
     assert redis_client.xpending(keys.intake, keys.intake_group)["pending"] == 0
+
+
+def test_an_entry_claimed_more_than_max_claims_times_is_dead_lettered_not_handed_on(
+    settings: Settings, redis_client: Any
+) -> None:
+    # The issue: an entry that killed a bridge was claimed by every other worker's bridge 60 s
+    # later, and killed it too. Past `max_claims` it now becomes a dead letter.
+    keys = Keys(settings.grants_key_prefix)
+    bridge(settings, redis_client, "setup")
+    entry_id = redis_client.xadd(keys.intake, {"request": json.dumps({"grant": {}})})
+    redis_client.xreadgroup(keys.intake_group, "bridge-1", {keys.intake: ">"}, count=10)
+    for dead_bridge in ("bridge-2", "bridge-3"):  # each claimed it, then died
+        redis_client.xclaim(keys.intake, keys.intake_group, dead_bridge, 0, [entry_id])
+    survivor = bridge(settings, redis_client, "b-4", claim_idle_ms=0, max_claims=3)
+    assert survivor.pump_once(block_ms=100) == 1
+    assert queued_task_ids(redis_client, settings.grants_queue) == []
+    (dead,) = [json.loads(f["dead"]) for _id, f in redis_client.xrange(keys.dead)]
+    assert dead["request_id"] == f"intake-{entry_id}"
+    assert "claimed 4 times" in dead["error"]["message"]
+    assert redis_client.xlen(keys.intake) == 0
+
+
+def test_a_hostile_entry_is_rejected_and_the_bridge_goes_on(
+    settings: Settings, redis_client: Any
+) -> None:
+    keys = Keys(settings.grants_key_prefix)
+    first = bridge(settings, redis_client, "b-1")
+    redis_client.xadd(keys.intake, {"request": "[" * 1200 + "]" * 1200})
+    redis_client.xadd(keys.intake, {"request": "x" * 70_000})
+    good = {"request_id": "after-hostile", "grant": {"client_id": "c", "audience": "a"}}
+    redis_client.xadd(keys.intake, {"request": json.dumps(good)})
+    assert first.pump_once(block_ms=100) == 3
+    assert queued_task_ids(redis_client, settings.grants_queue) == ["after-hostile"]
+    messages = [
+        json.loads(f["dead"])["error"]["message"] for _id, f in redis_client.xrange(keys.dead)
+    ]
+    assert any("nested 1200 deep" in message for message in messages)
+    assert any("at most 65536 bytes" in message for message in messages)
+    # The dead letter keeps a preview, not the 70 KB.
+    assert all(len(f["dead"]) < 4096 for _id, f in redis_client.xrange(keys.dead))
+
+
+def test_the_bridge_loop_restarts_after_any_exception_and_reports_itself_alive(
+    settings: Settings, redis_client: Any
+) -> None:
+    keys = Keys(settings.grants_key_prefix)
+    made = bridge(settings, redis_client, "b-1")
+    failures = iter([RuntimeError("a bug"), None])
+    real_pump = made.pump_once
+
+    def flaky_pump(*, block_ms: int | None = None) -> int:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real_pump(block_ms=block_ms)
+
+    made.pump_once = flaky_pump  # type: ignore[method-assign]
+    thread = threading.Thread(target=made.run, daemon=True)
+    thread.start()
+    try:
+        redis_client.xadd(keys.intake, {"request": json.dumps({"request_id": "r-1", "grant": {}})})
+        deadline = time.monotonic() + 10
+        while not queued_task_ids(redis_client, settings.grants_queue):
+            assert time.monotonic() < deadline, "the bridge did not restart"
+            time.sleep(0.05)
+        assert made.alive()
+    finally:
+        made.stop()
+        thread.join(timeout=5)
+    assert not made.alive()

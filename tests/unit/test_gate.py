@@ -85,3 +85,43 @@ def test_a_missing_id_header_is_refused() -> None:
     refusal = inspect(headers={"task": TASK_NAME})
     assert refusal is not None
     assert refusal.task_id is None
+
+
+def test_a_body_nested_1200_deep_is_refused_not_raising_recursion_error() -> None:
+    deep = "[" * 1200 + "]" * 1200
+    refusal = inspect(body=json.dumps([[], {"request": "x"}, {}])[:-1] + ', "d": ' + deep + "}")
+    assert refusal is not None and "nested 1" in refusal.reason
+    assert refusal.task_id == "task-1"
+
+
+def test_headers_and_properties_count_towards_the_64_kib() -> None:
+    big = {**HEADERS, "x-note": "h" * MAX_MESSAGE_BYTES}
+    refusal = inspect(headers=big)
+    assert refusal is not None and "with headers and properties" in refusal.reason
+    refusal = inspect(properties={"correlation_id": "p" * MAX_MESSAGE_BYTES})
+    assert refusal is not None and "at most 65536 bytes" in refusal.reason
+
+
+def test_deep_headers_are_refused() -> None:
+    deep: object = "x"
+    for _ in range(2000):
+        deep = {"n": deep}
+    refusal = inspect(headers={**HEADERS, "x": deep})
+    assert refusal is not None and "nested more than 48" in refusal.reason
+
+
+def test_a_task_id_against_the_request_id_rule_is_refused_under_a_derived_id() -> None:
+    refusal = inspect(headers={**HEADERS, "id": "id\u202eevil"})
+    assert refusal is not None and "task id: must match" in refusal.reason
+    assert refusal.task_id is not None and refusal.task_id.startswith("invalid-id-")
+
+
+def test_expiry_is_read_from_the_celery_header() -> None:
+    from datetime import UTC, datetime
+
+    from grant_worker.tasks.messages.gate import expiry_of
+
+    assert expiry_of({"expires": "2026-01-01T00:00:00+00:00"}) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert expiry_of({"expires": "2026-01-01T00:00:00"}) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert expiry_of({"expires": None}) is None
+    assert expiry_of({"expires": "soon"}) is None

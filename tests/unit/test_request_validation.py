@@ -9,7 +9,13 @@ import pytest
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES, CreateClientGrant
 from grant_worker.tasks.messages.validation import parse_request
-from tests.bad_requests import BAD_ENVELOPES, BAD_TEXTS, OK_GRANT
+from tests.bad_requests import (
+    BAD_ENVELOPES,
+    BAD_TEXTS,
+    OK_GRANT,
+    UTF8_METADATA_WITHIN_LIMIT,
+    nested,
+)
 
 
 @pytest.mark.parametrize(
@@ -84,3 +90,19 @@ def test_json_text_and_bytes_are_read_like_objects() -> None:
 def test_the_corpus_holds_at_least_forty_bad_inputs() -> None:
     # The reliability suite's bad-input case promises 40; this keeps the corpus honest.
     assert len(BAD_ENVELOPES) + len(BAD_TEXTS) >= 40
+
+
+def test_metadata_is_counted_in_utf8_bytes_not_ascii_escaped_json() -> None:
+    request = parse_request({"grant": OK_GRANT, "metadata": UTF8_METADATA_WITHIN_LIMIT})
+    assert request.metadata == UTF8_METADATA_WITHIN_LIMIT
+
+
+def test_metadata_nested_32_deep_is_accepted_and_33_refused() -> None:
+    assert parse_request({"grant": OK_GRANT, "metadata": nested(31, {})}).metadata is not None
+    with pytest.raises(RequestInvalid, match="metadata: nested more than 32 deep"):
+        parse_request({"grant": OK_GRANT, "metadata": nested(32, {})})
+
+
+def test_a_python_dict_nested_past_the_recursion_limit_is_refused_not_crashing() -> None:
+    with pytest.raises(RequestInvalid, match="nested more than 48 deep"):
+        parse_request({"grant": OK_GRANT, "metadata": nested(5000)})

@@ -1,0 +1,80 @@
+"""What keeps a request from failing on every delivery, on a real Redis: an outcome that
+cannot be serialised is still recorded, and the watchdog notices a dead intake bridge."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import ErrorInfo, Outcome, utc_timestamp
+from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
+from grant_worker.worker.watchdog import Watchdog
+from tests.bad_requests import nested
+
+
+def test_an_outcome_whose_metadata_cannot_be_serialised_is_recorded_without_it(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # The issue: metadata nested 998 deep passed validation, the grant was created, and the
+    # outcome could not be serialised: requeued 5,085 times in 20 s, no outcome ever.
+    keys = Keys(key_prefix)
+    recorder = OutcomeRecorder(redis_client, keys, record_ttl_s=60, stream_maxlen=0)
+    stamp = utc_timestamp()
+    outcome = Outcome.model_construct(
+        request_id="deep-1",
+        batch_id=None,
+        status="failed",
+        grant=None,
+        error=ErrorInfo(code="upstream_error", message="x"),
+        differences=None,
+        attempts=1,
+        received_at=stamp,
+        finished_at=stamp,
+        metadata=nested(5000),
+    )
+    assert recorder.record(outcome, original={"metadata": nested(5000)})
+    recorded = recorder.recorded("deep-1")
+    assert recorded is not None and recorded.metadata is None
+    assert recorded.error is not None and "could not be serialised" in str(recorded.error.details)
+    (dead,) = [json.loads(f["dead"]) for _id, f in redis_client.xrange(keys.dead)]
+    assert "unserialisable" in dead["request"]
+
+
+def test_the_watchdog_ends_a_worker_whose_intake_bridge_is_dead(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    calls: list[str] = []
+    watchdog = Watchdog(
+        redis_client,
+        Keys(key_prefix),
+        queue=f"{key_prefix}queue",
+        capacity=4,
+        hostname="w-1",
+        interval_s=1.0,
+        stall_after_s=60.0,
+        on_stall=lambda: calls.append("stall"),
+        bridge_alive=lambda: False,
+    )
+    assert watchdog.check() is True
+    assert calls == ["stall"]
+    beat: Any = json.loads(str(redis_client.get(Keys(key_prefix).heartbeat("w-1"))))
+    assert beat["bridge_alive"] is False
+    assert beat["broker_ready"] is True
+
+
+def test_behind_sentinel_an_outcome_no_replica_has_is_not_taken_as_recorded(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # The shared test Redis has no replica: what a demoted primary looks like to WAIT.
+    keys = Keys(key_prefix)
+    recorder = OutcomeRecorder(
+        redis_client, keys, record_ttl_s=60, stream_maxlen=0, min_replicas=1, replica_wait_ms=50
+    )
+    stamp = utc_timestamp()
+    outcome = Outcome(request_id="wait-1", status="rejected", received_at=stamp, finished_at=stamp)
+    with pytest.raises(redis.ConnectionError, match="reached 0 of 1 replica"):
+        recorder.record(outcome)
