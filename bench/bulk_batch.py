@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from grant_worker.config.settings import Settings
-from grant_worker.emulator.testing import EmulatorAdmin
+from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.connections import delete_deployment, make_redis
 from grant_worker.tasks.messages.gate import TASK_NAME
 from grant_worker.worker.app import create_app
@@ -49,20 +49,7 @@ CAP_S = 1200.0
 
 
 def start_emulator(port: int, rate: float) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "grant_worker.emulator", "--port", str(port)]
-    command += ["--rate-limit", str(rate), "--burst", str(int(rate))]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    admin = EmulatorAdmin(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            admin.stats()
-            return process
-        except Exception:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
+    return start_emulator_process(port, "--rate-limit", str(rate), "--burst", str(int(rate)))
 
 
 def write_rows(path: Path, rows: int) -> None:

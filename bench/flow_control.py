@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -40,7 +38,7 @@ from auth0.authentication import GetToken
 from auth0.management.client import Auth0
 
 from grant_worker.config.settings import Settings
-from grant_worker.emulator.testing import EmulatorAdmin
+from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.connections import delete_deployment, make_redis
 from grant_worker.worker.client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
@@ -71,21 +69,9 @@ class Figures:
 
 
 def start_emulator(port: int, rate: float, burst: int, semantics: str, background: float) -> Any:
-    command = [sys.executable, "-m", "grant_worker.emulator", "--port", str(port)]
-    command += ["--rate-limit", str(rate), "--burst", str(burst), "--latency-ms", str(LATENCY_MS)]
-    command += ["--reset-semantics", semantics, "--background-rps", str(background)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    admin = EmulatorAdmin(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            admin.stats()
-            return process
-        except Exception:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
+    options = ["--rate-limit", str(rate), "--burst", str(burst), "--latency-ms", str(LATENCY_MS)]
+    options += ["--reset-semantics", semantics, "--background-rps", str(background)]
+    return start_emulator_process(port, *options)
 
 
 def client_ids(count: int) -> list[str]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from auth0.authentication import GetToken
 from auth0.management.client import Auth0
 
 from grant_worker.config.settings import Settings
-from grant_worker.emulator.testing import EmulatorAdmin
+from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.connections import delete_deployment, make_redis
 from grant_worker.worker.client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
@@ -60,20 +59,7 @@ class Figures:
 
 
 def start_emulator(port: int, rate: float) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "grant_worker.emulator", "--port", str(port)]
-    command += ["--rate-limit", str(rate), "--burst", str(int(rate))]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    admin = EmulatorAdmin(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            admin.stats()
-            return process
-        except Exception:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
+    return start_emulator_process(port, "--rate-limit", str(rate), "--burst", str(int(rate)))
 
 
 def client_ids(count: int) -> list[str]:

@@ -13,6 +13,9 @@ of its admin API.
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -180,3 +183,26 @@ def running_emulator(
     finally:
         admin.close()
         server.stop()
+
+
+def start_emulator_process(
+    port: int, *options: str, ready_within_s: float = 20.0
+) -> subprocess.Popen[bytes]:
+    """`python -m grant_worker.emulator --port PORT OPTIONS…` in a process of its own (so that
+    a load generator does not share its GIL), returned once its admin API answers.
+
+    Raises the admin API's last error, the process killed, when it does not answer in time.
+    """
+    command = [sys.executable, "-m", "grant_worker.emulator", "--port", str(port), *options]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    admin = EmulatorAdmin(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + ready_within_s
+    while True:
+        try:
+            admin.stats()
+            return process
+        except Exception:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.1)
