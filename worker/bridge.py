@@ -106,6 +106,15 @@ class IntakeBridge:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def start_in_thread(self) -> threading.Thread:
+        """Run in a daemon thread of its own. Alive from this moment: the watchdog may look
+        before the thread is first scheduled, and a bridge about to start is not dead."""
+        self._running = True
+        self._last_loop = time.monotonic()
+        thread = threading.Thread(target=self.run, name="intake-bridge", daemon=True)
+        thread.start()
+        return thread
+
     def run(self) -> None:
         """Bridge until `stop()`. Supervised: no exception ends it (a Redis restart, kombu's
         `OperationalError`, a bug); each is logged, then a pause that grows while they repeat."""
@@ -232,8 +241,7 @@ class IntakeBridgeStep(bootsteps.StartStopStep):
             max_claims=settings.grants_max_deliveries,
         )
         worker.app.grants_bridge = self._bridge
-        self._thread = threading.Thread(target=self._bridge.run, name="intake-bridge", daemon=True)
-        self._thread.start()
+        self._thread = self._bridge.start_in_thread()
 
     def stop(self, worker: Any) -> None:
         if self._bridge is not None:

@@ -151,7 +151,7 @@ def test_refused_credentials_end_the_worker_with_code_2_and_say_why(
         code = worker.process.wait(timeout=30)
         log = worker.log()
         assert code == EXIT_USAGE, log[-3000:]
-        assert "refused this worker's credentials" in log
+        assert "Redis refused the credentials" in log  # the one start path says so at once
         assert "wrong-password" not in log
         submitted = grants_cli(settings, "submit", "--audience", API, "--client-id", "c-1")
         assert submitted.returncode == EXIT_USAGE, submitted.stderr

@@ -127,15 +127,21 @@ def test_a_settings_error_on_every_delivery_ends_as_poison_with_backoff_not_a_ho
     tmp_path: Path,
     figures: Callable[..., None],
 ) -> None:
-    # `celery -A grant_worker.worker.app worker` with AUTH0_DOMAIN unset: the issue saw one
-    # message requeued 7,689 times in 20 s. Each delivery now counts, requeues back off, and
-    # the poison outcome needs Redis only.
+    # The issue saw `celery -A grant_worker.worker.app worker` with AUTH0_DOMAIN unset requeue
+    # one message 7,689 times in 20 s. Such a worker now refuses to start (exit 2, the one
+    # start path), so the settings break after the start instead: the client secret's file
+    # goes away before the first request builds the worker's Auth0 client. Each delivery
+    # still counts, requeues back off, and the poison outcome needs Redis only.
     settings = settings_factory(grants_max_deliveries=2)
+    secret_file = tmp_path / "client-secret"
+    assert settings.auth0_client_secret is not None
+    secret_file.write_text(settings.auth0_client_secret.get_secret_value())
     env = {
         key: value
         for key, value in {**os.environ, **settings_env(settings)}.items()
-        if not key.startswith("AUTH0_")
+        if key != "AUTH0_CLIENT_SECRET"
     }
+    env["AUTH0_CLIENT_SECRET_FILE"] = str(secret_file)
     log_path = tmp_path / "celery.log"
     command = [
         sys.executable,
@@ -155,6 +161,7 @@ def test_a_settings_error_on_every_delivery_ends_as_poison_with_backoff_not_a_ho
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: READY_MARK in log_path.read_bytes(), 30, "celery worker ready")
+        secret_file.unlink()
         with GrantClient(settings) as client:
             request_id = client.submit(
                 {"request_id": "no-settings-1", "grant": {"client_id": "c", "audience": API}}
@@ -172,7 +179,7 @@ def test_a_settings_error_on_every_delivery_ends_as_poison_with_backoff_not_a_ho
     # Two failed deliveries, then the third is recorded as poison at receipt: 3, not thousands.
     assert received == 2, text[-3000:]
     assert f"message {request_id} delivered 3 times; poison" in text
-    requeued = text.count("no outcome recorded (ValueError); requeued in")
+    requeued = text.count("no outcome recorded (SecretFileError); requeued in")
     assert requeued == 2
     assert "requeued in 1 s" in text and "requeued in 2 s" in text  # backing off
     figures(deliveries=received + 1, seconds_to_poison=round(seconds, 1), requeues=requeued)
