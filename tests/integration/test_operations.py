@@ -102,7 +102,12 @@ def test_celery_a_is_the_same_worker_as_grants_worker_and_celery_inspect_works(
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
         ready = requests.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200
-        assert ready.json()["checks"] == {"bridge": "ok", "redis": "ok"}
+        assert ready.json()["checks"] == {
+            "bridge": "ok",
+            "redis": "ok",
+            "broker": "ok",
+            "breaker": "ok",
+        }
         assert requests.get(f"{base}/", timeout=5).status_code == 404
         assert requests.get(f"{base}/metricsx", timeout=5).status_code == 404
         with GrantClient(settings) as client:

@@ -67,7 +67,10 @@ def test_every_override_is_listed_here() -> None:
         name
         for cls in (transport.GuardedChannel, transport.GuardedSentinelChannel)
         for name, value in vars(cls).items()
-        if callable(value) and hasattr(kombu_redis.SentinelChannel, name)
+        # Methods only: `QoS` is a class of ours (issue 9's TrackingQoS), tested on its own.
+        if callable(value)
+        and not isinstance(value, type)
+        and hasattr(kombu_redis.SentinelChannel, name)
     }
     listed = {name for _owner, name in EXPECTED_SIGNATURES}
     assert overridden <= listed, overridden - listed
