@@ -59,9 +59,10 @@ class Keys:
         """Marker: a create call for this request may have reached Auth0."""
         return f"{self.prefix}sent:{request_id}"
 
-    def heartbeat(self, hostname: str) -> str:
-        """A worker's liveness record: last time its consumer took or polled a message."""
-        return f"{self.prefix}heartbeat:{hostname}"
+    def heartbeat(self, identity: str) -> str:
+        """A worker process's liveness record (`identity` is `hostname/boot`, one per life of
+        one process, as in the register `workers`): what its watchdog saw at its last beat."""
+        return f"{self.prefix}heartbeat:{identity}"
 
     def lock(self, request_id: str) -> str:
         """Held while one delivery of a request is being worked on."""

@@ -10,13 +10,17 @@ who holds which message. Here:
 - `TrackingQoS` adds each delivery tag to the set `Keys.held(identity)` when the worker takes the
   message (in the same pipeline as kombu's own unacknowledged record), and removes it when kombu
   acks, rejects or restores it;
-- the heartbeat (`Keys.heartbeat(hostname)`, written by the watchdog every
-  GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S) names the identity, and
-  each beat registers it in `Keys.workers`;
+- the heartbeat (`Keys.heartbeat(identity)`, written by the watchdog every
+  GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S) is the identity's own,
+  and each beat registers it in `Keys.workers`. Keyed by identity, not by host name: two live
+  workers started under the same name (two `grants worker` on one machine without
+  `--hostname`) would otherwise overwrite each other's beat, each take the other for dead, and
+  put its messages back while they run, over and over;
 - every worker scans the register as often as it beats: an identity whose heartbeat has lapsed
-  (or names another boot) is dead. One survivor (under `Keys.recovering(identity)`) restores its
-  held tags through kombu's own `restore_by_tag`, the path the visibility timeout takes, then
-  forgets the identity.
+  is dead, and so is a previous life on this very machine whose process is gone (a worker
+  restarted under its old name: no need to wait for the heartbeat to lapse). One survivor
+  (under `Keys.recovering(identity)`) restores its held tags through kombu's own
+  `restore_by_tag`, the path the visibility timeout takes, then forgets the identity.
 
 A message restored while its first delivery still runs (a worker that only seemed dead) is
 harmless: the request lock and the outcome record make the second delivery wait and find the
@@ -25,14 +29,17 @@ first one's outcome. The visibility timeout stays as the backstop for anything t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -122,9 +129,17 @@ def beat(
     client: redis.Redis, keys: Keys, identity: Identity, facts: dict[str, Any], ttl_s: float
 ) -> None:
     """Write the heartbeat of `identity` (with `facts`) and keep it in the register."""
-    payload = {**facts, "identity": str(identity), "boot": identity.boot}
+    payload = {
+        **facts,
+        "identity": str(identity),
+        "boot": identity.boot,
+        # Where the process runs, so that its next life in the same process space can tell at
+        # once that it is gone (`is_alive`).
+        "space": process_space(),
+        "pid": os.getpid(),
+    }
     pipe = client.pipeline(transaction=True)
-    pipe.set(keys.heartbeat(identity.hostname), json.dumps(payload), px=int(ttl_s * 1000))
+    pipe.set(keys.heartbeat(str(identity)), json.dumps(payload), px=int(ttl_s * 1000))
     pipe.sadd(keys.workers, str(identity))
     pipe.execute()
 
@@ -134,18 +149,50 @@ def forget(client: redis.Redis, keys: Keys, identity: Identity) -> None:
     pipe = client.pipeline(transaction=True)
     pipe.srem(keys.workers, str(identity))
     pipe.delete(keys.held(str(identity)))
-    pipe.delete(keys.heartbeat(identity.hostname))
+    pipe.delete(keys.heartbeat(str(identity)))
     pipe.execute()
 
 
 def is_alive(client: redis.Redis, keys: Keys, identity: Identity) -> bool:
-    raw = client.get(keys.heartbeat(identity.hostname))
+    """Its heartbeat has not lapsed, and it is not a finished process of our process space."""
+    raw = client.get(keys.heartbeat(str(identity)))
     if not raw:
         return False
     try:
-        return bool(json.loads(raw).get("boot") == identity.boot)
+        beat = json.loads(raw)
+        space, pid = beat.get("space"), beat.get("pid")
     except (ValueError, AttributeError):
+        return True  # a beat we cannot read is still a beat: wait for it to lapse
+    here = process_space()
+    if here is None or space != here or not isinstance(pid, int) or pid == os.getpid():
+        return True
+    return _process_exists(pid)
+
+
+@functools.cache
+def process_space() -> str | None:
+    """Names the set of processes `os.kill(pid, 0)` can see: this kernel's boot and this PID
+    namespace. Not the host name: two containers may share one, each with its own process
+    numbers, and a restarted container has a new namespace. None where Linux's /proc is not
+    there (the heartbeat's lapse alone decides then)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process `pid` runs here. When unsure (a reused pid, no permission), yes: the
+    heartbeat's lapse then decides, a few seconds later."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
+    except OSError:
+        return True
+    return True
 
 
 class Recovery:

@@ -68,13 +68,13 @@ class FleetStatus:
 
 def read_workers(client: redis.Redis, keys: Keys, now_s: float) -> list[WorkerBeat]:
     """The registered workers whose heartbeat has not expired, with what their last beat said."""
-    members = cast(set[str], client.smembers(keys.workers))
-    hostnames = sorted({member.rsplit("/", 1)[0] for member in members})
-    if not hostnames:
+    members = sorted(cast(set[str], client.smembers(keys.workers)))
+    if not members:
         return []
     beats = []
-    raws = cast(list[str | None], client.mget([keys.heartbeat(h) for h in hostnames]))
-    for hostname, raw in zip(hostnames, raws, strict=True):
+    raws = cast(list[str | None], client.mget([keys.heartbeat(m) for m in members]))
+    for member, raw in zip(members, raws, strict=True):
+        hostname = member.rpartition("/")[0] or member
         if not raw:
             continue
         try:

@@ -8,7 +8,7 @@ have waited while the worker had room and took nothing for `stall_after_s`, it l
 and ends the process with `STALLED_EXIT_CODE`, so the supervisor (systemd, Kubernetes, compose)
 starts a fresh one. Unacknowledged messages come back by the visibility timeout.
 
-It also writes the worker's heartbeat (`Keys.heartbeat(hostname)`) with what it saw, every
+It also writes the worker's heartbeat (`Keys.heartbeat(identity)`) with what it saw, every
 GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S: dashboards read it, and the
 other workers take a lapsed heartbeat for a dead worker and put its messages back on the queue
 (`worker.recovery`). The heartbeat runs even when stall detection is off

@@ -53,7 +53,7 @@ def test_overview_shows_breaker_cause_learned_rate_and_workers(
     )
     # The register and heartbeat as issue 9's worker.recovery.beat writes them.
     redis_client.set(
-        keys.heartbeat("celery@box-1"),
+        keys.heartbeat("celery@box-1/b00t2"),
         '{"busy": 2, "capacity": 8, "queued": 5, "idle_s": 0.2, "stalled": false, '
         f'"at": {time.time()}, "boot": "b00t2"}}',
     )

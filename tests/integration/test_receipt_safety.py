@@ -61,7 +61,7 @@ def test_the_watchdog_ends_a_worker_whose_intake_bridge_is_dead(
     )
     assert watchdog.check() is True
     assert calls == ["stall"]
-    beat: Any = json.loads(str(redis_client.get(Keys(key_prefix).heartbeat("w-1"))))
+    beat: Any = json.loads(str(redis_client.get(Keys(key_prefix).heartbeat("w-1/-"))))
     assert beat["bridge_alive"] is False
     assert beat["broker_ready"] is True
 

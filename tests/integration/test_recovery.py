@@ -1,9 +1,13 @@
 """The recovery sweep on a real Redis: a live worker is left alone, a lapsed one is restored by
-exactly one survivor, a restarted worker's previous life counts as dead. The kombu restore path
-itself runs in tests/reliability/test_recovery_in_seconds.py with real worker processes."""
+exactly one survivor, two live workers under one host name leave each other alone, and a
+restarted worker's previous life counts as dead as soon as its process is gone. The kombu
+restore path itself runs in tests/reliability/test_recovery_in_seconds.py with real worker processes."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -60,14 +64,58 @@ def test_a_lapsed_worker_is_restored_by_exactly_one_of_two_survivors(
     assert str(dead) not in redis_client.smembers(keys.workers)
 
 
-def test_a_restarted_worker_s_previous_life_counts_as_dead(
+def test_two_live_workers_under_one_host_name_keep_their_messages(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
+    # Two `grants worker` on one machine without --hostname: both are `celery@host`. Each
+    # used to overwrite the other's heartbeat, take the other for dead and put its messages
+    # back while they ran, every sweep (42 of 500 requests ended `poison` that way).
+    keys = Keys(key_prefix)
+    first, second = Identity("same@test", "b1"), Identity("same@test", "b2")
+    beat(redis_client, keys, first, {}, ttl_s=30)
+    beat(redis_client, keys, second, {}, ttl_s=30)
+    held(redis_client, keys, first, "t1")
+    held(redis_client, keys, second, "t2")
+    restored: list[str] = []
+    assert Recovery(redis_client, keys, me=first, restore_by_tag=restored.append).sweep() == 0
+    assert Recovery(redis_client, keys, me=second, restore_by_tag=restored.append).sweep() == 0
+    assert restored == []
+
+
+def test_a_previous_life_whose_process_is_gone_counts_as_dead_before_its_beat_lapses(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # A worker restarted under its old name: the old process is gone from this process
+    # space, so its messages come back at once instead of after the heartbeat's lapse.
     keys = Keys(key_prefix)
     before, after = Identity("same@test", "old"), Identity("same@test", "new")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
     beat(redis_client, keys, before, {}, ttl_s=30)
+    # The beat as the old process wrote it (`beat` records the writer's own pid).
+    raw = json.loads(str(redis_client.get(keys.heartbeat(str(before)))))
+    redis_client.set(keys.heartbeat(str(before)), json.dumps({**raw, "pid": gone.pid}), ex=30)
     held(redis_client, keys, before, "t1")
-    beat(redis_client, keys, after, {}, ttl_s=30)  # same host name, same heartbeat key
+    beat(redis_client, keys, after, {}, ttl_s=30)
     restored: list[str] = []
     assert Recovery(redis_client, keys, me=after, restore_by_tag=restored.append).sweep() == 1
     assert restored == ["t1"]
+
+
+def test_a_beat_from_another_process_space_waits_for_its_lapse(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Another container (or machine) with the same host name and a pid unknown here: its
+    # process numbers mean nothing in this space, so only the lapse of its beat counts.
+    keys = Keys(key_prefix)
+    other, me = Identity("same@test", "other"), Identity("same@test", "me")
+    redis_client.set(
+        keys.heartbeat(str(other)),
+        json.dumps({"identity": str(other), "space": "another-kernel/pid:[1]", "pid": 999999}),
+        ex=30,
+    )
+    redis_client.sadd(keys.workers, str(other))
+    held(redis_client, keys, other, "t1")
+    restored: list[str] = []
+    assert Recovery(redis_client, keys, me=me, restore_by_tag=restored.append).sweep() == 0
+    assert restored == []

@@ -4,7 +4,6 @@ created twice, and the grants the killed worker created are reported `created`."
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,12 +25,13 @@ PRODUCT_DEFAULTS = {"grants_retry_budget_s": 60.0, "grants_restore_interval_s": 
 
 
 def held_by(client: redis.Redis, prefix: str, hostname: str) -> tuple[str, int]:
-    """The identity a worker's heartbeat names, and how many messages it holds unacked."""
-    beat = client.get(f"{prefix}heartbeat:{hostname}")
-    if not beat:
-        return "", 0
-    identity = json.loads(beat)["identity"]
-    return identity, int(client.scard(f"{prefix}held:{identity}"))
+    """The registered identity of the worker named `hostname`, and how many messages it holds
+    unacked."""
+    for member in client.smembers(f"{prefix}workers"):
+        identity = str(member)
+        if identity.rpartition("/")[0] == hostname:
+            return identity, int(client.scard(f"{prefix}held:{identity}"))
+    return "", 0
 
 
 def test_sigkill_of_one_of_two_workers_is_recovered_by_the_other_in_seconds(

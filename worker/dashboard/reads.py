@@ -5,22 +5,21 @@ per-second counters), lengths (LLEN, HLEN), and the newest entries of a stream (
 COUNT). It never scans a stream or the key space, so a page costs the same with ten outcomes as
 with a million.
 
-Contracts assumed here for state that other issues write (swap in their readers at merge):
+What it reads, as the owners write it:
 
-- breaker (issue 7, `tasks.flow.breaker.read_breaker` on branch issue-7): hash
-  `{prefix}breaker`: state (closed|open), cause, since, next_probe_at (epoch s), message.
-- learned tenant rate (issue 7, `tasks.flow.fleet_rate.read_flow_state` on branch issue-7):
-  the governor's hash `{prefix}governor`: limit, remaining (last headers), rate (learned free
-  rate, calls/s), pause (epoch µs). No limit and no rate: "not learned yet".
-- worker register (issue 9, `worker.recovery.beat` on main): set `{prefix}workers` of
-  `hostname/boot`, beside each worker's heartbeat `Keys.heartbeat(hostname)` (JSON with `boot`,
-  `at`, `busy`, `capacity`, ...). Empty until issue 9 is merged into this branch.
-- batch ledgers (issue 10, as `tasks.outcomes.batches` on main has them): hash
-  `{prefix}batch:{id}` with `total`, `queued`, a counter per state (`LEDGER_STATES`) and
-  `first_outcome_ms`/`last_outcome_ms`; hash `{prefix}batch-rows:{id}` of request id → state;
-  sorted set `{prefix}batches` of batch ids by last activity. Absent: a batch's progress is
-  derived from one atomic, bounded read (`_SNAPSHOT`) of the queue's head, the unacknowledged
-  hash and the newest outcomes, and marked as an estimate.
+- the breaker (`tasks.flow.breaker`): hash `{prefix}breaker`: state (closed|open), cause,
+  since, next_probe_at (epoch s), message;
+- the learned tenant rate (`tasks.flow.fleet_rate`): the governor's hash `{prefix}governor`:
+  limit, remaining (last headers), rate (learned free rate, calls/s), pause (epoch µs). No limit
+  and no rate: "not learned yet";
+- the worker register (`worker.recovery.beat`): set `{prefix}workers` of `hostname/boot`, and
+  each one's heartbeat `Keys.heartbeat(identity)` (JSON with `at`, `busy`, `capacity`, ...);
+- the batch ledgers (`tasks.outcomes.batches`): hash `{prefix}batch:{id}` with `total`,
+  `queued`, a counter per state (`LEDGER_STATES`) and `first_outcome_ms`/`last_outcome_ms`;
+  hash `{prefix}batch-rows:{id}` of request id → state; sorted set `{prefix}batches` of batch
+  ids by last activity. Absent: a batch's progress is derived from one atomic, bounded read
+  (`_SNAPSHOT`) of the queue's head, the unacknowledged hash and the newest outcomes, and
+  marked as an estimate.
 """
 
 from __future__ import annotations
@@ -312,16 +311,13 @@ class DashboardReads:
         if not members:
             return []
         members.sort()
-        hostnames = [member.rpartition("/")[0] or member for member in members]
         beats = cast(
-            list[str | None], self._client.mget([self._keys.heartbeat(h) for h in hostnames])
+            list[str | None], self._client.mget([self._keys.heartbeat(m) for m in members])
         )
         found = []
         for member, raw in zip(members, beats, strict=True):
             beat = _json_object(raw) if raw else {}
-            boot = member.rpartition("/")[2]
-            # A heartbeat of a later life of the same host is not this one's.
-            current = bool(beat) and beat.get("boot", boot) == boot
+            current = bool(beat)
             at = _number(beat.get("at")) if current else None
             found.append(
                 WorkerBeat(
