@@ -118,6 +118,11 @@ class Keys:
         """Set of the delivery tags a worker holds unacknowledged (kombu's `unacked` hash)."""
         return f"{self.prefix}held:{hostname}"
 
+    def taking(self, identity: str) -> str:
+        """List of the messages a worker has just taken off the queue and not yet recorded as
+        unacknowledged (`worker.transport`): a kill in between finds them here."""
+        return f"{self.prefix}taking:{identity}"
+
     def recovering(self, hostname: str) -> str:
         """Held by the one surviving worker that restores a lapsed worker's messages."""
         return f"{self.prefix}recovering:{hostname}"

@@ -56,6 +56,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # kombu keeps unacknowledged messages under one global key by default; under our
             # prefix, deployments sharing a Redis never restore each other's messages.
             "unacked_key": keys.unacked,
+            # One list per queue, so that a worker takes a message with one atomic move into a
+            # list of its own (`worker.transport`): kombu's per-priority lists would need a
+            # BRPOP over several keys, which has no moving form. Priorities are not used here.
+            "priority_steps": [0],
             "unacked_index_key": keys.unacked_index,
             "unacked_mutex_key": keys.unacked_mutex,
             # kombu holds this mutex while it restores; a worker killed while holding it would

@@ -7,9 +7,13 @@ who holds which message. Here:
 
 - each worker process has an identity, `hostname/boot` (`boot` new at every start, so a
   restarted worker with the same name is told apart from its previous life);
+- the worker takes each message off the queue with one atomic move into a list of its own,
+  `Keys.taking(identity)` (`worker.transport`), not with kombu's BRPOP: killed between the pop
+  and kombu's unacknowledged record, a BRPOP'd message existed nowhere any more (1 of 200 lost
+  in one of two SIGKILL runs on a loaded machine);
 - `TrackingQoS` adds each delivery tag to the set `Keys.held(identity)` when the worker takes the
-  message (in the same pipeline as kombu's own unacknowledged record), and removes it when kombu
-  acks, rejects or restores it;
+  message, in the same transaction as kombu's own unacknowledged record and the removal of the
+  message from the taking list, and removes the tag when kombu acks, rejects or restores it;
 - the heartbeat (`Keys.heartbeat(identity)`, written by the watchdog every
   GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S) is the identity's own,
   and each beat registers it in `Keys.workers`. Keyed by identity, not by host name: two live
@@ -20,7 +24,8 @@ who holds which message. Here:
   is dead, and so is a previous life on this very machine whose process is gone (a worker
   restarted under its old name: no need to wait for the heartbeat to lapse). One survivor
   (under `Keys.recovering(identity)`) restores its held tags through kombu's own
-  `restore_by_tag`, the path the visibility timeout takes, then forgets the identity.
+  `restore_by_tag`, the path the visibility timeout takes, moves what is left in its taking
+  list back onto the queue, then forgets the identity.
 
 A message restored while its first delivery still runs (a worker that only seemed dead) is
 harmless: the request lock and the outcome record make the second delivery wait and find the
@@ -100,6 +105,33 @@ def _held_key() -> str | None:
     return keys.held(str(identity))
 
 
+def taking_key() -> str | None:
+    """This worker's list of messages taken off the queue and not yet recorded; None outside
+    a worker (producers and CLI processes take nothing)."""
+    if _tracking is None:
+        return None
+    identity, keys = _tracking
+    return keys.taking(str(identity))
+
+
+# Every item of a taking list back at the head of the queue (BRPOP and BRPOPLPUSH take from the
+# right: RPUSH makes it next in line), in one atomic step.
+_RETURN_TAKEN = """
+local moved = 0
+while true do
+  local item = redis.call('RPOP', KEYS[1])
+  if not item then return moved end
+  redis.call('RPUSH', KEYS[2], item)
+  moved = moved + 1
+end
+"""
+
+
+def return_taken(client: Any, taking: str, queue: str) -> int:
+    """Move every message of the taking list `taking` back onto the queue list `queue`."""
+    return int(client.eval(_RETURN_TAKEN, 2, taking, queue))
+
+
 class TrackingQoS(kombu_redis.QoS):
     """kombu's QoS, also keeping the set of delivery tags this worker holds."""
 
@@ -113,10 +145,17 @@ class TrackingQoS(kombu_redis.QoS):
         # off the queue but had not yet recorded.
         delivery = message.delivery_info
         exchange, routing_key = delivery["exchange"], delivery["routing_key"]
+        # The item as it was moved into this worker's taking list (`worker.transport`): it
+        # leaves the list in the same transaction that records it as unacknowledged.
+        taken = getattr(self.channel, "taken_item", None)
         with self.pipe_or_acquire() as pipe:
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
                 self.unacked_key, delivery_tag, dumps([message._raw, exchange, routing_key])
-            ).sadd(held, delivery_tag).execute()
+            ).sadd(held, delivery_tag)
+            if taken is not None:
+                pipe.lrem(taken[0], 1, taken[1])
+            pipe.execute()
+            self.channel.taken_item = None  # recorded: out of the taking list
             virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
@@ -205,11 +244,14 @@ class Recovery:
         *,
         me: Identity,
         restore_by_tag: Callable[[str], None],
+        queue: str | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
         self._me = me
         self._restore_by_tag = restore_by_tag
+        # The queue's list, for messages a dead worker had taken but not yet recorded.
+        self._queue = queue
 
     @property
     def client(self) -> redis.Redis:
@@ -242,20 +284,25 @@ class Recovery:
             tags = [_text(tag) for tag in self._client.smembers(held)]
             for tag in tags:
                 self._restore_by_tag(tag)
+            taken = 0
+            if self._queue is not None:
+                taken = return_taken(self._client, self._keys.taking(str(identity)), self._queue)
             pipe = self._client.pipeline(transaction=True)
             pipe.delete(held)
             pipe.srem(self._keys.workers, str(identity))
             pipe.execute()
         finally:
             self._client.delete(lock)
-        if tags and identity != self._me:
-            metrics.RECOVERED_MESSAGES.inc(len(tags))
+        if (tags or taken) and identity != self._me:
+            metrics.RECOVERED_MESSAGES.inc(len(tags) + taken)
             log.warning(
-                "worker %s stopped beating; %d unacknowledged messages put back on the queue",
+                "worker %s stopped beating; %d unacknowledged messages put back on the queue"
+                " (%d of them just taken, not yet recorded)",
                 identity,
-                len(tags),
+                len(tags) + taken,
+                taken,
             )
-        return len(tags)
+        return len(tags) + taken
 
 
 def _text(value: Any) -> str:
@@ -303,7 +350,11 @@ class RecoveryStep(bootsteps.StartStopStep):
         settings = worker.app.grants_settings
         client = make_redis(settings)
         recovery = Recovery(
-            client, self._keys, me=self.identity, restore_by_tag=_kombu_restore(worker.app)
+            client,
+            self._keys,
+            me=self.identity,
+            restore_by_tag=_kombu_restore(worker.app),
+            queue=settings.grants_queue,
         )
         worker.grants_recovery = recovery
         self._loop = RecoveryLoop(recovery, interval_s=settings.grants_heartbeat_interval_s)

@@ -13,6 +13,13 @@ with the exception; here it is kept in the process and pushed back onto its queu
 Redis answers again (seen in the Redis-restart scenario: one request of a hundred lost).
 A worker killed while Redis is down still loses what it keeps this way.
 
+In a worker, a message is not popped at all: BRPOPLPUSH moves it atomically from the queue into
+the worker's own taking list (`Keys.taking(identity)`), and it leaves that list in the same
+transaction that records it as unacknowledged (`worker.recovery.TrackingQoS`). With kombu's
+BRPOP, a worker killed between the pop and that record lost the message for good (1 of 200
+requests, in one of two SIGKILL runs on a loaded machine). Whatever a dead worker's taking list
+still holds goes back onto the queue with its unacknowledged messages (`worker.recovery`).
+
 Every item is bounded before it is decoded (size, then nesting depth: `tasks.messages`), and
 every received message gets a delivery tag of its own, as a broker would give it: kombu keys its
 unacknowledged messages by the tag the *producer* wrote, so producers that reuse one tag (the
@@ -50,7 +57,7 @@ from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.messages.decoding import decode_json
 from grant_worker.tasks.messages.limits import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES
 from grant_worker.worker.broker_faults import broker_state, classify
-from grant_worker.worker.recovery import TrackingQoS
+from grant_worker.worker.recovery import TrackingQoS, return_taken, taking_key
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +111,27 @@ def _is_broker_fault(exc: BaseException) -> bool:
 class GuardedChannel(kombu_redis.Channel):
     # Also records which worker holds which unacknowledged message (crash recovery, issue 9).
     QoS = TrackingQoS
+    # (taking list, queue) while a BRPOPLPUSH is under way; None while kombu's BRPOP is.
+    _moving: tuple[str, str] | None = None
+    # (taking list, item) while the item moved there is being delivered: `TrackingQoS` takes
+    # it out of the list as it records the message.
+    taken_item: tuple[str, bytes] | None = None
 
     def _brpop_read(self, **options: Any) -> bool | None:
         # kombu's own `_brpop_read`, but the item is checked before it is delivered.
+        moving, self._moving = self._moving, None
+        keep_taken = False
         try:
             try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+                if moving is None:
+                    dest__item = self.client.parse_response(
+                        self.client.connection, "BRPOP", **options
+                    )
+                else:
+                    item = self.client.parse_response(
+                        self.client.connection, "BRPOPLPUSH", **options
+                    )
+                    dest__item = (moving[1], item) if item is not None else None
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
@@ -118,11 +140,22 @@ class GuardedChannel(kombu_redis.Channel):
             dest, item = dest__item
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
+            if moving is not None:
+                self.taken_item = (moving[0], item)
             payload = self._checked(item)
             if payload is not None:
                 try:
                     self.connection._deliver(payload, dest)
                 except Exception as exc:
+                    if moving is not None and _is_broker_fault(exc):
+                        # Still in our taking list in Redis: `_brpop_start` puts it back once
+                        # Redis answers (and a survivor does, should we die meanwhile).
+                        keep_taken = True
+                        broker_state.note_fault(exc)
+                        log.warning("a message taken as Redis failed stays to be put back")
+                        if isinstance(exc, redis.ConnectionError):
+                            raise
+                        raise redis.ConnectionError(f"broker fault: {type(exc).__name__}") from exc
                     if not _is_broker_fault(exc):
                         # Not Redis failing but the message (kombu counts KeyError among its
                         # connection errors): keeping it would retry it for ever.
@@ -143,6 +176,11 @@ class GuardedChannel(kombu_redis.Channel):
                     raise redis.ConnectionError(f"broker fault: {type(exc).__name__}") from exc
             return True
         finally:
+            # Still set: not recorded. Dead-lettered (or not a message at all), it leaves the
+            # taking list here; taken as Redis failed, it stays there to be put back.
+            leftover, self.taken_item = self.taken_item, None
+            if leftover is not None and not keep_taken:
+                self._drop_taken(*leftover)
             self._in_poll = None  # type: ignore[assignment]  # kombu annotates it as bool
             flush_reauth = getattr(self, "_flush_brpop_reauth", None)
             if flush_reauth is not None:
@@ -168,7 +206,46 @@ class GuardedChannel(kombu_redis.Channel):
                 f"broker not writable ({broker_state.fault}); "
                 f"{len(_taken_not_recorded)} message(s) held to be put back"
             )
-        super()._brpop_start(timeout)
+        taking = taking_key()
+        queues = list(self.active_queues)
+        if taking is None or len(queues) != 1 or self.global_keyprefix:
+            super()._brpop_start(timeout)
+            return
+        if not self._return_taken(taking, queues[0]):
+            time.sleep(broker_state.backoff_s())
+            raise redis.ConnectionError(f"broker not writable ({broker_state.fault})")
+        # kombu's `_brpop_start`, moving instead of popping (see the module's docstring).
+        # One queue and one priority step (`worker.app`): one source list.
+        queue = self._q_for_pri(queues[0], 0)
+        self._moving = (taking, queues[0])
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # kombu: None
+        if timeout is None:
+            timeout = self.brpop_timeout
+        self.client.connection.send_command("BRPOPLPUSH", queue, taking, timeout or 0)
+
+    def _drop_taken(self, taking: str, item: bytes) -> None:
+        try:
+            with self.conn_or_acquire() as client:
+                client.lrem(taking, 1, item)
+        except Exception:
+            # Left there, it goes back onto the queue and is refused again: never lost.
+            log.warning("could not take a refused item out of %s", taking, exc_info=True)
+
+    def _return_taken(self, taking: str, queue: str) -> bool:
+        """Put back onto `queue` what the taking list still holds: messages taken as Redis
+        failed, before they could be recorded. False while Redis does not answer."""
+        try:
+            with self.conn_or_acquire() as client:
+                moved = return_taken(client, taking, self._q_for_pri(queue, 0))
+        except Exception as exc:
+            if _is_broker_fault(exc):
+                broker_state.note_fault(exc)
+                return False
+            raise
+        if moved:
+            log.warning("%d message(s) taken as Redis failed were put back on %s", moved, queue)
+        return True
 
     def _put_back_taken(self) -> bool:
         """Return kept messages to the head of their queue, oldest first, while Redis answers.

@@ -1,11 +1,13 @@
 """The recovery sweep on a real Redis: a live worker is left alone, a lapsed one is restored by
 exactly one survivor, two live workers under one host name leave each other alone, and a
-restarted worker's previous life counts as dead as soon as its process is gone. The kombu
-restore path itself runs in tests/reliability/test_recovery_in_seconds.py with real worker processes."""
+restarted worker's previous life counts as dead as soon as its process is gone, and a message a
+worker took but had not recorded when it died goes back. The kombu restore path itself runs in
+tests/reliability/test_recovery_in_seconds.py with real worker processes."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -13,8 +15,11 @@ import time
 
 import redis
 
+from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.client import GrantClient
 from grant_worker.worker.recovery import Identity, Recovery, beat
+from grant_worker.worker.testing import settings_env
 
 
 def held(client: redis.Redis, keys: Keys, identity: Identity, *tags: str) -> None:
@@ -119,3 +124,58 @@ def test_a_beat_from_another_process_space_waits_for_its_lapse(
     restored: list[str] = []
     assert Recovery(redis_client, keys, me=me, restore_by_tag=restored.append).sweep() == 0
     assert restored == []
+
+
+# A worker process that dies right after taking a message off the queue, before kombu records
+# it as unacknowledged: the narrowest window of a SIGKILL. `os._exit` skips every handler.
+DIES_AFTER_TAKING = """
+import os, sys
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.keys import Keys
+from grant_worker.worker.app import create_app
+from grant_worker.worker.recovery import Identity, track_as
+
+settings = Settings()
+track_as(Identity("taker@test", "b1"), Keys(settings.grants_key_prefix))
+app = create_app(settings)
+connection = app.connection_for_write()
+channel = connection.default_channel
+channel.basic_consume(settings.grants_queue, False, lambda message: None, "taker")
+channel.connection._deliver = lambda payload, queue: os._exit(9)  # the transport
+# What kombu's poller does before the first BRPOP: give the client its own connection.
+channel.client.connection = channel.client.connection_pool.get_connection("_")
+channel._brpop_start(timeout=5)
+channel._brpop_read()
+sys.exit(0)  # not reached
+"""
+
+
+def test_a_worker_killed_between_taking_and_recording_a_message_loses_nothing(
+    settings: Settings, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # With kombu's BRPOP, the message was off the queue and nowhere else: 1 of 200 requests
+    # never had an outcome in a SIGKILL run on a loaded machine.
+    keys = Keys(key_prefix)
+    with GrantClient(settings) as client:
+        client.submit({"grant": {"client_id": "svc-taken", "audience": "https://api/"}})
+    assert redis_client.llen(settings.grants_queue) == 1
+    died = subprocess.run(
+        [sys.executable, "-c", DIES_AFTER_TAKING],
+        env={**os.environ, **settings_env(settings)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert died.returncode == 9, died.stderr.decode()[-2000:]
+    taker = Identity("taker@test", "b1")
+    assert redis_client.llen(settings.grants_queue) == 0
+    assert redis_client.llen(keys.taking(str(taker))) == 1
+    survivor = Recovery(
+        redis_client,
+        keys,
+        me=Identity("s@test", "b2"),
+        restore_by_tag=lambda tag: None,
+        queue=settings.grants_queue,
+    )
+    assert survivor.recover(taker) == 1
+    assert redis_client.llen(settings.grants_queue) == 1
+    assert not redis_client.exists(keys.taking(str(taker)))
