@@ -135,6 +135,14 @@ class GuardedChannel(kombu_redis.Channel):
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
+            except redis.ResponseError as exc:
+                if classify(exc) is None:
+                    raise
+                # OOM, or READONLY from a replica after a failover: the move was refused and
+                # nothing was taken. Reconnect (a pause) instead of ending the worker.
+                broker_state.note_fault(exc)
+                self.client.connection.disconnect()
+                raise redis.ConnectionError(f"broker fault: {type(exc).__name__}") from exc
             if not dest__item:
                 raise Empty()
             dest, item = dest__item
