@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,11 +13,12 @@ import redis
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.messages.models import GrantRequest, Outcome, utc_timestamp
+from grant_worker.tasks.messages.models import ErrorInfo, GrantRequest, Outcome, utc_timestamp
 from grant_worker.tasks.outcomes.claims import RequestClaims, normalised
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.outcomes.records import Pointer, parse_record
 from grant_worker.worker.client import GrantClient
+from grant_worker.worker.dead_letters import DeadLetters
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import outcomes_by_request
 from tests.reliability.test_crash_recovery import wait_until
@@ -132,6 +134,39 @@ def test_a_record_whose_results_entry_was_trimmed_still_answers_a_duplicate_with
     )
     assert posts_for(emulator, owner) == 1
     assert "ptr-trimmed" not in outcomes_by_request(redis_client, client.keys.results)
+
+
+def test_a_replayed_request_keeps_its_id_while_it_waits_on_the_queue(
+    settings_factory: Callable[..., Settings], redis_client: redis.Redis
+) -> None:
+    # A deployment of its own, with no worker: the replay stays on the queue.
+    client = GrantClient(settings_factory())
+    keys = client.keys
+    mine = GrantRequest.model_validate(request("ptr-replay", "svc-replay-a"))
+    theirs = GrantRequest.model_validate(request("ptr-replay", "svc-replay-b"))
+    claims = RequestClaims(redis_client, keys, ttl_s=60)
+    recorder = OutcomeRecorder(redis_client, keys, record_ttl_s=60, stream_maxlen=0)
+    assert claims.claim("ptr-replay", mine) is None
+    stamp = utc_timestamp()
+    failed = Outcome(
+        request_id="ptr-replay",
+        status="failed",
+        error=ErrorInfo(code="upstream_error", message="x"),
+        received_at=stamp,
+        finished_at=stamp,
+    )
+    assert recorder.record(failed, original=mine.wire())
+    assert not redis_client.exists(keys.claim("ptr-replay"))
+
+    with client:
+        (letter,) = DeadLetters(client).all()
+        (result,) = DeadLetters(client).replay([letter])
+    assert result.action == "replayed"
+    assert not redis_client.exists(keys.outcome_record("ptr-replay"))
+
+    earlier = claims.claim("ptr-replay", theirs)
+    assert earlier is not None and earlier.request == normalised(mine)
+    assert claims.claim("ptr-replay", mine) is None
 
 
 def test_records_and_claims_written_in_full_by_an_earlier_version_still_answer(
