@@ -9,6 +9,15 @@ measured with MEMORY USAGE and grouped by kind. The baseline, measured in the sa
 outcome JSON itself (what the contract obliges the results stream to carry): the ratio says how
 much the rest (keys, stream overhead, markers) adds to it. Everything is deleted afterwards.
 Exit code 1 when the goal is missed.
+
+Where the bytes go (Redis 7.0, default stream-node-max-bytes 4096), for a `created` request
+with a 395-B outcome JSON: its results entry, about 528 B (the contract: the outcome JSON plus
+the flat `request_id` and `status`, and the stream's listpack overhead); its outcome record,
+120 B (a pointer of about 26 characters under `{prefix}outcome:{id}`; `tasks.outcomes.records`);
+its batch row, 34 B. The results entry and batch row alone come to about 562 B, which leaves
+under 40 B for the record, while any key of its own costs at least 88 B in MEMORY USAGE (a
+one-byte value under a short name): the goal cannot be met with a per-request record, and the
+record is what answers a redelivery without a call for `GRANTS_RECORD_TTL_S`.
 """
 
 from __future__ import annotations
@@ -89,6 +98,12 @@ def main() -> int:
             f"{by_kind[kind] / args.requests:>8.0f} B/request"
         )
     print(f"baseline: outcome JSON {payload:.0f} B/request")
+    contract = by_kind.get("results", 0) / args.requests
+    print(
+        f"results stream (the contract) {contract:.0f} B/request "
+        f"({contract / payload:.2f}x the outcome JSON); "
+        f"everything else {per_request - contract:.0f} B/request"
+    )
     print(
         f"total {total} B = {per_request:.0f} B/request "
         f"({per_request / payload:.2f}x the outcome JSON; goal {GOAL_BYTES} B: "

@@ -150,8 +150,12 @@ class GrantHandler:
         self, request: GrantRequest, request_id: str, earlier: Claim, received_at: str
     ) -> Outcome:
         """`rejected` / `request_id_reused` on the results and dead streams; the id's record
-        and claim stay the earlier request's."""
+        (or its claim, while the earlier request is in flight) stays the earlier request's."""
         recorded = self.recorder.recorded(request_id)
+        # Once recorded, only the fingerprint of the earlier request is kept: its outcome's
+        # grant tells people what it was.
+        earlier = earlier.described_by(recorded)
+        what = earlier.describe()
         ended = (
             f"it ended {recorded.status}" + (f" ({recorded.error.code})" if recorded.error else "")
             if recorded is not None
@@ -160,9 +164,9 @@ class GrantHandler:
         error = ErrorInfo(
             code="request_id_reused",
             message=(
-                f"request id {request_id} was already used for a different request "
-                f"({earlier.describe()}); {ended}. Nothing was sent: give this request an id "
-                "of its own"
+                f"request id {request_id} was already used for a different request"
+                + (f" ({what})" if what else "")
+                + f"; {ended}. Nothing was sent: give this request an id of its own"
             ),
             details={
                 "earlier_request": earlier.request,

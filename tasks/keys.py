@@ -48,7 +48,10 @@ class Keys:
         return f"{self.prefix}governor"
 
     def outcome_record(self, request_id: str) -> str:
-        """The recorded outcome of one request: its presence means "done, do not call again"."""
+        """The recorded outcome of one request: its presence means "done, do not call again".
+
+        A short pointer (status, results entry id, fingerprint; `tasks.outcomes.records`), not
+        the outcome: the results stream holds that."""
         return f"{self.prefix}outcome:{request_id}"
 
     def deliveries(self, request_id: str) -> str:
@@ -98,7 +101,9 @@ class Keys:
     # -- outcome correctness and recovery (issue 9) -------------------------------------------
 
     def claim(self, request_id: str) -> str:
-        """The request a request id was first used for (fingerprint and normalised request)."""
+        """The request a request id was first used for (fingerprint and normalised request),
+        while it is in flight: deleted when its outcome is recorded, which keeps the
+        fingerprint."""
         return f"{self.prefix}claim:{request_id}"
 
     def grant_lock(self, owner: str, audience: str, subject_type: str) -> str:

@@ -31,6 +31,7 @@ from grant_worker.tasks.messages.models import GrantRequest, Outcome
 from grant_worker.tasks.messages.validation import parse_request
 from grant_worker.tasks.outcomes.batches import MARK_QUEUED
 from grant_worker.tasks.outcomes.recorder import make_recorder
+from grant_worker.tasks.outcomes.records import resolve
 from grant_worker.tasks.outcomes.streams import entries_after, entries_between, newest_id
 from grant_worker.worker.app import create_app
 
@@ -145,14 +146,14 @@ class GrantClient:
         return json.dumps(envelope)
 
     def recorded_many(self, request_ids: Sequence[str]) -> dict[str, Outcome]:
-        """The recorded outcomes of those of `request_ids` that have one (MGET in chunks)."""
+        """The recorded outcomes of those of `request_ids` that have one (MGET of the records
+        in chunks, then their results entries, pipelined; `records.resolve`)."""
         found: dict[str, Outcome] = {}
         for start in range(0, len(request_ids), READ_CHUNK):
             chunk = request_ids[start : start + READ_CHUNK]
             values = self.redis.mget([self.keys.outcome_record(rid) for rid in chunk])
-            for request_id, raw in zip(chunk, cast(list[Any], values), strict=True):
-                if raw:
-                    found[request_id] = Outcome.model_validate_json(raw)
+            records = dict(zip(chunk, cast(list[str | None], values), strict=True))
+            found.update(resolve(self.redis, self.keys, records))
         return found
 
     def outcome(self, request_id: str) -> Outcome | None:

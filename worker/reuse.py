@@ -10,7 +10,7 @@ failed, a new id for a new request.
 from __future__ import annotations
 
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.outcomes.claims import RequestClaims
+from grant_worker.tasks.outcomes.claims import Claim, RequestClaims
 from grant_worker.worker.client import GrantClient
 
 
@@ -22,7 +22,9 @@ def earlier_use(client: GrantClient, request_id: str) -> str | None:
     outcome = client.outcome(request_id)
     if claim is None and outcome is None:
         return None
-    what = f"for {claim.describe()}" if claim is not None else "before"
+    # In flight, the claim holds the request; once recorded, its outcome's grant tells it.
+    described = (claim or Claim("", {})).described_by(outcome).describe()
+    what = f"for {described}" if described else "before"
     if outcome is None:
         ended = "it has no outcome yet (it is queued or being worked on)"
     else:

@@ -1,16 +1,20 @@
 """Request ids as idempotency keys: which request an id was first used for.
 
 The first delivery of a request id to be worked on claims the id with the fingerprint of its
-request (the grant in Auth0's meaning, and `on_conflict`); the claim lives as long as the
-outcome record. A later request under the same id with the same fingerprint gets the recorded
-outcome; one with a different fingerprint is refused (`request_id_reused`), and neither the
-claim nor the record changes. Claims are taken under the request lock, so two different
-requests in flight under one id are told apart the same way every time: the one that took the
-lock first owns the id.
+request (the grant in Auth0's meaning, and `on_conflict`). The claim key lives only while the
+request is in flight: the recorder's script deletes it in the same step as it writes the
+outcome record, and moves its fingerprint into the record (`tasks.outcomes.records`). From then
+on the record's fingerprint owns the id, for as long as the record lives.
+
+A later request under the same id with the same fingerprint gets the recorded outcome; one with
+a different fingerprint is refused (`request_id_reused`), and neither the claim nor the record
+changes. Claims are taken under the request lock, so two different requests in flight under one
+id are told apart the same way every time: the one that took the lock first owns the id.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -20,7 +24,8 @@ import redis
 
 from grant_worker.tasks.conflicts import wanted
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.messages.models import GrantRequest
+from grant_worker.tasks.messages.models import GrantRequest, Outcome
+from grant_worker.tasks.outcomes.records import Pointer, parse_record
 
 
 def normalised(request: GrantRequest) -> dict[str, Any]:
@@ -45,30 +50,84 @@ def normalised(request: GrantRequest) -> dict[str, Any]:
     }
 
 
-def fingerprint(request: GrantRequest) -> str:
-    """SHA-256 of the normalised request as canonical JSON."""
+def _digest(request: GrantRequest) -> bytes:
     text = json.dumps(normalised(request), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode()).digest()
+
+
+def fingerprint(request: GrantRequest) -> str:
+    """The first 48 bits of the SHA-256 of the normalised request as canonical JSON, in 8
+    characters of URL-safe base64: short enough to keep the outcome record small, and two
+    different requests under one id share it with a chance of 2**-48."""
+    return base64.urlsafe_b64encode(_digest(request)[:6]).decode("ascii")
+
+
+def same_request(stored: str, request: GrantRequest) -> bool:
+    """Whether a stored fingerprint is `request`'s; claims written before fingerprints were
+    shortened hold the whole SHA-256 in hex."""
+    if len(stored) == 64:
+        return stored == _digest(request).hex()
+    return stored == fingerprint(request)
+
+
+# The grant fields an outcome's grant shares with the normalised request (for `describe`).
+_DESCRIBED = ("client_id", "default_for", "audience", "subject_type", "scope", "allow_all_scopes")
 
 
 @dataclass(frozen=True)
 class Claim:
-    """The request a request id belongs to."""
+    """The request a request id belongs to.
+
+    `request` is the normalised request while the claim key holds it (in flight); once the
+    outcome is recorded only the fingerprint remains, and `request` is {} until
+    `described_by` fills it from the recorded outcome's grant.
+    """
 
     fingerprint: str
     request: dict[str, Any]
 
+    def owns(self, request: GrantRequest) -> bool:
+        return same_request(self.fingerprint, request)
+
+    def described_by(self, outcome: Outcome | None) -> Claim:
+        """This claim, its request told from `outcome`'s grant where only the fingerprint was
+        left (the grant as Auth0 returned it: no `on_conflict`)."""
+        if self.request or outcome is None or not outcome.grant:
+            return self
+        grant = {name: outcome.grant[name] for name in _DESCRIBED if name in outcome.grant}
+        return Claim(self.fingerprint, {"grant": grant})
+
     def describe(self) -> str:
-        """One line for people: whose grant, on what, with which scopes and mode."""
-        grant = self.request.get("grant", {})
+        """One line for people: whose grant, on what, with which scopes and mode; "" when
+        nothing but the fingerprint is known."""
+        grant = self.request.get("grant")
+        if not grant:
+            return ""
         owner = grant.get("client_id") or f"default_for {grant.get('default_for')}"
         scopes = ", ".join(grant.get("scope") or []) or "no scopes"
         if grant.get("allow_all_scopes"):
             scopes = "all scopes"
-        return (
-            f"{owner} on {grant.get('audience')} (subject_type {grant.get('subject_type')}), "
-            f"{scopes}, on_conflict {self.request.get('on_conflict')}"
+        subject = grant.get("subject_type")
+        text = f"{owner} on {grant.get('audience')}" + (
+            f" (subject_type {subject})" if subject else ""
         )
+        text += f", {scopes}"
+        if "on_conflict" in self.request:
+            text += f", on_conflict {self.request.get('on_conflict')}"
+        return text
+
+
+# KEYS: claim, record; ARGV: the claim's JSON, ttl_s. Claims the id unless it has a claim or a
+# record already (a record's fingerprint owns the id once the claim is gone: no claim is taken
+# then, it would outlive the request). Returns {record or "", claim or ""} as they were; two
+# empty strings: claimed now.
+_CLAIM = """
+local record = redis.call('GET', KEYS[2])
+if not record and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
+  return {'', ''}
+end
+return {record or '', redis.call('GET', KEYS[1]) or ''}
+"""
 
 
 class RequestClaims:
@@ -76,27 +135,42 @@ class RequestClaims:
         self._client = client
         self._keys = keys
         self._ttl_s = ttl_s
+        self._claim = client.register_script(_CLAIM)
 
     def claim(self, request_id: str, request: GrantRequest) -> Claim | None:
         """Claim `request_id` for `request`; the earlier claim when it belongs to another
         request (nothing is changed then), else None (claimed now, or already ours)."""
-        mine = Claim(fingerprint(request), normalised(request))
-        value = json.dumps({"fingerprint": mine.fingerprint, "request": mine.request})
-        if self._client.set(self._keys.claim(request_id), value, nx=True, ex=self._ttl_s):
-            return None
-        earlier = self.get(request_id)
-        if earlier is None or earlier.fingerprint == mine.fingerprint:
+        value = json.dumps({"fingerprint": fingerprint(request), "request": normalised(request)})
+        keys = [self._keys.claim(request_id), self._keys.outcome_record(request_id)]
+        record, claim = self._claim(keys=keys, args=[value, self._ttl_s])
+        earlier = _owner(str(record), str(claim))
+        if earlier is None or earlier.owns(request):
             return None
         return earlier
 
     def get(self, request_id: str) -> Claim | None:
-        raw = self._client.get(self._keys.claim(request_id))
-        if not raw:
-            return None
-        data = json.loads(raw)
-        return Claim(fingerprint=str(data["fingerprint"]), request=data.get("request") or {})
+        """Who owns `request_id`: the in-flight claim, else the fingerprint its outcome record
+        carries; None when neither says (never used, or used by unreadable input)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(self._keys.outcome_record(request_id))
+        pipe.get(self._keys.claim(request_id))
+        record, claim = pipe.execute()
+        return _owner(record or "", claim or "")
 
     def matches(self, request_id: str, request: GrantRequest) -> bool:
         """True when `request_id` is unclaimed or claimed by this very request."""
         earlier = self.get(request_id)
-        return earlier is None or earlier.fingerprint == fingerprint(request)
+        return earlier is None or earlier.owns(request)
+
+
+def _owner(record: str, claim: str) -> Claim | None:
+    # A claim key, where there is one, holds the whole normalised request: in flight, or
+    # written beside a full record by an earlier version.
+    if claim:
+        data = json.loads(claim)
+        return Claim(fingerprint=str(data["fingerprint"]), request=data.get("request") or {})
+    if record:
+        parsed = parse_record(record)
+        if isinstance(parsed, Pointer) and parsed.fingerprint:
+            return Claim(fingerprint=parsed.fingerprint, request={})
+    return None

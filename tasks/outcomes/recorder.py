@@ -3,7 +3,9 @@
 The per-request record, the results stream entry, the dead letter and the live event are
 written by one Lua script, atomically: either a request has a recorded outcome and a stream
 entry, or neither. The record makes redeliveries cheap and safe: a request whose outcome is
-recorded is acknowledged without calling Auth0 again.
+recorded is acknowledged without calling Auth0 again. The record is a short pointer to the
+results entry (`tasks.outcomes.records`), and the same step deletes the request's in-flight
+claim, moving its fingerprint into the record (`tasks.outcomes.claims`).
 """
 
 from __future__ import annotations
@@ -19,22 +21,24 @@ from grant_worker.tasks.activity import ActivityCounter, outcome_series
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import COUNT_IN_BATCH, batch_argument, batch_keys
+from grant_worker.tasks.outcomes.records import STATUS_LETTERS, resolve
 
-# KEYS: record, results, dead, events(channel), the per-request markers to delete, then the
-#       batch ledger's keys (tasks.outcomes.batches reads them from the end)
+# KEYS: record, results, dead, events(channel), claim, the per-request markers to delete, then
+#       the batch ledger's keys (tasks.outcomes.batches reads them from the end)
 # ARGV: outcome_json, request_id, status, ttl_s, maxlen, dead_json ("" = not dead),
-#       marker count, then the batch ledger's argument (last)
+#       marker count, status letter, then the batch ledger's argument (last)
 _RECORD_ONCE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[4]))
 local maxlen = tonumber(ARGV[5])
+local entry
 if maxlen > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
-             'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
+  entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
+                     'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
 else
-  redis.call('XADD', KEYS[2], '*', 'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
+  entry = redis.call('XADD', KEYS[2], '*',
+                     'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
 end
 if ARGV[6] ~= '' then
   if maxlen > 0 then
@@ -45,9 +49,23 @@ if ARGV[6] ~= '' then
   end
 end
 redis.call('PUBLISH', KEYS[4], ARGV[1])
+-- The claim only marks the request in flight: its fingerprint moves into the record, which
+-- owns the id from now on (tasks.outcomes.claims).
+local fingerprint = ''
+local claim = redis.call('GET', KEYS[5])
+if claim then
+  local ok, decoded = pcall(cjson.decode, claim)
+  if ok and type(decoded) == 'table' and type(decoded.fingerprint) == 'string' then
+    fingerprint = decoded.fingerprint
+  end
+  redis.call('DEL', KEYS[5])
+end
+-- The record points at the entry: the outcome itself is on the stream already.
+redis.call('SET', KEYS[1], ARGV[8] .. ' ' .. entry .. ' ' .. fingerprint,
+           'EX', tonumber(ARGV[4]))
 -- The markers (delivery count, "may have been sent") only matter until the outcome is
 -- recorded: from now on the record answers every redelivery. Deleted in the same step.
-for i = 5, 4 + tonumber(ARGV[7]) do redis.call('DEL', KEYS[i]) end
+for i = 6, 5 + tonumber(ARGV[7]) do redis.call('DEL', KEYS[i]) end
 return 1
 """
 
@@ -160,6 +178,7 @@ class OutcomeRecorder:
             self._keys.results,
             self._keys.dead,
             self._keys.events,
+            self._keys.claim(outcome.request_id),
             *markers,
             *batch_keys(self._keys, outcome.batch_id, self._queue),
         ]
@@ -171,6 +190,7 @@ class OutcomeRecorder:
             self._stream_maxlen,
             dead,
             len(markers),
+            STATUS_LETTERS[outcome.status],
             batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
         ]
         if not self._min_replicas:
@@ -220,7 +240,9 @@ class OutcomeRecorder:
         pipe.execute()
 
     def recorded(self, request_id: str, *, confirmed: bool = False) -> Outcome | None:
-        """The outcome recorded for `request_id`, if any.
+        """The outcome recorded for `request_id`, if any: from its results entry, or, once
+        the stream was trimmed past it, the request id and status the record still holds
+        (`records.trimmed_outcome`), enough to acknowledge a redelivery without a call.
 
         `confirmed`: behind Sentinel, only from a primary that still has a replica (WAIT on the
         same connection); a demoted primary still shows records its resync will discard, and a
@@ -229,8 +251,7 @@ class OutcomeRecorder:
         """
         key = self._keys.outcome_record(request_id)
         if not (confirmed and self._min_replicas):
-            raw = self._client.get(key)
-            return Outcome.model_validate_json(raw) if raw else None
+            return self._resolve(request_id, self._client.get(key))
         pipe = self._client.pipeline(transaction=False)
         pipe.get(key)
         pipe.execute_command("WAIT", self._min_replicas, self._replica_wait_ms)
@@ -250,7 +271,12 @@ class OutcomeRecorder:
                 f"the outcome of {request_id} is on a primary no replica confirms; "
                 "not taken as recorded (a failover may be under way)"
             )
-        return Outcome.model_validate_json(raw) if raw else None
+        return self._resolve(request_id, raw)
+
+    def _resolve(self, request_id: str, raw: Any) -> Outcome | None:
+        # The record is a pointer: the outcome is read from its results entry (or, trimmed,
+        # told from the pointer alone).
+        return resolve(self._client, self._keys, {request_id: raw}).get(request_id) if raw else None
 
     def forget(self, request_id: str) -> None:
         """Drop the record so that a replay of the same request id is worked on again."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-from grant_worker.tasks.messages.models import GrantRequest
-from grant_worker.tasks.outcomes.claims import Claim, fingerprint, normalised
+from grant_worker.tasks.messages.models import GrantRequest, Outcome
+from grant_worker.tasks.outcomes.claims import Claim, fingerprint, normalised, same_request
 
 
 def request(**envelope: Any) -> GrantRequest:
@@ -41,3 +43,22 @@ def test_a_claim_describes_the_request_for_people() -> None:
     assert claim.describe() == (
         "svc-1 on https://api/ (subject_type client), read:a, on_conflict merge"
     )
+
+
+def test_a_fingerprint_is_eight_characters_and_a_whole_sha256_from_before_still_compares() -> None:
+    mine = request(grant={"scope": ["a"]})
+    whole = hashlib.sha256(
+        json.dumps(normalised(mine), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert len(fingerprint(mine)) == 8
+    assert same_request(fingerprint(mine), mine) and same_request(whole, mine)
+    assert not same_request(whole, request(grant={"scope": ["b"]}))
+
+
+def test_once_only_the_fingerprint_is_left_the_recorded_grant_describes_the_request() -> None:
+    outcome = Outcome(
+        request_id="r", status="created", received_at="t", finished_at="t",
+        grant={"id": "cgr_1", "client_id": "svc-1", "audience": "https://api/", "scope": ["a"]},
+    )  # fmt: skip
+    assert Claim("x", {}).describe() == ""
+    assert Claim("x", {}).described_by(outcome).describe() == "svc-1 on https://api/, a"

@@ -38,6 +38,12 @@ from grant_worker.tasks.activity import (
     slot,
 )
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.outcomes.records import (
+    Pointer,
+    outcome_texts,
+    parse_pointer,
+    trimmed_outcome,
+)
 from grant_worker.tasks.outcomes.streams import Entry
 
 STATUSES = ("created", "exists", "updated", "failed", "rejected")
@@ -360,8 +366,7 @@ class DashboardReads:
     # -- outcomes --------------------------------------------------------------------------
 
     def outcome_record(self, request_id: str) -> dict[str, Any] | None:
-        raw = cast(str | None, self._client.get(self._keys.outcome_record(request_id)))
-        return _json_object(raw) if raw else None
+        return self.outcome_records([request_id]).get(request_id)
 
     def request_state(self, request_id: str) -> dict[str, Any]:
         """What Redis holds about one request besides its outcome (deliveries, sent, lock)."""
@@ -405,14 +410,34 @@ class DashboardReads:
         return states or None
 
     def outcome_records(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The recorded outcomes of `request_ids` (one MGET; callers bound the list)."""
+        """The recorded outcomes of `request_ids` (one MGET of the records, then one pipeline
+        of their results entries; callers bound the list)."""
         if not request_ids:
             return {}
         raws = cast(
             list[str | None],
             self._client.mget([self._keys.outcome_record(rid) for rid in request_ids]),
         )
-        return {rid: _json_object(raw) for rid, raw in zip(request_ids, raws, strict=True) if raw}
+        found: dict[str, dict[str, Any]] = {}
+        pointers: dict[str, Pointer] = {}
+        for rid, raw in zip(request_ids, raws, strict=True):
+            if not raw:
+                continue
+            if raw.startswith("{"):
+                # Written in full by an earlier version: shown as it is.
+                found[rid] = _json_object(raw)
+                continue
+            try:
+                pointers[rid] = parse_pointer(raw)
+            except ValueError:
+                found[rid] = {}
+        for rid, text in outcome_texts(self._client, self._keys, pointers).items():
+            found[rid] = (
+                _json_object(text)
+                if text
+                else trimmed_outcome(rid, pointers[rid]).model_dump(mode="json")
+            )
+        return found
 
     def active_batches(self) -> list[str] | None:
         """Batch ids by last activity from the ledgers' index, or None while there is none."""
