@@ -116,6 +116,9 @@ class GuardedChannel(kombu_redis.Channel):
     # (taking list, item) while the item moved there is being delivered: `TrackingQoS` takes
     # it out of the list as it records the message.
     taken_item: tuple[str, bytes] | None = None
+    # False until the taking list is known empty, and again after anything that may leave an
+    # item there (a lost reply, a failed record): then `_brpop_start` first puts it back.
+    _taking_clean = False
 
     def _brpop_read(self, **options: Any) -> bool | None:
         # kombu's own `_brpop_read`, but the item is checked before it is delivered.
@@ -133,6 +136,7 @@ class GuardedChannel(kombu_redis.Channel):
                     )
                     dest__item = (moving[1], item) if item is not None else None
             except self.connection_errors:
+                self._taking_clean = False
                 self.client.connection.disconnect()
                 raise
             except redis.ResponseError as exc:
@@ -159,6 +163,7 @@ class GuardedChannel(kombu_redis.Channel):
                         # Still in our taking list in Redis: `_brpop_start` puts it back once
                         # Redis answers (and a survivor does, should we die meanwhile).
                         keep_taken = True
+                        self._taking_clean = False
                         broker_state.note_fault(exc)
                         log.warning("a message taken as Redis failed stays to be put back")
                         if isinstance(exc, redis.ConnectionError):
@@ -219,9 +224,11 @@ class GuardedChannel(kombu_redis.Channel):
         if taking is None or len(queues) != 1 or self.global_keyprefix:
             super()._brpop_start(timeout)
             return
-        if not self._return_taken(taking, queues[0]):
-            time.sleep(broker_state.backoff_s())
-            raise redis.ConnectionError(f"broker not writable ({broker_state.fault})")
+        if not self._taking_clean:
+            if not self._return_taken(taking, queues[0]):
+                time.sleep(broker_state.backoff_s())
+                raise redis.ConnectionError(f"broker not writable ({broker_state.fault})")
+            self._taking_clean = True
         # kombu's `_brpop_start`, moving instead of popping (see the module's docstring).
         # One queue and one priority step (`worker.app`): one source list.
         queue = self._q_for_pri(queues[0], 0)
@@ -237,6 +244,7 @@ class GuardedChannel(kombu_redis.Channel):
             with self.conn_or_acquire() as client:
                 client.lrem(taking, 1, item)
         except Exception:
+            self._taking_clean = False
             # Left there, it goes back onto the queue and is refused again: never lost.
             log.warning("could not take a refused item out of %s", taking, exc_info=True)
 
