@@ -118,7 +118,15 @@ def register_create_task(
             # acknowledged; `countdown` keeps a waiting fleet from spinning on it.
             metrics.RETURNED_TO_QUEUE.inc()
             log.info("request %s back to the queue in %.1f s: %s", task_id, exc.delay_s, exc.reason)
-            raise self.retry(countdown=exc.delay_s) from exc
+            try:
+                raise self.retry(countdown=exc.delay_s) from exc
+            except Reject as refused:
+                # Celery could not publish the copy (Redis away, full) and answers with
+                # `Reject(requeue=False)`, which would drop this delivery for good. Back through
+                # the consumer's own connection instead; where that fails too, the message stays
+                # unacknowledged and crash recovery or the visibility timeout brings it back.
+                log.warning("request %s could not be re-published; requeued as it is", task_id)
+                raise Reject(reason=str(refused.reason)[:200], requeue=True) from exc
         except Exception as exc:
             deliveries = _deliveries(receipt, task_id)
             if is_broker_fault(exc):
