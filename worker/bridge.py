@@ -4,7 +4,9 @@ For producers that speak no Celery: `XADD grants:intake * request '{"grant": …
 runs one bridge thread in the consumer group `{prefix}bridge`; an entry is acknowledged and
 deleted only after its task is on the queue, so a crash between the two re-enqueues it (the
 task id is the request id, and a recorded outcome makes the duplicate a no-op). Entries left
-pending by a dead worker are claimed by the others after `CLAIM_IDLE_MS`.
+pending by a dead worker are claimed by the others after `CLAIM_IDLE_MS`; entries a bridge left
+pending itself (Redis went away in the middle of a batch) it takes up again first thing after
+its restart, instead of waiting `CLAIM_IDLE_MS` for itself.
 
 Hostile entries cannot take the fleet down: each `request` is decoded within the contract's
 size and depth limits (`tasks.messages.decoding`), an entry that still fails is rejected with
@@ -96,6 +98,8 @@ class IntakeBridge:
         self._keys = keys
         self._consumer = consumer
         self._stop = threading.Event()
+        # Until its own pending entries are read back: at start and after every failure.
+        self._own_pending_done = False
 
     def ensure_group(self) -> None:
         try:
@@ -129,6 +133,7 @@ class IntakeBridge:
                     self.pump_once(block_ms=BLOCK_MS)
                     failures = 0
                 except Exception as exc:
+                    self._own_pending_done = False
                     failures += 1
                     pause_s = min(RESTART_FIRST_S * 2 ** (failures - 1), RESTART_MAX_S)
                     metrics.INTAKE_BRIDGE_RESTARTS.inc()
@@ -150,15 +155,34 @@ class IntakeBridge:
         return self._running and now - self._last_loop < limit_s
 
     def pump_once(self, *, block_ms: int | None = None) -> int:
-        """Move one batch (claimed stale entries first); returns how many were handled."""
-        entries = claim_stale(
-            self._client,
-            self._keys.intake,
-            self._keys.intake_group,
-            self._consumer,
-            min_idle_ms=self._claim_idle_ms,
-            count=BATCH,
-        )
+        """Move one batch (its own pending entries first, then stale entries of others, then
+        new ones); returns how many were handled."""
+        entries: list[tuple[str, Any]] = []
+        if not self._own_pending_done:
+            entries = group_entries(
+                self._client,
+                self._keys.intake,
+                self._keys.intake_group,
+                self._consumer,
+                count=BATCH,
+                block_ms=None,
+                pending=True,
+            )
+            self._own_pending_done = not entries
+            # An entry trimmed away while pending comes back without fields: nothing to move.
+            gone = [entry_id for entry_id, fields in entries if not fields]
+            if gone:
+                self._client.xack(self._keys.intake, self._keys.intake_group, *gone)
+                entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+        if not entries:
+            entries = claim_stale(
+                self._client,
+                self._keys.intake,
+                self._keys.intake_group,
+                self._consumer,
+                min_idle_ms=self._claim_idle_ms,
+                count=BATCH,
+            )
         claims = self._claim_counts([entry_id for entry_id, _ in entries]) if entries else {}
         if not entries:
             entries = group_entries(

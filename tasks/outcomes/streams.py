@@ -39,12 +39,26 @@ def entries_after(
 
 
 def group_entries(
-    client: redis.Redis, key: str, group: str, consumer: str, *, count: int, block_ms: int | None
+    client: redis.Redis,
+    key: str,
+    group: str,
+    consumer: str,
+    *,
+    count: int,
+    block_ms: int | None,
+    pending: bool = False,
 ) -> list[Entry]:
-    """XREADGROUP: new entries for `consumer` of `group`."""
+    """XREADGROUP: new entries for `consumer` of `group`; with `pending`, the entries it was
+    given before and has not acknowledged, oldest first (never blocks)."""
     answer = cast(
         list[tuple[str, list[Entry]]] | None,
-        client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms),
+        client.xreadgroup(
+            group,
+            consumer,
+            {key: "0" if pending else ">"},
+            count=count,
+            block=None if pending else block_ms,
+        ),
     )
     return [entry for _stream, entries in answer or [] for entry in entries]
 

@@ -52,6 +52,27 @@ def test_entries_a_dead_bridge_left_pending_are_claimed_by_another(
     assert redis_client.xpending(keys.intake, keys.intake_group)["pending"] == 0
 
 
+def test_a_restarted_bridge_takes_up_its_own_pending_entries_at_once(
+    settings: Settings, redis_client: Any
+) -> None:
+    # Redis went away in the middle of a batch: the bridge had read entries it never enqueued.
+    # Its restart used to leave them to the 60 s claim, which alone took the Redis-restart
+    # scenario past its 120 s limit on a loaded machine.
+    keys = Keys(settings.grants_key_prefix)
+    restarted = bridge(settings, redis_client, "b-1")  # default claim_idle_ms: 60 s
+    for n in range(3):
+        envelope = {"request_id": f"in-{n}", "grant": {"client_id": "c", "audience": "a"}}
+        redis_client.xadd(keys.intake, {"request": json.dumps(envelope)})
+    redis_client.xreadgroup(keys.intake_group, "b-1", {keys.intake: ">"}, count=10)
+    gone = redis_client.xadd(keys.intake, {"request": json.dumps({"grant": {}})})
+    redis_client.xreadgroup(keys.intake_group, "b-1", {keys.intake: ">"}, count=10)
+    redis_client.xdel(keys.intake, gone)  # trimmed away while pending: nothing to move
+    assert restarted.pump_once(block_ms=100) == 3
+    assert sorted(queued_task_ids(redis_client, settings.grants_queue)) == ["in-0", "in-1", "in-2"]
+    assert redis_client.xpending(keys.intake, keys.intake_group)["pending"] == 0
+    assert redis_client.xlen(keys.dead) == 0
+
+
 def test_an_entry_claimed_more_than_max_claims_times_is_dead_lettered_not_handed_on(
     settings: Settings, redis_client: Any
 ) -> None:
