@@ -159,15 +159,7 @@ class IntakeBridge:
         new ones); returns how many were handled."""
         entries: list[tuple[str, Any]] = []
         if not self._own_pending_done:
-            entries = group_entries(
-                self._client,
-                self._keys.intake,
-                self._keys.intake_group,
-                self._consumer,
-                count=BATCH,
-                block_ms=None,
-                pending=True,
-            )
+            entries = self._read_group(pending=True)
             self._own_pending_done = not entries
             # An entry trimmed away while pending comes back without fields: nothing to move.
             gone = [entry_id for entry_id, fields in entries if not fields]
@@ -185,17 +177,21 @@ class IntakeBridge:
             )
         claims = self._claim_counts([entry_id for entry_id, _ in entries]) if entries else {}
         if not entries:
-            entries = group_entries(
-                self._client,
-                self._keys.intake,
-                self._keys.intake_group,
-                self._consumer,
-                count=BATCH,
-                block_ms=block_ms,
-            )
+            entries = self._read_group(block_ms=block_ms)
         for entry_id, fields in entries:
             self._move(entry_id, fields or {}, claims.get(entry_id, 1))
         return len(entries)
+
+    def _read_group(self, *, block_ms: int | None = None, pending: bool = False) -> list[Any]:
+        return group_entries(
+            self._client,
+            self._keys.intake,
+            self._keys.intake_group,
+            self._consumer,
+            count=BATCH,
+            block_ms=block_ms,
+            pending=pending,
+        )
 
     def _move(self, entry_id: str, fields: dict[str, str], deliveries: int) -> None:
         fallback_id = f"intake-{entry_id}"
