@@ -89,6 +89,9 @@ def register_create_task(
 
     @app.task(
         name=TASK_NAME,
+        # This app's own: a shared task would be built into every app made later in the same
+        # process, bound to this app's handler (a second app then worked through the first's).
+        shared=False,
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,

@@ -1,4 +1,5 @@
-"""What the task does when the copy it must re-publish cannot be published.
+"""What the task does when the copy it must re-publish cannot be published, and whose handler
+it works through.
 
 Celery's `retry()` answers a failed publish with `Reject(requeue=False)`: the delivery would be
 acknowledged and the request gone without an outcome. A request going back to the queue
@@ -40,3 +41,27 @@ def test_a_request_whose_return_to_the_queue_cannot_be_published_is_requeued_not
     finally:
         task.pop_request()
     assert refused.value.requeue is True
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def handle(self, raw: Any, *, fallback_id: str) -> None:
+        self.calls += 1
+
+
+def test_each_app_works_through_its_own_handler() -> None:
+    # A shared task was built into every app made later in the process, bound to the first
+    # app's handler: the second app's requests went through the first app's settings.
+    first, second = RecordingHandler(), RecordingHandler()
+    for handler in (first, second):
+        app = Celery("own-handler-test", broker="memory://")
+        register_create_task(app, lambda handler=handler: handler)  # type: ignore[misc]
+        task = app.tasks[TASK_NAME]
+        task.push_request(id="req-1", called_directly=False, is_eager=False, retries=0)
+        try:
+            task.run(request={"grant": {"client_id": "c", "audience": "https://api/"}})
+        finally:
+            task.pop_request()
+    assert (first.calls, second.calls) == (1, 1)
