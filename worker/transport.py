@@ -135,6 +135,10 @@ class GuardedChannel(kombu_redis.Channel):
                         self.client.connection, "BRPOPLPUSH", **options
                     )
                     dest__item = (moving[1], item) if item is not None else None
+                    if not broker_state.ready:
+                        # The move is a write, refused while Redis is full or read-only: taken
+                        # (or timed out empty), Redis accepts writes again.
+                        broker_state.note_ok()
             except self.connection_errors:
                 self._taking_clean = False
                 self.client.connection.disconnect()
