@@ -31,6 +31,7 @@ from celery import bootsteps
 from celery.worker import state
 
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.delivery.shutdown import SHUTDOWN
 from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.broker_faults import broker_state
@@ -84,6 +85,7 @@ class Watchdog:
         identity: Identity | None = None,
         paused: Callable[[], bool] = lambda: False,
         bridge_alive: Callable[[], bool] | None = None,
+        shutting_down: Callable[[], bool] = lambda: SHUTDOWN.started,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -98,6 +100,9 @@ class Watchdog:
         self._identity = identity or Identity(hostname, "-")
         # True while the fleet's breaker is open: the consumer stopped on purpose, no stall.
         self._paused = paused
+        # After SIGTERM the consumer and the bridge stop on purpose, while requests finish
+        # within the grace: neither is a stall, and exiting 70 then would cut the grace short.
+        self._shutting_down = shutting_down
         self._bridge_alive = bridge_alive
         self._stop = threading.Event()
 
@@ -118,14 +123,21 @@ class Watchdog:
         busy = len(state.reserved_requests)
         broker_ready = broker_state.ready
         # An open breaker or a broker fault holds the consumer off on purpose: that is no stall.
-        stalled = self._detector is not None and self._detector.observe(
-            now=now,
-            queued=queued if broker_ready else 0,
-            busy=busy,
-            capacity=self._capacity,
-            last_taken=_last_taken,
+        stopping = self._shutting_down()
+        stalled = (
+            not stopping
+            and self._detector is not None
+            and self._detector.observe(
+                now=now,
+                queued=queued if broker_ready else 0,
+                busy=busy,
+                capacity=self._capacity,
+                last_taken=_last_taken,
+            )
         )
-        bridge_alive = self._bridge_alive() if self._bridge_alive is not None else None
+        bridge_alive = (
+            self._bridge_alive() if self._bridge_alive is not None and not stopping else None
+        )
         facts: dict[str, Any] = {
             "pid": os.getpid(),
             "queued": queued,

@@ -4,6 +4,7 @@ cannot be serialised is still recorded, and the watchdog notices a dead intake b
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -64,6 +65,34 @@ def test_the_watchdog_ends_a_worker_whose_intake_bridge_is_dead(
     beat: Any = json.loads(str(redis_client.get(Keys(key_prefix).heartbeat("w-1/-"))))
     assert beat["bridge_alive"] is False
     assert beat["broker_ready"] is True
+
+
+def test_the_watchdog_never_ends_a_worker_that_is_shutting_down(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # After SIGTERM the bridge stops and the consumer takes nothing, on purpose, while requests
+    # finish within the grace. The watchdog took that for a dead bridge and exited 70, cutting
+    # the grace short (seen once in CI: `test_sigterm_with_hung_calls…`, exit code 70).
+    queue = f"{key_prefix}queue"
+    redis_client.rpush(queue, "waiting-1", "waiting-2")
+    calls: list[str] = []
+    watchdog = Watchdog(
+        redis_client,
+        Keys(key_prefix),
+        queue=queue,
+        capacity=4,
+        hostname="w-1",
+        interval_s=1.0,
+        stall_after_s=0.05,
+        on_stall=lambda: calls.append("stall"),
+        bridge_alive=lambda: False,
+        shutting_down=lambda: True,
+    )
+    assert watchdog.check() is False
+    time.sleep(0.1)
+    assert watchdog.check() is False
+    assert calls == []
+    assert redis_client.exists(Keys(key_prefix).heartbeat("w-1/-"))  # it still beats
 
 
 def test_behind_sentinel_an_outcome_no_replica_has_is_not_taken_as_recorded(
