@@ -163,16 +163,6 @@ class GuardedChannel(kombu_redis.Channel):
                 try:
                     self.connection._deliver(payload, dest)
                 except Exception as exc:
-                    if moving is not None and _is_broker_fault(exc):
-                        # Still in our taking list in Redis: `_brpop_start` puts it back once
-                        # Redis answers (and a survivor does, should we die meanwhile).
-                        keep_taken = True
-                        self._taking_clean = False
-                        broker_state.note_fault(exc)
-                        log.warning("a message taken as Redis failed stays to be put back")
-                        if isinstance(exc, redis.ConnectionError):
-                            raise
-                        raise redis.ConnectionError(f"broker fault: {type(exc).__name__}") from exc
                     if not _is_broker_fault(exc):
                         # Not Redis failing but the message (kombu counts KeyError among its
                         # connection errors): keeping it would retry it for ever.
@@ -181,9 +171,15 @@ class GuardedChannel(kombu_redis.Channel):
                             f"message: cannot be delivered ({type(exc).__name__}: {exc})"[:500],
                         )
                         return True
-                    # Off the list, not yet in the unacknowledged hash: only we hold it now.
-                    with _taken_lock:
-                        _taken_not_recorded.append((payload, dest))
+                    if moving is not None:
+                        # Still in our taking list in Redis: `_brpop_start` puts it back once
+                        # Redis answers (and a survivor does, should we die meanwhile).
+                        keep_taken = True
+                        self._taking_clean = False
+                    else:
+                        # Off the list, not yet in the unacknowledged hash: only we hold it now.
+                        with _taken_lock:
+                            _taken_not_recorded.append((payload, dest))
                     broker_state.note_fault(exc)
                     log.warning("a message taken as Redis failed is kept to be put back")
                     if isinstance(exc, redis.ConnectionError):
