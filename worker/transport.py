@@ -199,6 +199,17 @@ class GuardedChannel(kombu_redis.Channel):
             if flush_reauth is not None:
                 flush_reauth()
 
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        transport = self.connection
+        if transport is None or transport.client is None:
+            # The transport closed under this channel (Redis restarted, the consumer reconnected
+            # on a new one) and a late ack or reject still comes through it. A connection error
+            # is what kombu and Celery handle: the reject is logged and the message, still
+            # unacknowledged in Redis, comes back by the visibility timeout. kombu's own
+            # AttributeError here ended the worker ("Unrecoverable error").
+            raise redis.ConnectionError("this channel's connection to Redis is closed")
+        return super()._connparams(asynchronous)
+
     def close(self) -> None:
         try:
             super().close()

@@ -13,10 +13,12 @@ import sys
 import threading
 import time
 
+import pytest
 import redis
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.app import create_app
 from grant_worker.worker.client import GrantClient
 from grant_worker.worker.recovery import Identity, Recovery, beat
 from grant_worker.worker.testing import settings_env
@@ -179,3 +181,17 @@ def test_a_worker_killed_between_taking_and_recording_a_message_loses_nothing(
     assert survivor.recover(taker) == 1
     assert redis_client.llen(settings.grants_queue) == 1
     assert not redis_client.exists(keys.taking(str(taker)))
+
+
+def test_a_late_reject_through_a_channel_whose_connection_closed_is_a_connection_error(
+    settings: Settings,
+) -> None:
+    # Seen after a Redis restart: a task rejected (requeue) through the channel the consumer
+    # had left, and kombu's AttributeError ended the worker ("Unrecoverable error"). Celery
+    # logs a connection error there and the message stays unacknowledged for recovery.
+    connection = create_app(settings).connection_for_write()
+    channel = connection.default_channel
+    channel.connection.client = None  # what the restart left: the transport without its client
+    with pytest.raises(redis.ConnectionError):
+        channel.qos.restore_by_tag("tag-1")
+    connection.release()
