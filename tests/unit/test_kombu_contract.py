@@ -24,6 +24,7 @@ EXPECTED_SIGNATURES = {
     (kombu_redis.Channel, "_brpop_start"): "(self, timeout=None)",
     (kombu_redis.Channel, "_get"): "(self, queue)",
     (kombu_redis.Channel, "close"): "(self)",
+    (kombu_redis.Channel, "_connparams"): "(self, asynchronous=False)",
     (kombu_redis.SentinelChannel, "_sentinel_managed_pool"): "(self, asynchronous=False)",
     # Called by the overrides.
     (kombu_redis.Channel, "_q_for_pri"): "(self, queue, pri)",
