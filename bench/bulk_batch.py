@@ -38,8 +38,8 @@ from typing import Any
 from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.connections import delete_deployment, make_redis
-from grant_worker.tasks.messages.gate import TASK_NAME
-from grant_worker.worker.app import create_app
+from grant_worker.tasks.messages.inspection import TASK_NAME
+from grant_worker.worker.process.app import create_app
 from grant_worker.worker.testing import WorkerProcess, settings_env
 
 APIS = ("https://api.example.com/", "https://billing.example.com/")

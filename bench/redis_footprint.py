@@ -34,7 +34,7 @@ import redis
 from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import running_emulator
 from grant_worker.tasks.connections import delete_deployment
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 
 GOAL_BYTES = 600

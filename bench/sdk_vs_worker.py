@@ -38,7 +38,7 @@ from auth0.management.client import Auth0
 from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.connections import delete_deployment, make_redis
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 
 API = "https://api.example.com/"

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Literal, Self, overload
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -355,3 +355,33 @@ def unknown_grants_variables(
     if with_names:
         return warnings
     return [warning for _, warning in warnings]
+
+
+class SettingsInvalid(ValueError):
+    """Raised when the settings break a rule; the message names each environment variable and
+    its rule, never the value (REDIS_URL may hold a password)."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """`Settings` from the environment and `.env`, with `overrides` (None: not given) on top.
+
+    Raises `SettingsInvalid`. The one loader every entry point uses.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsInvalid("; ".join(settings_problems(exc))) from None
+
+
+def settings_problems(exc: ValidationError) -> list[str]:
+    """One `VARIABLE: rule` sentence per error; rules across settings name them themselves."""
+    problems = []
+    for error in exc.errors():
+        rule = str(error["msg"]).removeprefix("Value error, ")
+        fields = [str(part) for part in error["loc"] if isinstance(part, str)]
+        if not fields:
+            problems.append(rule)
+            continue
+        problems.append(f"{fields[0].upper()}: {rule}")
+    return problems

@@ -1,5 +1,5 @@
 """Redis connections, built from `Settings` in one place (every Redis client of the project:
-streams, records, ledger, governor, locks, bridge, watchdog)."""
+streams, records, ledger, pace, locks, bridge, watchdog)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from grant_worker.tasks.delivery.locks import RequestLocks
 from grant_worker.tasks.delivery.receipt import rejected_outcome
 from grant_worker.tasks.delivery.shutdown import ShutdownSignal
 from grant_worker.tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid, ReturnToQueue
+from grant_worker.tasks.events import log_outcome
 from grant_worker.tasks.messages.decoding import safe_request_id
 from grant_worker.tasks.messages.models import (
     ErrorInfo,
@@ -32,7 +33,6 @@ from grant_worker.tasks.messages.validation import parse_request
 from grant_worker.tasks.outcomes.claims import Claim, RequestClaims
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.provision import Provisioner
-from grant_worker.worker.logs import log_outcome
 
 log = logging.getLogger(__name__)
 

@@ -43,9 +43,9 @@ class Keys:
         return f"{self.prefix}bridge"
 
     @property
-    def governor(self) -> str:
-        """Shared rate governor state (next free slot, pause-until)."""
-        return f"{self.prefix}governor"
+    def pace(self) -> str:
+        """Shared pace state (next free slot, pause-until)."""
+        return f"{self.prefix}pace"
 
     def outcome_record(self, request_id: str) -> str:
         """The recorded outcome of one request: its presence means "done, do not call again".
@@ -125,7 +125,7 @@ class Keys:
 
     def taking(self, identity: str) -> str:
         """List of the messages a worker has just taken off the queue and not yet recorded as
-        unacknowledged (`worker.transport`): a kill in between finds them here."""
+        unacknowledged (`worker.process.broker.transport`): a kill in between finds them here."""
         return f"{self.prefix}taking:{identity}"
 
     def recovering(self, hostname: str) -> str:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the work. Exposed by `worker.metrics` when GRANTS_METRICS_PORT is set.
+"""Prometheus metrics of the work, served by the worker's HTTP port (`worker.process.health`).
 
 Defined at import on the default registry, as prometheus-client expects; they cost nothing
 when nobody scrapes them.
@@ -21,7 +21,7 @@ DUPLICATE_DELIVERIES = Counter(
     "Deliveries of requests whose outcome was already recorded (acknowledged without a call)",
 )
 
-# -- Management API client (tasks.auth0.api, tasks.provision, tasks.flow.fleet_rate) --
+# -- Management API client (tasks.auth0.api, tasks.provision, tasks.flow.pace) --
 
 AUTH0_CALLS = Counter(
     "grants_auth0_calls_total",
@@ -42,12 +42,12 @@ RATE_LIMITED = Counter(
     "grants_auth0_rate_limited_total", "429 answers from Auth0, by endpoint", ["endpoint"]
 )
 GOVERNOR_WAIT_SECONDS = Histogram(
-    "grants_governor_wait_seconds",
-    "Time a call waited for a slot of the fleet's shared rate governor",
+    "grants_pace_wait_seconds",
+    "Time a call waited for a slot of the fleet's shared pace",
     buckets=(0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 GOVERNOR_PAUSES = Counter(
-    "grants_governor_pauses_total", "Fleet-wide pauses set after a 429 with a reset time"
+    "grants_pace_pauses_total", "Fleet-wide pauses set after a 429 with a reset time"
 )
 RETURNED_TO_QUEUE = Counter(
     "grants_returned_to_queue_total",
@@ -69,7 +69,7 @@ ABANDONED_AT_SHUTDOWN = Counter(
     "Requests still in flight when the shutdown grace ran out, returned to the queue",
 )
 
-# -- flow control (tasks.flow.fleet_rate, tasks.flow.breaker) --
+# -- flow control (tasks.flow.pace, tasks.flow.breaker) --
 
 TENANT_LIMIT = Gauge(
     "grants_tenant_rate_limit", "The tenant's bucket size, from the last x-ratelimit-limit seen"

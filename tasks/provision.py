@@ -4,7 +4,7 @@ The story of one request:
 
 1. POST the grant, retrying 429 / 5xx / 408 / network errors inside the one retry budget
    (`tasks.flow.retry_policy`); every Management API call (POST, GET, PATCH) first takes a slot
-   of the fleet's pace (`tasks.flow.fleet_rate`), whose answers teach it the tenant's limit, and
+   of the fleet's pace (`tasks.flow.pace`), whose answers teach it the tenant's limit, and
    a 429 pauses the whole fleet. Waiting is never failing: time waited for a slot or a pause is
    given back to the budget, and a request whose slot is not near, whose 429 reset is far off,
    or that meets an open breaker (`tasks.flow.breaker`) goes back to the queue uncounted
@@ -61,11 +61,11 @@ from grant_worker.tasks.errors import (
 )
 from grant_worker.tasks.flow import pacing
 from grant_worker.tasks.flow.breaker import Breaker, is_outage_error, make_breaker, tenant_fault
-from grant_worker.tasks.flow.fleet_rate import (
+from grant_worker.tasks.flow.pace import (
     BreakerIsOpen,
-    FleetRate,
+    FleetPace,
     SlotUnavailable,
-    make_fleet_rate,
+    make_pace,
 )
 from grant_worker.tasks.flow.retry_policy import (
     Budget,
@@ -134,7 +134,7 @@ class Provisioner:
     def __init__(
         self,
         api: ManagementApi,
-        governor: FleetRate | None,
+        pace: FleetPace | None,
         policy: RetryPolicy,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -146,7 +146,7 @@ class Provisioner:
         slot_wait_s: float = DEFAULT_SLOT_WAIT_S,
     ) -> None:
         self.api = api
-        self.governor = governor
+        self.pace = pace
         self.breaker = breaker
         self.slot_wait_s = slot_wait_s
         self.policy = policy
@@ -393,7 +393,7 @@ class _Run:
                 epoch_clock=self.owner.epoch_clock,
                 random=self.owner.random,
                 on_retry=self._on_retry,
-                fleet_paces_429=self.owner.governor is not None,
+                fleet_paces_429=self.owner.pace is not None,
             )
         except Auth0Error as exc:
             self._check_outage_outlasted_budget(exc)
@@ -432,16 +432,16 @@ class _Run:
 
         A reset further off than GRANTS_SLOT_WAIT_S sends this request back to the queue.
         """
-        governor = self.owner.governor
+        pace = self.owner.pace
         # /oauth/token has a limit of its own: its 429 says nothing about the Management API.
-        if governor is None or exc.http_status != 429 or exc.endpoint == TOKEN:
+        if pace is None or exc.http_status != 429 or exc.endpoint == TOKEN:
             return
         now = self.owner.epoch_clock()
         reset = pacing.classify_reset(exc.reset_at_epoch_s, now)
         until, told = pacing.pause_after_429(reset, exc.retry_after_s, now)
         if not told and reset.kind != "absent":
             _log_absurd_reset(reset.kind, exc.reset_at_epoch_s)
-        governor.pause_until(until)
+        pace.pause_until(until)
         if until - now > self.owner.slot_wait_s:
             raise ReturnToQueue(
                 f"429 from Auth0; the rate limit resets in {until - now:.0f} s",
@@ -449,16 +449,16 @@ class _Run:
             ) from exc
 
     def _take_slot(self, endpoint: str) -> None:
-        governor = self.owner.governor
+        pace = self.owner.pace
         breaker = self.owner.breaker
-        if endpoint == TOKEN or governor is None:
+        if endpoint == TOKEN or pace is None:
             # Auth0 limits /oauth/token apart from the Management API: no slot, but no token
             # request either while the breaker is open (the probe asks for the fleet).
             if breaker is not None and breaker.is_open():
                 raise ReturnToQueue("the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S)
             return
         try:
-            slot = governor.acquire(max_wait_s=self.owner.slot_wait_s)
+            slot = pace.acquire(max_wait_s=self.owner.slot_wait_s)
         except BreakerIsOpen:
             raise ReturnToQueue(
                 "the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S
@@ -476,10 +476,10 @@ class _Run:
         self.budget.extend(slot.waited_s)
 
     def _observe(self, endpoint: str, status: int, headers: Mapping[str, str]) -> None:
-        governor = self.owner.governor
-        if governor is None or endpoint == TOKEN:
+        pace = self.owner.pace
+        if pace is None or endpoint == TOKEN:
             return
-        governor.observe(self.slot_seq, status, headers)
+        pace.observe(self.slot_seq, status, headers)
 
     def _count(self, endpoint: str) -> None:
         if endpoint != TOKEN:
@@ -525,7 +525,7 @@ def make_provisioner(
     return Provisioner(
         api,
         # Naps for a slot end at SIGTERM too: the request goes back to the queue.
-        make_fleet_rate(settings, redis_client, sleep=sleep),
+        make_pace(settings, redis_client, sleep=sleep),
         policy or RetryPolicy.from_settings(settings),
         sleep=sleep,
         grant_locks=GrantLocks(

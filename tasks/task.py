@@ -13,26 +13,17 @@ from celery.exceptions import Reject, Retry
 from celery.worker.request import Request
 
 from grant_worker.tasks import metrics
+from grant_worker.tasks.broker_faults import is_broker_fault
 from grant_worker.tasks.delivery.receipt import ReceiptDesk, requeue_delay_s
 from grant_worker.tasks.errors import RequestInvalid, ReturnToQueue
 from grant_worker.tasks.handler import GrantHandler
 from grant_worker.tasks.messages.decoding import safe_request_id
-from grant_worker.tasks.messages.gate import TASK_NAME
+from grant_worker.tasks.messages.inspection import TASK_NAME
 
 log = logging.getLogger(__name__)
 
 # A delivery that met a broker fault waits at most this long in its thread before going back.
 BROKER_FAULT_PAUSE_MAX_S = 5.0
-
-
-def is_broker_fault(exc: BaseException) -> bool:
-    """Redis failing rather than the request or the code (see `worker.broker_faults`)."""
-    import kombu.exceptions
-    import redis
-
-    if isinstance(exc, redis.RedisError | OSError | kombu.exceptions.OperationalError):
-        return not isinstance(exc, redis.exceptions.NoScriptError | redis.exceptions.DataError)
-    return False
 
 
 class LazyHandler:
@@ -83,7 +74,7 @@ def register_create_task(
 ) -> Task:
     """Register `grants.create` on `app`, working through `handler()`.
 
-    The consumer counted the delivery at receipt (`worker.consumer`); `receipt()` reads that
+    The consumer counted the delivery at receipt (`worker.process.consumer`); `receipt()` reads that
     count to pace requeues.
     """
 

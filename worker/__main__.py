@@ -1,3 +1,3 @@
-from grant_worker.worker.cli import main
+from grant_worker.worker.cli.main import main
 
 main()

@@ -1,150 +1,14 @@
-"""The Celery app: configuration derived from `Settings`, the task and the worker's extras.
+"""Where `celery -A grant_worker.worker.app worker` finds the worker's Celery app.
 
-`celery -A grant_worker.worker.app worker` finds `app` here; it is built on first access (module
-`__getattr__`), so importing this module reads no environment and opens no connection.
+The app is built on first access from the environment's settings, so importing this module
+reads no environment and opens no connection. The factory is `worker.process.app.create_app`.
 """
 
 from __future__ import annotations
 
-import ssl
 import threading
-import uuid
-from collections.abc import Callable
-from typing import Any
 
 from celery import Celery
-
-from grant_worker.config.settings import Settings
-from grant_worker.tasks.delivery.receipt import LazyReceiptDesk
-from grant_worker.tasks.errors import RequestInvalid
-from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.task import LazyHandler, register_create_task
-from grant_worker.tasks.wiring import make_handler
-from grant_worker.worker.transport import (
-    MALFORMED_HANDLER_OPTION,
-    broker_url,
-    register_malformed_handler,
-)
-
-UNACKED_MUTEX_EXPIRE_S = 10
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for at-least-once delivery of JSON-only messages."""
-    keys = Keys(settings.grants_key_prefix)
-    uses_tls = settings.redis_url.get_secret_value().startswith("rediss://")
-    return {
-        "broker_url": broker_url(settings.redis_url.get_secret_value()),
-        # kombu's default for rediss:// is to skip certificate checks; ours is to verify.
-        "broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED} if uses_tls else None,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_max_retries": None,  # a worker waits out a Redis restart
-        # Redis errors that are not connection errors to kombu (OOM, READONLY) restart the
-        # consumer instead of ending the worker ("Unrecoverable error", exit 0 before).
-        "broker_channel_error_retry": True,
-        "broker_transport_options": {
-            # Above the longest a task can run, so a working delivery is never duplicated.
-            "visibility_timeout": settings.visibility_timeout_s,
-            # How often unacknowledged messages of dead workers are put back: with the
-            # throttle at 1, every interval really scans (kombu's default scans 1 in 10).
-            "unacked_restore_interval": settings.grants_restore_interval_s,
-            "unacked_restore_throttle": 1,
-            "socket_timeout": 30,
-            "socket_connect_timeout": 5,
-            "socket_keepalive": True,
-            "health_check_interval": 10,
-            # kombu keeps unacknowledged messages under one global key by default; under our
-            # prefix, deployments sharing a Redis never restore each other's messages.
-            "unacked_key": keys.unacked,
-            # One list per queue, so that a worker takes a message with one atomic move into a
-            # list of its own (`worker.transport`): kombu's per-priority lists would need a
-            # BRPOP over several keys, which has no moving form. Priorities are not used here.
-            "priority_steps": [0],
-            "unacked_index_key": keys.unacked_index,
-            "unacked_mutex_key": keys.unacked_mutex,
-            # kombu holds this mutex while it restores; a worker killed while holding it would
-            # block every restore for kombu's default 300 s.
-            "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE_S,
-            **_sentinel_options(settings),
-        },
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "result_accept_content": ["json"],
-        "event_serializer": "json",
-        "task_ignore_result": True,
-        "task_default_queue": settings.grants_queue,
-        "task_routes": {"grants.create": {"queue": settings.grants_queue}},
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        # Time limits only bind the prefork pool; the threads pool relies on the retry budget
-        # and HTTP timeouts, which the limits are derived from.
-        "task_soft_time_limit": settings.task_soft_time_limit_s,
-        "task_time_limit": settings.task_hard_time_limit_s,
-        # One message per thread: nothing waits in a local buffer while its visibility
-        # timeout runs.
-        "worker_prefetch_multiplier": 1,
-        # Pool, size and queue live here, not in command-line flags, so that
-        # `celery -A grant_worker.worker.app worker` and `grants worker` are the same worker.
-        "worker_pool": "threads",
-        "worker_concurrency": settings.grants_concurrency,
-        # Remote control (`celery inspect`) on an exchange of this deployment's own: its kombu
-        # bindings then name the deployment and are deleted with it (see `delete_deployment`).
-        "control_exchange": keys.control_exchange,
-        "worker_consumer": "grant_worker.worker.consumer:GatedConsumer",
-        "worker_hijack_root_logger": False,
-        "worker_redirect_stdouts": False,
-        "worker_send_task_events": False,
-    }
-
-
-def _sentinel_options(settings: Settings) -> dict[str, Any]:
-    if not settings.uses_sentinel:
-        return {}
-    return {"master_name": settings.grants_sentinel_master}
-
-
-def create_app(settings: Settings) -> Celery:
-    """A Celery app for `settings`, with `grants.create` registered."""
-    app = Celery("grant_worker", set_as_current=False)
-    app.config_from_object(celery_config(settings))
-    app.grants_settings = settings
-    handler = LazyHandler(lambda: make_handler(settings))
-    app.grants_handler = handler
-    # Receipt (delivery count, refusals, `expired`, `poison`) needs Redis only, never Auth0.
-    receipt = LazyReceiptDesk(settings)
-    app.grants_receipt = receipt
-    register_create_task(app, handler, receipt)
-    app.grants_malformed_handler = _dead_letter_malformed(receipt)  # held by the app
-    app.conf.broker_transport_options[MALFORMED_HANDLER_OPTION] = register_malformed_handler(
-        f"grants-{uuid.uuid4().hex}", app.grants_malformed_handler
-    )
-    from grant_worker.worker import startup
-    from grant_worker.worker.bridge import IntakeBridgeStep
-    from grant_worker.worker.broker_faults import BrokerGuardStep
-    from grant_worker.worker.flow_gate import FlowGateStep
-    from grant_worker.worker.recovery import RecoveryStep
-    from grant_worker.worker.watchdog import WatchdogStep
-
-    app.steps["worker"].add(BrokerGuardStep)
-
-    app.steps["worker"].add(IntakeBridgeStep)
-    app.steps["worker"].add(WatchdogStep)
-    app.steps["worker"].add(RecoveryStep)
-    app.steps["consumer"].add(startup.LoopTickStep)
-    startup.connect_signals()
-    app.steps["worker"].add(FlowGateStep)
-    return app
-
-
-def _dead_letter_malformed(receipt: LazyReceiptDesk) -> Callable[[str, str], None]:
-    def record(raw: str, reason: str) -> None:
-        receipt().reject(
-            raw, fallback_id=f"malformed-{uuid.uuid4().hex}", error=RequestInvalid([reason])
-        )
-
-    return record
-
 
 _default_app: Celery | None = None
 _default_lock = threading.Lock()
@@ -156,7 +20,8 @@ def __getattr__(name: str) -> Celery:
     global _default_app
     with _default_lock:
         if _default_app is None:
-            from grant_worker.worker.startup import settings_or_exit
+            from grant_worker.worker.exit_codes import settings_or_exit
+            from grant_worker.worker.process.app import create_app
 
             _default_app = create_app(settings_or_exit())
     return _default_app

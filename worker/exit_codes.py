@@ -1,8 +1,34 @@
-"""Exit codes of the `grants` command (docs/design.md, "Exit codes"), in one place."""
+"""Exit codes of every entry point (the `grants` command and the worker process), and the one
+way an entry point ends on a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+from grant_worker.config.settings import Settings, SettingsInvalid, load_settings
 
 EXIT_DONE = 0  # created / exists / updated
 EXIT_FAILED = 1  # failed or rejected
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_TIMEOUT = 3  # timed out waiting
 EXIT_BROKER_UNAVAILABLE = 4  # Redis unreachable, out of memory, read-only, loading
+EXIT_STALLED = 70  # the worker's consumer stopped reading while Redis answers (EX_SOFTWARE)
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM, after a summary and how to resume
+
+ERROR_PREFIX = "error: "
+
+
+def fail_usage(message: str) -> NoReturn:
+    """One line on stderr, exit 2: the operator's mistake is not a crash."""
+    print(f"{ERROR_PREFIX}{message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USAGE)
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    """Settings from the environment (and `overrides`), or exit 2 naming each variable."""
+    try:
+        return load_settings(**overrides)
+    except SettingsInvalid as exc:
+        fail_usage(f"configuration: {exc}")

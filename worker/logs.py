@@ -1,49 +1,27 @@
-"""Logging for every process: one format (JSON or text), the request in context, named events.
+"""Log formatting for every process (the worker, every `grants` command): one format, JSON or
+text, with the request in context.
 
-- `configure_logging(fmt, level)` installs one handler on the root logger, so Celery's own lines,
-  kombu's and ours come out alike. `GRANTS_LOG_FORMAT=json|text`; unset: JSON when stderr is not
-  a terminal (a container, systemd, a pipe), text when a person watches.
-- `request_context(request_id, batch_id)` puts the request on every line logged inside it
-  (retries, conflict resolution, Auth0 errors) without passing it down by hand; the Celery task
-  signals open it for each task (`worker.app`).
-- The named events other modules call, so that levels and field names stay one convention:
-  `log_outcome` (one per recorded outcome; failed/rejected at WARNING), `log_broker_fault` and
-  `log_breaker_change` (ERROR when something is wrong with Redis or the tenant as a whole).
-
-This module imports nothing of the project's besides the outcome model, so `tasks` may use it.
+`configure_logging(fmt, level)` installs one handler on the root logger, so Celery's own lines,
+kombu's and ours come out alike. `GRANTS_LOG_FORMAT=json|text`; unset: JSON when stderr is not
+a terminal (a container, systemd, a pipe), text when a person watches. The request on each
+line comes from `tasks.events` (the task's hooks enter and leave it); the named events
+themselves (`log_outcome`, `log_broker_fault`) live there too, beside the code that emits them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import sys
-from collections.abc import Iterator
-from datetime import datetime
 from typing import IO, Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
-from grant_worker.tasks.messages.models import Outcome
+from grant_worker.tasks.events import current_request
 
 LogFormat = Literal["json", "text"]
 
-OUTCOME_EVENT = "outcome"
-BROKER_FAULT_EVENT = "broker_fault"
-BREAKER_EVENT = "breaker"
-
-_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "grants_request_id", default=None
-)
-_batch_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "grants_batch_id", default=None
-)
-
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"
 _JSON_FIELDS = ["asctime", "levelname", "name", "message", "process", "threadName"]
-
-log = logging.getLogger("grant_worker.events")
 
 
 def choose_format(setting: str | None, stream: IO[str] | None = None) -> LogFormat:
@@ -62,10 +40,11 @@ class RequestContextFilter(logging.Filter):
     """Adds `request_id` / `batch_id` of the current request to each record that has none."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        request_id, batch_id = current_request()
         if getattr(record, "request_id", None) is None:
-            record.request_id = _request_id.get()
+            record.request_id = request_id
         if getattr(record, "batch_id", None) is None:
-            record.batch_id = _batch_id.get()
+            record.batch_id = batch_id
         return True
 
 
@@ -123,75 +102,3 @@ def configure_logging(
     # Python warnings (Celery's SecurityWarning, deprecations) as log lines in the same format.
     logging.captureWarnings(True)
     return chosen
-
-
-@contextlib.contextmanager
-def request_context(request_id: str | None, batch_id: str | None = None) -> Iterator[None]:
-    """Every line logged inside carries `request_id` (and `batch_id`)."""
-    id_token = _request_id.set(request_id)
-    batch_token = _batch_id.set(batch_id)
-    try:
-        yield
-    finally:
-        _request_id.reset(id_token)
-        _batch_id.reset(batch_token)
-
-
-def enter_request(request_id: str | None, batch_id: str | None = None) -> None:
-    """`request_context` for code that has a start and an end hook instead of a block."""
-    _request_id.set(request_id)
-    _batch_id.set(batch_id)
-
-
-def leave_request() -> None:
-    _request_id.set(None)
-    _batch_id.set(None)
-
-
-def _duration_s(outcome: Outcome) -> float | None:
-    try:
-        started = datetime.fromisoformat(outcome.received_at.replace("Z", "+00:00"))
-        finished = datetime.fromisoformat(outcome.finished_at.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return None
-    return round((finished - started).total_seconds(), 3)
-
-
-def log_outcome(outcome: Outcome) -> None:
-    """The one event of a request's recorded outcome: WARNING when failed or rejected."""
-    code = outcome.error.code if outcome.error else None
-    level = logging.INFO if outcome.done else logging.WARNING
-    log.log(
-        level,
-        "request %s %s%s",
-        outcome.request_id,
-        outcome.status,
-        f" ({code})" if code else "",
-        extra={
-            "event": OUTCOME_EVENT,
-            "request_id": outcome.request_id,
-            "batch_id": outcome.batch_id,
-            "status": outcome.status,
-            "code": code,
-            "attempts": outcome.attempts,
-            "duration_s": _duration_s(outcome),
-        },
-    )
-
-
-def log_broker_fault(what: str, exc: BaseException | str) -> None:
-    """Redis (the broker and the record) failed us: ERROR, with the reason, never the URL."""
-    reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    log.error("%s: %s", what, reason, extra={"event": BROKER_FAULT_EVENT, "reason": reason})
-
-
-def log_breaker_change(state: str, reason: str) -> None:
-    """The fleet's breaker changed state (issue 7 calls this): ERROR when it opens."""
-    level = logging.ERROR if state == "open" else logging.WARNING
-    log.log(
-        level,
-        "breaker %s: %s",
-        state,
-        reason,
-        extra={"event": BREAKER_EVENT, "state": state, "reason": reason},
-    )

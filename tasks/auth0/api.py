@@ -3,7 +3,7 @@
 Errors are translated by `tasks.auth0.translate` (its table says which answer becomes which error),
 always `raise … from exc`. Nothing here retries, except that a 401 on a Management call with a
 client-credentials token gets one new token and one repeat. Every call runs the `CallHooks` the
-provisioner binds (rate governor, attempt count, budget-capped read timeout).
+provisioner binds (pace, attempt count, budget-capped read timeout).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _ignore_response(endpoint: str, status: int, headers: Mapping[str, str]) -> 
 class CallHooks:
     """What runs around every HTTP call (the provisioner binds these per request).
 
-    `before_call(endpoint)` runs before anything is sent (the rate governor; it may raise an
+    `before_call(endpoint)` runs before anything is sent (the pace; it may raise an
     `Auth0Error` to give up); `on_call(endpoint)` runs once per HTTP call actually attempted;
     `time_left()` is the request's remaining budget in seconds (None: unlimited), which caps the
     read timeout so that a call started late in the budget does not outlive it by much;
@@ -155,7 +155,7 @@ class ManagementApi:
     ) -> Grant:
         """`POST /api/v2/client-grants` → the created grant (201).
 
-        `before_send` runs just before each send (after the token and the governor slot).
+        `before_send` runs just before each send (after the token and the pace slot).
         Raises `GrantConflict` on 409 and the other `Auth0Error`s of the module table.
         """
         with failing_as(CREATE_GRANT):

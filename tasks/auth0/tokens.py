@@ -2,7 +2,7 @@
 
 The cache holds no HTTP code: it is handed the function that fetches a token (built by
 `tasks.auth0.api`, where HTTP errors are translated) at each call, so that the thread that
-happens to refresh does it under its own rate-governor slot and retry budget.
+happens to refresh does it under its own pace slot and retry budget.
 
 Thread-safety: one fetch at a time; threads that need a token while another thread fetches
 wait for that fetch and then use its result. Tokens are kept as `SecretStr`, so neither a

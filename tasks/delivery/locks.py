@@ -7,7 +7,7 @@ it), or the lock lapses because its holder died or lost Redis, and the second ta
 
 The lock's own lifetime is short (the heartbeat's, GRANTS_HEARTBEAT_TTL_S) and a thread of the
 holding process renews it while the work goes on: a crashed holder frees it within seconds,
-before the surviving workers put its message back on the queue (`worker.recovery`), so the
+before the surviving workers put its message back on the queue (`worker.process.recovery`), so the
 message is not held up by its own dead delivery. A waiter waits as long as a task can run.
 """
 

@@ -3,7 +3,7 @@
 Once a worker has been asked to stop (SIGTERM), nothing should start waiting: a request about to
 sleep (a backoff, a pause) or not yet begun goes back to the queue at once (`ReturnToQueue`),
 for another worker to take, instead of holding the shutdown up. Calls already sent are left to
-finish within the grace (`worker.shutdown`).
+finish within the grace (`worker.process.shutdown`).
 """
 
 from __future__ import annotations

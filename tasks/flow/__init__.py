@@ -1,1 +1,1 @@
-"""How the fleet paces itself: the shared rate governor and the retry policy."""
+"""How the fleet paces itself: the shared pace and the retry policy."""

@@ -15,12 +15,12 @@ at a time. The breaker opens on (`tenant_fault`):
 |                      | a request's whole retry budget spent on them with no answer in the   |
 |                      | fleet meanwhile (so an outage never fails a request)                 |
 
-While it is open no worker takes messages (`worker.flow_gate`), requests in flight go back to
-the queue uncounted, and one process of the fleet at a time probes the tenant: first after
-1 s, then 2, 4, 8 and at most `GRANTS_BREAKER_MAX_PROBE_S` apart, or at once when a secret
-file changes. A probe that succeeds closes it. Every change of state is made by one Lua
-script (`lua/breaker_*.lua`), and only the process whose script changed it logs it, once, at
-ERROR, naming the cause (never a secret).
+While it is open no worker takes messages (`worker.process.breaker_watch`), requests in flight go
+back to the queue uncounted, and one process of the fleet at a time probes the tenant: first after 1
+s, then 2, 4, 8 and at most `GRANTS_BREAKER_MAX_PROBE_S` apart, or at once when a secret file
+changes. A probe that succeeds closes it. Every change of state is made by one Lua script
+(`lua/breaker_*.lua`), and only the process whose script changed it logs it, once, at ERROR, naming
+the cause (never a secret).
 
 The hash is a contract (`grants status`, the dashboard): `state` (closed | open), `cause`,
 `since` and `next_probe_at` (epoch seconds); `read_breaker` reads it.

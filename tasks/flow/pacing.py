@@ -4,7 +4,7 @@ How the fleet paces itself (`GRANTS_RATE_LIMIT=auto`), in short:
 
 1. Every Management API answer carries the tenant's bucket: `x-ratelimit-limit` (its size L)
    and `x-ratelimit-remaining` (R). The fleet keeps one model of that bucket in Redis: a GCRA
-   whose burst is L and whose refill is the learned free rate (`tasks.flow.fleet_rate`).
+   whose burst is L and whose refill is the learned free rate (`tasks.flow.pace`).
 2. Each answer re-synchronises the model: tokens = R - (calls the fleet granted after the
    answered call: they are not counted in R yet) - a small reserve (`reserve_tokens`). So the
    tenant's own count, not a guess, decides how much may go now, whoever else spends from it.

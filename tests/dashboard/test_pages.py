@@ -46,12 +46,12 @@ def test_overview_shows_breaker_cause_learned_rate_and_workers(
             "next_probe_at": 2,
         },
     )
-    # The governor's hash as issue 7 keeps it: limit/remaining from headers, the learned rate.
+    # The pace's hash as issue 7 keeps it: limit/remaining from headers, the learned rate.
     pause_us = int((time.time() + 30) * 1_000_000)
     redis_client.hset(
-        keys.governor, mapping={"limit": 50, "remaining": 3, "rate": 15, "pause": pause_us}
+        keys.pace, mapping={"limit": 50, "remaining": 3, "rate": 15, "pause": pause_us}
     )
-    # The register and heartbeat as issue 9's worker.recovery.beat writes them.
+    # The register and heartbeat as issue 9's worker.process.recovery.beat writes them.
     redis_client.set(
         keys.heartbeat("celery@box-1/b00t2"),
         '{"busy": 2, "capacity": 8, "queued": 5, "idle_s": 0.2, "stalled": false, '
@@ -95,7 +95,7 @@ def test_batch_progress_counts_queued_requests_as_pending(
     record: Callable[..., Any],
     dashboard_settings: Callable[..., Any],
 ) -> None:
-    from grant_worker.worker.client import GrantClient
+    from grant_worker.worker.client.grant_client import GrantClient
 
     record("p-1", "created", batch_id="batch-p")
     with GrantClient(dashboard_settings()) as producer:

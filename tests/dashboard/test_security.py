@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from grant_worker.tasks.keys import Keys
-from grant_worker.worker.cli import cli
+from grant_worker.worker.cli.main import cli
 from grant_worker.worker.dashboard.app import create_app
 from grant_worker.worker.dashboard.security import BindRefused
 from tests.dashboard.conftest import BASE_URL, CLIENT_SECRET, DASHBOARD_TOKEN, grant_request

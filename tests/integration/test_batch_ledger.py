@@ -12,7 +12,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import ErrorInfo, Outcome, utc_timestamp
 from grant_worker.tasks.outcomes.batches import list_batches, read_batch
 from grant_worker.tasks.outcomes.recorder import make_recorder
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 
 API = "https://api.example.com/"
 

@@ -21,8 +21,8 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.auth0.api import PAGE_SIZE, make_api
 from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.outcomes.batches import read_batch
-from grant_worker.worker.cli import cli
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.cli.main import cli
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id
 
@@ -228,10 +228,10 @@ def test_the_plan_reads_the_tenant_page_by_page_and_writes_nothing(
     assert posts(emulator) == posts_before
     routes = emulator.admin.stats()["requests_by_route"]
     assert sum(n for route, n in routes.items() if route.startswith("GET")) >= 2  # two pages
-    # Nothing in Redis but the governor's pacing state: no queue, no ledger, no outcomes.
+    # Nothing in Redis but the pace's pacing state: no queue, no ledger, no outcomes.
     assert redis_client.llen(settings.grants_queue) == 0
     assert set(redis_client.scan_iter(f"{settings.grants_key_prefix}*")) <= {
-        f"{settings.grants_key_prefix}governor"
+        f"{settings.grants_key_prefix}pace"
     }
 
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.cli import cli
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.cli.main import cli
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import settings_env
 from tests.integration.conftest import next_client_id, push_raw, raw_celery_message
 

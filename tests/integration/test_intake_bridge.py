@@ -10,8 +10,8 @@ from typing import Any
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
-from grant_worker.worker.app import create_app
-from grant_worker.worker.bridge import IntakeBridge
+from grant_worker.worker.process.app import create_app
+from grant_worker.worker.process.intake_bridge import IntakeBridge
 
 
 def queued_task_ids(redis_client: Any, queue: str) -> list[str]:

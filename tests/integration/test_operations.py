@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import READY_MARK, WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id
 from tests.local_redis import RedisServer, free_port

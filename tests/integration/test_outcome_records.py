@@ -17,8 +17,8 @@ from grant_worker.tasks.messages.models import ErrorInfo, GrantRequest, Outcome,
 from grant_worker.tasks.outcomes.claims import RequestClaims, normalised
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.outcomes.records import Pointer, parse_record
-from grant_worker.worker.client import GrantClient
-from grant_worker.worker.dead_letters import DeadLetters
+from grant_worker.worker.client.dead_letters import DeadLetters
+from grant_worker.worker.client.grant_client import GrantClient
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import outcomes_by_request
 from tests.reliability.test_crash_recovery import wait_until

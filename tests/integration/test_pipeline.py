@@ -16,11 +16,11 @@ import requests
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.flow.breaker import read_breaker
-from grant_worker.tasks.flow.fleet_rate import read_flow_state
+from grant_worker.tasks.flow.pace import read_pace
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.messages.gate import TASK_NAME
+from grant_worker.tasks.messages.inspection import TASK_NAME
 from grant_worker.tasks.messages.models import Outcome
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import (
     next_client_id,
@@ -256,7 +256,7 @@ def test_a_rate_limit_that_resets_after_the_budget_sends_the_request_back_to_the
         time.sleep(2.0)
         outcomes = [client.outcome(rid) for rid in ids]
         assert sorted(o.status if o else "waiting" for o in outcomes) == ["created", "waiting"]
-    pause = read_flow_state(redis_client, Keys(settings.grants_key_prefix)).pause_until
+    pause = read_pace(redis_client, Keys(settings.grants_key_prefix)).pause_until
     assert pause is not None and pause > time.time() + 30
     assert "back to the queue" in worker.log()
     assert redis_client.xlen(Keys(settings.grants_key_prefix).dead) == 0

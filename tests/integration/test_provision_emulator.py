@@ -242,18 +242,18 @@ def test_a_429_pauses_the_whole_fleet_until_the_reset(
     drain = drain_the_tenants_bucket(settings_factory())
     started_epoch_s = time.time()
     build(grants_rate_limit=100).provision(request(client_id()), before_send=drain)
-    pause_us = redis_client.hget(Keys(key_prefix).governor, "pause")
+    pause_us = redis_client.hget(Keys(key_prefix).pace, "pause")
     assert pause_us is not None
     # the reset the tenant named: whole epoch seconds, after the request began
     assert int(pause_us) % 1_000_000 == 0
     assert int(pause_us) / 1_000_000 > started_epoch_s
 
 
-def test_the_governor_keeps_the_fleet_under_the_tenants_limit(
+def test_the_pace_keeps_the_fleet_under_the_tenants_limit(
     emulator: RunningEmulator, build: Build
 ) -> None:
     emulator.admin.set_rate_limit(20, 2)
-    # two worker processes sharing one governor at half the tenant's rate
+    # two worker processes sharing one pace at half the tenant's rate
     fleet = [build(grants_rate_limit=10, grants_rate_burst=2) for _ in range(2)]
     for number in range(8):
         assert fleet[number % 2].provision(request(client_id())).status == "created"

@@ -13,7 +13,7 @@ import redis
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import ErrorInfo, Outcome, utc_timestamp
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
-from grant_worker.worker.watchdog import Watchdog
+from grant_worker.worker.process.watchdog import Watchdog
 from tests.bad_requests import nested
 
 

@@ -18,9 +18,9 @@ import redis
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
-from grant_worker.worker.app import create_app
-from grant_worker.worker.client import GrantClient
-from grant_worker.worker.recovery import Identity, Recovery, beat
+from grant_worker.worker.client.grant_client import GrantClient
+from grant_worker.worker.process.app import create_app
+from grant_worker.worker.process.recovery import Identity, Recovery, beat
 from grant_worker.worker.testing import settings_env
 
 
@@ -134,8 +134,8 @@ DIES_AFTER_TAKING = """
 import os, sys
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
-from grant_worker.worker.app import create_app
-from grant_worker.worker.recovery import Identity, track_as
+from grant_worker.worker.process.app import create_app
+from grant_worker.worker.process.recovery import Identity, track_as
 
 settings = Settings()
 track_as(Identity("taker@test", "b1"), Keys(settings.grants_key_prefix))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id
 from tests.local_redis import RedisServer

@@ -14,9 +14,9 @@ import pytest
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.decoding import safe_request_id
-from grant_worker.tasks.messages.gate import TASK_NAME
+from grant_worker.tasks.messages.inspection import TASK_NAME
 from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 from tests.bad_requests import BAD_ENVELOPES, BAD_TEXTS, UTF8_METADATA_WITHIN_LIMIT, nested_text
 from tests.integration.conftest import next_client_id, push_raw, raw_celery_message

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.exit_codes import EXIT_BROKER_UNAVAILABLE, EXIT_USAGE
 from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id

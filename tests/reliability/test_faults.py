@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates

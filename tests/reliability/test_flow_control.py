@@ -18,7 +18,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import RunningEmulator, running_emulator
 from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import make_settings, next_client_id
 from tests.local_redis import free_port

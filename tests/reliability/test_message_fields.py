@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from grant_worker.config.settings import Settings
-from grant_worker.tasks.messages.gate import TASK_NAME
-from grant_worker.worker.client import GrantClient
+from grant_worker.tasks.messages.inspection import TASK_NAME
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import READY_MARK, WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id, push_raw, raw_celery_message
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
@@ -36,7 +36,7 @@ def test_a_message_whose_celery_expires_passed_is_rejected_as_expired(
     # outcomes, 0 dead letters, the messages gone).
     ids = [f"exp-{n}" for n in range(3)]
     for task_id in ids:
-        client._app.send_task(
+        client.celery_app.send_task(
             TASK_NAME,
             kwargs={"request": {"grant": {"client_id": next_client_id(), "audience": API}}},
             task_id=task_id,
@@ -58,7 +58,7 @@ def test_a_message_whose_celery_expires_passed_is_rejected_as_expired(
     # it is held is found expired by Celery itself, and recorded too.
     sent_at = time.time()
     for task_id, expires in (("eta-1", None), ("eta-expires-1", 1.0)):
-        client._app.send_task(
+        client.celery_app.send_task(
             TASK_NAME,
             kwargs={"request": {"grant": {"client_id": next_client_id(), "audience": API}}},
             task_id=task_id,

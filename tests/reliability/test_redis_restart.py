@@ -11,9 +11,9 @@ from typing import Any
 import redis
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
+from grant_worker.worker.process.watchdog import STALLED_EXIT_CODE
 from grant_worker.worker.testing import WorkerProcess
-from grant_worker.worker.watchdog import STALLED_EXIT_CODE
 from tests.integration.conftest import next_client_id
 from tests.local_redis import RedisServer
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
@@ -78,7 +78,7 @@ def test_a_worker_that_stops_consuming_is_detected_and_exits(
     with GrantClient(settings) as client:
         # Celery's own remote control makes the consumer let go of the queue while the process
         # stays up: the symptom of the reconnect failure, on demand.
-        app = client._app
+        app = client.celery_app
         hostname = f"stall@{__import__('socket').gethostname()}"
         app.control.cancel_consumer(settings.grants_queue, destination=[hostname], reply=True)
         client.submit({"grant": {"client_id": next_client_id(), "audience": API}})

@@ -10,9 +10,9 @@ import redis
 from click.testing import CliRunner, Result
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.cli import cli
-from grant_worker.worker.client import GrantClient
-from grant_worker.worker.dead_letters import DeadLetters, ReplayResult
+from grant_worker.worker.cli.main import cli
+from grant_worker.worker.client.dead_letters import DeadLetters, ReplayResult
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import outcomes_by_request

@@ -17,8 +17,8 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.messages.validation import parse_request
-from grant_worker.worker.cli import cli
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.cli.main import cli
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id
 from tests.local_redis import RedisServer
@@ -161,7 +161,7 @@ def test_rediss_verifies_the_brokers_certificate(
     import ssl
 
     from grant_worker.tasks.connections import make_redis
-    from grant_worker.worker.app import celery_config
+    from grant_worker.worker.process.app import celery_config
 
     settings = settings_factory(redis_url="rediss://grants:pw@redis.example.com:6380/0")
     # kombu's own default for rediss:// is CERT_NONE; ours is to verify.

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.client import GrantClient
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import next_client_id
 from tests.local_redis import RedisServer, free_port, redis_server_binary
@@ -130,7 +130,7 @@ def sentinel_deployment(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServ
 @pytest.mark.timeout(240)
 # One run in about five used to lose 1 of 300 requests across the failover: kombu's BRPOP had
 # taken the message off the queue, and it was never recorded. Workers now move each message
-# into a list of their own (`worker.transport`); 12 of 12 runs passed since, 6 on a busy machine.
+# into a list of their own (`worker.process.broker.transport`).
 def test_a_sentinel_failover_in_the_middle_of_300_requests_loses_and_doubles_nothing(
     sentinel_deployment: tuple[RedisServer, RedisServer, list[Any]],
     settings_factory: Callable[..., Settings],

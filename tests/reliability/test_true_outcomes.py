@@ -12,8 +12,8 @@ import redis
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import Outcome
-from grant_worker.worker.client import GrantClient
-from grant_worker.worker.dead_letters import DeadLetters
+from grant_worker.worker.client.dead_letters import DeadLetters
+from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import grant_duplicates, outcomes_by_request

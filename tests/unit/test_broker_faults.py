@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 
+from grant_worker.tasks.broker_faults import classify, is_broker_fault
 from grant_worker.tasks.connections import sentinel_addresses
 from grant_worker.tasks.delivery.receipt import requeue_delay_s
-from grant_worker.worker.broker_faults import BrokerState, classify
-from grant_worker.worker.transport import broker_url
+from grant_worker.worker.process.broker.monitor import BrokerState
+from grant_worker.worker.process.broker.transport import broker_url
 
 
 @pytest.mark.parametrize(
@@ -25,11 +26,47 @@ from grant_worker.worker.transport import broker_url
         (redis.ResponseError("NOAUTH Authentication required."), "auth"),
         (redis.ResponseError("NOPERM this user has no permissions"), "auth"),
         (redis.ResponseError("WRONGTYPE Operation against a key"), None),
+        (redis.exceptions.NoPermissionError("NOPERM no rights on key"), "auth"),
+        (ConnectionResetError("reset by peer"), "transient"),
         (KeyError("exchange"), None),
     ],
 )
 def test_redis_errors_are_classified(exc: BaseException, kind: str | None) -> None:
     assert classify(exc) == kind
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        redis.exceptions.NoScriptError("NOSCRIPT No matching script"),
+        redis.exceptions.DataError("Invalid input of type: 'NoneType'"),
+        ValueError("a bug"),
+    ],
+)
+def test_errors_that_waiting_cannot_fix_are_not_broker_faults(exc: BaseException) -> None:
+    # A delivery that meets one is requeued with a growing pause and counted towards `poison`,
+    # never held back as if Redis were away.
+    assert not is_broker_fault(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.ResponseError("NOPERM this user has no permissions to run the 'eval' command"),
+        redis.exceptions.NoPermissionError("NOPERM"),
+        redis.ConnectionError("Connection refused"),
+        OSError("network is unreachable"),
+    ],
+)
+def test_refusals_and_outages_are_broker_faults_for_every_caller(exc: BaseException) -> None:
+    assert is_broker_fault(exc)
+
+
+def test_kombu_wrapping_a_lost_connection_is_a_transient_fault() -> None:
+    import kombu.exceptions
+
+    assert classify(kombu.exceptions.OperationalError("Error 111 connecting")) == "transient"
 
 
 def test_readiness_follows_faults_and_backs_off() -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 from grant_worker.tasks.messages.models import ErrorInfo, Grant, Outcome
 from grant_worker.tasks.outcomes.batches import state_of
-from grant_worker.worker.bulk import Checked, check_file
-from grant_worker.worker.bulk_report import report_lines, summary
-from grant_worker.worker.cli import drift_note
-from grant_worker.worker.plan import plan_rows, summarise
-from grant_worker.worker.progress import progress_line
+from grant_worker.worker.cli.bulk.plan import plan_rows, summarise
+from grant_worker.worker.cli.bulk.report import report_lines, summary
+from grant_worker.worker.cli.bulk.rows import Checked, check_file
+from grant_worker.worker.cli.progress import progress_line
+from grant_worker.worker.cli.submit import drift_note
 
 API = "https://api/"
 

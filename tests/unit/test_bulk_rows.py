@@ -10,7 +10,12 @@ import pytest
 
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.messages.validation import parse_request
-from grant_worker.worker.bulk import check_file, csv_row_to_request, derive_batch_id, split_list
+from grant_worker.worker.cli.bulk.rows import (
+    check_file,
+    csv_row_to_request,
+    derive_batch_id,
+    split_list,
+)
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 
-from grant_worker.tasks.messages.gate import TASK_NAME, inspect_message
+from grant_worker.tasks.messages.inspection import TASK_NAME, inspect_message
 from grant_worker.tasks.messages.models import MAX_MESSAGE_BYTES
 
 KNOWN = {TASK_NAME}
@@ -119,7 +119,7 @@ def test_a_task_id_against_the_request_id_rule_is_refused_under_a_derived_id() -
 def test_expiry_is_read_from_the_celery_header() -> None:
     from datetime import UTC, datetime
 
-    from grant_worker.tasks.messages.gate import expiry_of
+    from grant_worker.tasks.messages.inspection import expiry_of
 
     assert expiry_of({"expires": "2026-01-01T00:00:00+00:00"}) == datetime(2026, 1, 1, tzinfo=UTC)
     assert expiry_of({"expires": "2026-01-01T00:00:00"}) == datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ import kombu
 import pytest
 from kombu.transport import redis as kombu_redis
 
-from grant_worker.worker import transport
+from grant_worker.worker.process.broker import transport
 
 # (class, method): signature as of the tested kombu (pyproject.toml pins its minor version).
 EXPECTED_SIGNATURES = {

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from grant_worker.tasks import events
 from grant_worker.tasks.messages.models import ErrorInfo, Outcome
-from grant_worker.worker import health, logs
+from grant_worker.worker import logs
+from grant_worker.worker.process import health
 
 
 class _Terminal(io.StringIO):
@@ -53,8 +55,11 @@ def outcome(status: str, code: str | None = None) -> Outcome:
 
 
 def test_every_line_logged_for_a_request_carries_its_id(captured: io.StringIO) -> None:
-    with logs.request_context("r-42", "b-7"):
+    events.enter_request("r-42", "b-7")
+    try:
         logging.getLogger("grant_worker.tasks.provision").info("retrying in %.2f s", 0.5)
+    finally:
+        events.leave_request()
     logging.getLogger("celery").info("outside")
     inside, outside = lines(captured)
     assert inside["request_id"] == "r-42" and inside["batch_id"] == "b-7"
@@ -63,8 +68,8 @@ def test_every_line_logged_for_a_request_carries_its_id(captured: io.StringIO) -
 
 
 def test_one_outcome_event_failed_at_warning_done_at_info(captured: io.StringIO) -> None:
-    logs.log_outcome(outcome("failed", "not_found"))
-    logs.log_outcome(outcome("created"))
+    events.log_outcome(outcome("failed", "not_found"))
+    events.log_outcome(outcome("created"))
     failed, created = lines(captured)
     assert failed["level"] == "WARNING" and created["level"] == "INFO"
     assert {k: failed[k] for k in ("event", "request_id", "batch_id", "status", "code")} == {
@@ -77,11 +82,10 @@ def test_one_outcome_event_failed_at_warning_done_at_info(captured: io.StringIO)
     assert failed["attempts"] == 2 and failed["duration_s"] == 1.25
 
 
-def test_breaker_and_broker_faults_are_errors(captured: io.StringIO) -> None:
-    logs.log_breaker_change("open", "tenant refused the credentials")
-    logs.log_broker_fault("Redis not reachable", ConnectionError("refused"))
-    breaker, broker = lines(captured)
-    assert breaker["level"] == broker["level"] == "ERROR"
+def test_broker_faults_are_errors_with_their_reason(captured: io.StringIO) -> None:
+    events.log_broker_fault("Redis not reachable", ConnectionError("refused"))
+    (broker,) = lines(captured)
+    assert broker["level"] == "ERROR" and broker["event"] == "broker_fault"
     assert broker["reason"] == "ConnectionError: refused"
 
 
@@ -91,8 +95,11 @@ def test_text_lines_name_the_request() -> None:
     saved = (list(root.handlers), root.level)
     try:
         logs.configure_logging("text", "INFO", stream)
-        with logs.request_context("r-9"):
+        events.enter_request("r-9")
+        try:
             logging.getLogger("x").warning("hello")
+        finally:
+            events.leave_request()
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grant_worker.worker.watchdog import StallDetector
+from grant_worker.worker.process.watchdog import StallDetector
 
 
 def observe(detector: StallDetector, now: float, **state: int | float) -> bool:

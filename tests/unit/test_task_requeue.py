@@ -16,7 +16,7 @@ from celery import Celery
 from celery.exceptions import Reject
 
 from grant_worker.tasks.errors import ReturnToQueue
-from grant_worker.tasks.messages.gate import TASK_NAME
+from grant_worker.tasks.messages.inspection import TASK_NAME
 from grant_worker.tasks.task import register_create_task
 
 

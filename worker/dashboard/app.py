@@ -20,6 +20,7 @@ from starlette.templating import Jinja2Templates
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.client.dead_letters import DeadLetters
 from grant_worker.worker.dashboard import routes
 from grant_worker.worker.dashboard.reads import DashboardReads
 from grant_worker.worker.dashboard.security import (
@@ -31,7 +32,6 @@ from grant_worker.worker.dashboard.security import (
     check_bind,
 )
 from grant_worker.worker.dashboard.views import human_seconds
-from grant_worker.worker.dead_letters import DeadLetters
 
 HERE = Path(__file__).parent
 
@@ -49,7 +49,7 @@ class Dashboard:
     @cached_property
     def dead_letters(self) -> DeadLetters:
         # Built on first use: replay needs a Celery producer, the pages do not.
-        from grant_worker.worker.client import GrantClient
+        from grant_worker.worker.client.grant_client import GrantClient
 
         return DeadLetters(GrantClient(self.settings, client=self.redis))
 

@@ -9,11 +9,12 @@ What it reads, as the owners write it:
 
 - the breaker (`tasks.flow.breaker`): hash `{prefix}breaker`: state (closed|open), cause,
   since, next_probe_at (epoch s), message;
-- the learned tenant rate (`tasks.flow.fleet_rate`): the governor's hash `{prefix}governor`:
+- the learned tenant rate (`tasks.flow.pace`): the pace's hash `{prefix}pace`:
   limit, remaining (last headers), rate (learned free rate, calls/s), pause (epoch µs). No limit
   and no rate: "not learned yet";
-- the worker register (`worker.recovery.beat`): set `{prefix}workers` of `hostname/boot`, and
-  each one's heartbeat `Keys.heartbeat(identity)` (JSON with `at`, `busy`, `capacity`, ...);
+- the worker register (`worker.process.recovery.beat`): set `{prefix}workers` of
+  `hostname/boot`, and each one's heartbeat `Keys.heartbeat(identity)` (JSON with `at`,
+  `busy`, `capacity`, ...);
 - the batch ledgers (`tasks.outcomes.batches`): hash `{prefix}batch:{id}` with `total`,
   `queued`, a counter per state (`LEDGER_STATES`) and `first_outcome_ms`/`last_outcome_ms`;
   hash `{prefix}batch-rows:{id}` of request id → state; sorted set `{prefix}batches` of batch
@@ -289,12 +290,12 @@ class DashboardReads:
         )
 
     def fleet_pause_until(self) -> float | None:
-        """Until when (epoch s) a 429 holds the whole fleet, as the governor stores it."""
-        pause_us = _number(self._client.hget(self._keys.governor, "pause"))
+        """Until when (epoch s) a 429 holds the whole fleet, as the pace stores it."""
+        pause_us = _number(self._client.hget(self._keys.pace, "pause"))
         return pause_us / US_PER_S if pause_us else None
 
     def learned_rate(self) -> LearnedRate | None:
-        fields = self._hash(self._keys.governor)
+        fields = self._hash(self._keys.pace)
         pause_us = _number(fields.get("pause"))
         pause_until = pause_us / US_PER_S if pause_us else None
         if "rate" not in fields and "limit" not in fields:

@@ -19,6 +19,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from grant_worker.tasks.activity import CALL_SERIES, RATE_LIMITED_SERIES, outcome_series
 from grant_worker.tasks.messages.models import is_request_id
+from grant_worker.worker.client.dead_letters import DeadLetter
 from grant_worker.worker.dashboard.charts import line_chart
 from grant_worker.worker.dashboard.reads import DEAD_WINDOW, LEDGER_STATES, STATUSES, DeadEntry
 from grant_worker.worker.dashboard.security import (
@@ -34,7 +35,6 @@ from grant_worker.worker.dashboard.views import (
     batch_rows,
     rows_needing_records,
 )
-from grant_worker.worker.dead_letters import DeadLetter
 
 CHART_SECONDS = 15 * 60
 ACTIONS = ("replay", "purge")

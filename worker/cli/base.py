@@ -1,0 +1,29 @@
+"""Helpers every `grants` command shares: settings, usage errors, outcomes and exit codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.messages.models import Outcome
+from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED, fail_usage, settings_or_exit
+
+__all__ = ["POSITIVE_SECONDS", "echo_outcome", "exit_code_for", "fail_usage", "load_settings"]
+
+# A wait of 0 or less would time out before anything could happen.
+POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and `overrides`), or exit 2 naming each variable."""
+    return settings_or_exit(**overrides)
+
+
+def exit_code_for(outcomes: list[Outcome]) -> int:
+    return EXIT_DONE if all(outcome.done for outcome in outcomes) else EXIT_FAILED
+
+
+def echo_outcome(outcome: Outcome) -> None:
+    click.echo(outcome.to_json())

@@ -1,0 +1,1 @@
+"""`grants bulk`: reading files into checked rows, the run, the report and the plan."""

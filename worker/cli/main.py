@@ -1,0 +1,92 @@
+"""The `grants` command: a thin click group over library functions, every command attached in
+one block (`_register_commands`). Exit codes: `worker.exit_codes`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+from pydantic import ValidationError
+
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.broker_faults import classify
+from grant_worker.worker.exit_codes import EXIT_BROKER_UNAVAILABLE, fail_usage
+
+
+class GrantsGroup(click.Group):
+    """Turns broker failures into an exit code with a message, not a traceback: 4 "broker
+    unavailable" (unreachable, out of memory, read-only, loading), 2 when Redis refused the
+    credentials (a configuration error).
+
+    The message names the failure, never the URL (it may carry a password).
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import kombu.exceptions
+        import redis
+
+        try:
+            return super().invoke(ctx)
+        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+            cause = exc.__cause__ or exc.__context__
+            refused = classify(exc) == "auth" or (cause is not None and classify(cause) == "auth")
+            text = f"{type(exc).__name__}: {_scrubbed(exc)}"
+            if refused:
+                fail_usage(f"Redis at REDIS_URL refused the credentials: {text}")
+            click.echo(f"error: broker unavailable (Redis at REDIS_URL): {text}", err=True)
+            sys.exit(EXIT_BROKER_UNAVAILABLE)
+
+
+def _scrubbed(exc: BaseException) -> str:
+    text = str(exc)
+    try:
+        password = urlsplit(Settings().redis_url.get_secret_value()).password
+    except ValidationError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+@click.group(cls=GrantsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="grant-worker", prog_name="grants")
+def cli() -> None:
+    """Provision Auth0 client grants from a Redis queue."""
+
+
+def _register_commands() -> None:
+    # The one place every command is attached to the group.
+    from grant_worker.emulator.cli import emulator
+    from grant_worker.worker.cli.batch import batch
+    from grant_worker.worker.cli.bulk.command import bulk
+    from grant_worker.worker.cli.dashboard import dashboard
+    from grant_worker.worker.cli.demo import demo
+    from grant_worker.worker.cli.dlq import dlq
+    from grant_worker.worker.cli.doctor import doctor_command
+    from grant_worker.worker.cli.results import results
+    from grant_worker.worker.cli.status import status_command
+    from grant_worker.worker.cli.submit import submit
+    from grant_worker.worker.cli.worker import worker
+
+    for command in (
+        worker,
+        submit,
+        results,
+        bulk,
+        dlq,
+        batch,
+        status_command,
+        doctor_command,
+        dashboard,
+        emulator,
+        demo,
+    ):
+        cli.add_command(command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,193 @@
+"""The dead-letter stream, operable: list, show, replay and purge failed or rejected requests.
+
+Replay re-validates the original request and enqueues it again under the same request id, after
+forgetting its outcome record and delivery count, so the worker works on it afresh while Auth0's
+uniqueness still keeps it from creating a grant twice. The id stays owned by its request
+meanwhile: the record's fingerprint goes back into a claim (`tasks.outcomes.claims`).
+
+Each letter is replayed exactly once, however many replays run at once: a replay claims a letter
+by deleting it from the dead stream, in the same atomic step that forgets the record, and only
+the replay whose delete removed it enqueues the request. The others report it `skipped`.
+A `request_id_reused` letter is not replayed: its request id belongs to another request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from grant_worker.tasks.errors import RequestInvalid
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import GrantRequest
+from grant_worker.tasks.messages.validation import parse_request
+from grant_worker.tasks.outcomes.claims import fingerprint, normalised
+from grant_worker.tasks.outcomes.streams import entries_between
+from grant_worker.worker.client.grant_client import GrantClient
+
+PAGE = 500
+
+# KEYS: dead stream, outcome record, delivery count, claim; ARGV: the letter's entry id, the
+# replayed request's claim JSON, its fingerprint, the claim's ttl_s.
+# Only the caller whose XDEL removed the letter gets 1, and forgets the record. The record's
+# fingerprint owns the request id (tasks.outcomes.claims): it goes back into a claim, so that
+# the id stays owned while the replay is queued.
+_CLAIM = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+local record = redis.call('GET', KEYS[2])
+local owner = record and string.match(record, '^%a [%d]+%-[%d]+ (%S+)$')
+if owner then
+  local claim = ARGV[2]
+  if owner ~= ARGV[3] then claim = cjson.encode({fingerprint = owner}) end
+  redis.call('SET', KEYS[4], claim, 'NX', 'EX', tonumber(ARGV[4]))
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    entry_id: str
+    letter: dict[str, Any]
+
+    @property
+    def request_id(self) -> str:
+        return str(self.letter.get("request_id", ""))
+
+    @property
+    def batch_id(self) -> str | None:
+        batch_id = self.letter.get("batch_id")
+        return batch_id if isinstance(batch_id, str) else None
+
+    @property
+    def code(self) -> str | None:
+        error = self.letter.get("error") or {}
+        return error.get("code")
+
+    def summary(self) -> dict[str, Any]:
+        error = self.letter.get("error") or {}
+        # The keys of the other commands' JSON (bulk report, results): one vocabulary.
+        return {
+            "entry_id": self.entry_id,
+            "request_id": self.request_id,
+            "batch_id": self.batch_id,
+            "status": self.letter.get("status"),
+            "error_code": error.get("code"),
+            "error_message": error.get("message"),
+            "attempts": self.letter.get("attempts"),
+            "finished_at": self.letter.get("finished_at"),
+        }
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    entry_id: str
+    request_id: str
+    action: Literal["replayed", "would replay", "invalid", "skipped"]
+    reason: str | None = None
+
+
+class DeadLetters:
+    def __init__(self, client: GrantClient) -> None:
+        self._client = client
+        self._redis: redis.Redis = client.redis
+        self._keys: Keys = client.keys
+        self._claim = self._redis.register_script(_CLAIM)
+
+    def all(self, *, code: str | None = None, batch_id: str | None = None) -> Iterator[DeadLetter]:
+        """Every dead letter, oldest first, optionally only those with error code `code` and
+        of batch `batch_id`."""
+        low = "-"
+        while True:
+            entries = entries_between(self._redis, self._keys.dead, low=low, count=PAGE)
+            for entry_id, fields in entries:
+                letter = DeadLetter(entry_id, json.loads(fields["dead"]))
+                if (code is None or letter.code == code) and (
+                    batch_id is None or letter.batch_id == batch_id
+                ):
+                    yield letter
+            if len(entries) < PAGE:
+                return
+            low = f"({entries[-1][0]}"
+
+    def find(self, ident: str) -> DeadLetter | None:
+        """The dead letter with stream entry id `ident`, else the newest for request id `ident`."""
+        if "-" in ident and ident.replace("-", "").isdigit():
+            entries = entries_between(self._redis, self._keys.dead, low=ident, high=ident)
+            if entries:
+                entry_id, fields = entries[0]
+                return DeadLetter(entry_id, json.loads(fields["dead"]))
+        newest = None
+        for letter in self.all():
+            if letter.request_id == ident:
+                newest = letter
+        return newest
+
+    def replay(self, letters: list[DeadLetter], *, dry_run: bool = False) -> list[ReplayResult]:
+        """Re-enqueue each letter's request under its request id; invalid ones stay dead."""
+        results = []
+        for letter in letters:
+            original = letter.letter.get("request")
+            try:
+                request = parse_request(original)
+            except RequestInvalid as exc:
+                results.append(
+                    ReplayResult(letter.entry_id, letter.request_id, "invalid", exc.message)
+                )
+                continue
+            if letter.code == "request_id_reused":
+                reason = (
+                    f"request id {letter.request_id} belongs to another request; "
+                    "submit this one under an id of its own"
+                )
+                results.append(ReplayResult(letter.entry_id, letter.request_id, "invalid", reason))
+                continue
+            if request.request_id is None:
+                request = request.model_copy(update={"request_id": letter.request_id})
+            if dry_run:
+                results.append(ReplayResult(letter.entry_id, letter.request_id, "would replay"))
+                continue
+            if not self._claimed(letter, request):
+                reason = "already replayed or purged by someone else"
+                results.append(ReplayResult(letter.entry_id, letter.request_id, "skipped", reason))
+                continue
+            try:
+                self._client.submit(request)
+            except Exception:
+                # Not enqueued: the letter goes back, to be replayed again.
+                self._put_back(letter)
+                raise
+            results.append(ReplayResult(letter.entry_id, letter.request_id, "replayed"))
+        return results
+
+    def _claimed(self, letter: DeadLetter, request: GrantRequest) -> bool:
+        keys = [
+            self._keys.dead,
+            self._keys.outcome_record(letter.request_id),
+            self._keys.deliveries(letter.request_id),
+            self._keys.claim(letter.request_id),
+        ]
+        mine = fingerprint(request)
+        claim = json.dumps({"fingerprint": mine, "request": normalised(request)})
+        ttl_s = self._client.settings.grants_record_ttl_s
+        return bool(self._claim(keys=keys, args=[letter.entry_id, claim, mine, ttl_s]))
+
+    def _put_back(self, letter: DeadLetter) -> None:
+        fields = {
+            "request_id": letter.request_id,
+            "status": str(letter.letter.get("status")),
+            "dead": json.dumps(letter.letter, separators=(",", ":")),
+        }
+        self._redis.xadd(self._keys.dead, fields)  # type: ignore[arg-type]
+
+    def purge(self, letters: list[DeadLetter]) -> int:
+        """Delete these dead letters; returns how many were deleted."""
+        if not letters:
+            return 0
+        return int(self._redis.xdel(self._keys.dead, *[letter.entry_id for letter in letters]))

@@ -1,0 +1,232 @@
+"""The worker's side of the fleet's breaker: stop taking messages while it is open, probe the
+tenant for the fleet, and check the tenant once at start-up.
+
+`FlowGate` runs in a thread of each worker process and looks at the breaker (`Keys.breaker`)
+every `POLL_S`:
+
+- open: the consumer stops taking messages from the queue (Celery's `cancel_task_queue`, run
+  on the consumer's own event loop), so they stay queued; requests in flight finish their
+  attempt and go back to the queue uncounted (`tasks.provision`). Whoever claims the fleet's
+  probe (one process per interval, `Breaker.claim_probe`) re-reads the secret files, takes a
+  new token, checks its scopes and lists one grant; success closes the breaker. A rewritten
+  secret file makes the probe run at once.
+- closed again: every process re-reads its secret files, forgets its cached token (the old
+  one may be revoked or lack a scope) and resumes taking messages.
+
+`check_tenant_at_start` is `grants worker`'s start-up check: refused credentials end the
+process with exit code 2 and a clear message; a tenant that does not answer starts the worker
+with the breaker open, so it drains as soon as the tenant is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import click
+import redis
+from celery import bootsteps
+
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.auth0.api import ManagementApi, make_api
+from grant_worker.tasks.auth0.secrets import FileWatch, SecretFileError, watched_files
+from grant_worker.tasks.auth0.session import make_session
+from grant_worker.tasks.auth0.tokens import TokenCache
+from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.errors import Auth0Error
+from grant_worker.tasks.flow.breaker import Breaker, make_breaker, show_gauge, tenant_fault
+from grant_worker.worker.exit_codes import EXIT_USAGE
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.25
+# The scope without which no request can be served (the others are needed only on a 409).
+NEEDED_SCOPE = "create:client_grants"
+
+
+class ProbeFailed(Exception):
+    """Raised by `probe_tenant` with the breaker cause the tenant still shows."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.message = message
+
+
+def probe_tenant(api: ManagementApi) -> None:
+    """Re-read the secret files, take a new token, check its scope, list one grant.
+
+    Raises `ProbeFailed` naming the cause when the tenant still refuses or does not answer.
+    """
+    try:
+        if api.secrets is not None:
+            api.secrets.reload()
+    except SecretFileError as exc:
+        raise ProbeFailed("token_refused", str(exc)) from None
+    tokens = api.tokens
+    try:
+        if isinstance(tokens, TokenCache):
+            issued = api.fetch_token()
+            if issued.scope is not None and NEEDED_SCOPE not in issued.scope.split():
+                raise ProbeFailed(
+                    "insufficient_scope", f"the worker's token lacks the scope {NEEDED_SCOPE}"
+                )
+            # The fleet's one token request of this probe serves this process from now on.
+            tokens.replace(issued)
+        api.probe()
+    except Auth0Error as exc:
+        raise ProbeFailed(tenant_fault(exc) or "unreachable", exc.message) from None
+
+
+class FlowGate:
+    """Pauses and resumes one process's consumer with the fleet's breaker; probes for the fleet."""
+
+    def __init__(
+        self,
+        breaker: Breaker,
+        api: Callable[[], ManagementApi],
+        *,
+        pause_consuming: Callable[[], None],
+        resume_consuming: Callable[[], None],
+        files: FileWatch,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self._breaker = breaker
+        # The process's client, resolved only when needed: building it is the handler's first
+        # use, which stays with the first request as before.
+        self._api = api
+        self._pause = pause_consuming
+        self._resume = resume_consuming
+        self._files = files
+        self._poll_s = poll_s
+        self._paused = False
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self.check()
+            except redis.RedisError as exc:
+                log.debug("flow gate: %s", type(exc).__name__)
+
+    def check(self) -> None:
+        state = self._breaker.state()
+        file_changed = self._files.changed()
+        if not state.is_open:
+            if self._paused:
+                self._paused = False
+                self._refresh_credentials()
+                show_gauge(None)
+                self._resume()
+            elif file_changed:
+                self._refresh_credentials()
+            return
+        show_gauge(state.cause)
+        if not self._paused:
+            self._paused = True
+            self._pause()
+        if self._breaker.claim_probe(now=file_changed):
+            self._probe()
+
+    def _probe(self) -> None:
+        try:
+            probe_tenant(self._api())
+        except ProbeFailed as exc:
+            log.info("breaker probe: the tenant still refuses (%s): %s", exc.cause, exc.message)
+            self._breaker.note_probe_failed(exc.cause, exc.message)
+            return
+        self._breaker.close()
+
+    def _refresh_credentials(self) -> None:
+        api = self._api()
+        try:
+            if api.secrets is not None:
+                api.secrets.reload()
+        except SecretFileError as exc:
+            log.warning("%s", exc)
+        if isinstance(api.tokens, TokenCache):
+            api.tokens.forget()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _consumer_calls(worker: Any, queue: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Pause / resume taking messages, run on the consumer's own loop (it is not thread-safe)."""
+
+    def pause() -> None:
+        consumer = worker.consumer
+        consumer.call_soon(consumer.cancel_task_queue, queue)
+
+    def resume() -> None:
+        consumer = worker.consumer
+        consumer.call_soon(consumer.add_task_queue, queue)
+
+    return pause, resume
+
+
+class FlowGateStep(bootsteps.StartStopStep):
+    """Runs the `FlowGate` thread for the life of a Celery worker."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self._unpaced_check: FlowGate | None = None
+
+    def start(self, worker: Any) -> None:
+        settings: Settings = worker.app.grants_settings
+        handler = worker.app.grants_handler
+        pause, resume = _consumer_calls(worker, settings.grants_queue)
+        self._unpaced_check = FlowGate(
+            make_breaker(settings, make_redis(settings)),
+            # The handler's client: its token cache and secrets are what the probe refreshes.
+            lambda: handler().provisioner.api,
+            pause_consuming=pause,
+            resume_consuming=resume,
+            files=FileWatch(watched_files(settings)),
+        )
+        threading.Thread(target=self._unpaced_check.run, name="flow-gate", daemon=True).start()
+
+    def stop(self, worker: Any) -> None:
+        if self._unpaced_check is not None:
+            self._unpaced_check.stop()
+
+
+def check_tenant_at_start(settings: Settings, client: redis.Redis | None = None) -> None:
+    """Take a token (or, with a static token, list one grant) before the worker starts.
+
+    Refused credentials exit with code 2 and a message naming the setting to fix; a tenant
+    that does not answer opens the fleet's breaker and lets the worker start.
+    """
+    try:
+        api = make_api(settings, make_session(settings))
+    except (SecretFileError, ValueError) as exc:
+        _refuse(f"configuration: {exc}")
+    try:
+        probe_tenant(api)
+    except ProbeFailed as exc:
+        if exc.cause in ("token_refused", "token_rejected"):
+            what = (
+                "AUTH0_TOKEN / AUTH0_TOKEN_FILE"
+                if not isinstance(api.tokens, TokenCache)
+                else "AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET / AUTH0_CLIENT_SECRET_FILE"
+            )
+            _refuse(f"the tenant refused the worker's credentials ({exc.message}); check {what}")
+        breaker = make_breaker(settings, client or make_redis(settings))
+        breaker.open(exc.cause, f"at start-up: {exc.message}")
+
+
+def _refuse(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+__all__ = [
+    "FlowGate",
+    "FlowGateStep",
+    "ProbeFailed",
+    "check_tenant_at_start",
+    "probe_tenant",
+]

@@ -1,0 +1,100 @@
+"""Gauges read at scrape time: the state of the queue and streams, and this process's work.
+
+Counters and histograms of the work live in `tasks.metrics`; these gauges are read from Redis
+(and from Celery's worker state) when `/metrics` is scraped, so they are never stale and cost
+nothing between scrapes. When Redis does not answer, the Redis gauges are left out of that
+scrape (absent, not zero) and `grants_redis_up` is 0.
+
+The pace's limit/remaining/pause and the breaker's state are gauges of their own modules
+(issue 7); they appear on the same page because everything uses the default registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from grant_worker.tasks.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+class QueueGauges(Collector):
+    """`grants_queue_depth`, `grants_in_flight`, `grants_dead_letters`, `grants_intake_pending`."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        queue: str,
+        *,
+        in_flight: Callable[[], int],
+        capacity: int,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._queue = queue
+        self._in_flight = in_flight
+        self._capacity = capacity
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield _gauge(
+            "grants_in_flight", "Requests this worker process is working on", self._in_flight()
+        )
+        yield _gauge(
+            "grants_capacity", "Requests this worker process may work on at once", self._capacity
+        )
+        try:
+            depth, dead, intake, pending = self._read_redis()
+        except redis.RedisError as exc:
+            log.debug("gauges: Redis did not answer (%s)", type(exc).__name__)
+            yield _gauge("grants_redis_up", "1 when Redis answered this scrape", 0)
+            return
+        yield _gauge("grants_redis_up", "1 when Redis answered this scrape", 1)
+        yield _gauge("grants_queue_depth", "Messages waiting on the Celery queue", depth)
+        yield _gauge("grants_dead_letters", "Entries on the dead-letter stream", dead)
+        yield _gauge(
+            "grants_intake_pending",
+            "Intake stream entries not yet moved onto the queue (waiting or being moved)",
+            intake,
+        )
+        yield _gauge(
+            "grants_intake_claimed",
+            "Intake entries read by a bridge and not yet acknowledged",
+            pending,
+        )
+
+    def _read_redis(self) -> tuple[int, int, int, int]:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.llen(self._queue)
+        pipe.xlen(self._keys.dead)
+        pipe.xlen(self._keys.intake)
+        depth, dead, intake = pipe.execute()
+        try:
+            summary: Any = self._client.xpending(self._keys.intake, self._keys.intake_group)
+            pending = int(summary.get("pending", 0)) if isinstance(summary, dict) else 0
+        except redis.ResponseError:  # no group yet: nothing claimed
+            pending = 0
+        return int(depth), int(dead), int(intake), pending
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+_registered: QueueGauges | None = None
+
+
+def register_gauges(gauges: QueueGauges) -> None:
+    """Put `gauges` on the default registry, replacing any earlier one of this process."""
+    global _registered
+    if _registered is not None:
+        REGISTRY.unregister(_registered)
+    REGISTRY.register(gauges)
+    _registered = gauges
