@@ -1,0 +1,31 @@
+"""The one loader of the project's Lua scripts.
+
+Each script is a `.lua` file in a `lua/` folder beside the module that owns the state it
+changes (`tasks/flow/lua/`, `tasks/outcomes/lua/`, …), so the script and the Python that reads
+its results are read together, and an editor or a linter sees Lua as Lua. Scripts are read once
+per process and registered with redis-py, which runs them by SHA and loads them again after a
+Redis restart or failover (`NOSCRIPT`).
+
+    record_once = register(client, __package__, "record_once.lua")
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import redis
+from redis.commands.core import Script
+
+
+@functools.cache
+def script_text(package: str, name: str) -> str:
+    """The text of `lua/{name}` beside the modules of `package` (e.g. `__package__`)."""
+    return resources.files(package).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def register(client: redis.Redis, package: str | None, name: str) -> Script:
+    """`lua/{name}` of `package`, registered on `client`; call it as redis-py's `Script`."""
+    if package is None:  # pragma: no cover - only a module run as a script has no package
+        raise ValueError("scripts belong to a package; pass the owner's __package__")
+    return client.register_script(script_text(package, name))
