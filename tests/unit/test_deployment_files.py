@@ -1,6 +1,6 @@
-"""docker-compose.yml, the Dockerfile, constraints.txt and the README's settings, checked by
+"""docker-compose.yml, the Dockerfile and constraints.txt, checked by
 reading them (no Docker daemon needed): what they publish, how Redis keeps data, how workers
-scale and stop, what the image installs, that every setting is documented."""
+scale and stop, what the image installs."""
 
 from __future__ import annotations
 
@@ -107,9 +107,3 @@ def test_the_image_installs_pinned_versions_of_every_dependency() -> None:
     runtime = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
     for requirement in re.findall(r'"([A-Za-z0-9_.-]+)', runtime):
         assert requirement.lower() in pins, requirement
-
-
-def test_the_readme_documents_every_setting() -> None:
-    readme = (ROOT / "README.md").read_text()
-    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
-    assert missing == []
