@@ -139,7 +139,7 @@ def test_celery_a_checks_the_auth0_settings_at_start(
         timeout=60,
     )
     assert done.returncode == 2
-    assert "configuration error: AUTH0_DOMAIN is required" in done.stderr
+    assert "error: configuration: AUTH0_DOMAIN is required" in done.stderr
 
 
 def test_a_taken_metrics_port_exits_2_and_a_port_range_lets_workers_share_a_host(
