@@ -17,10 +17,11 @@ import pytest
 import redis
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.fleet import Identity, beat
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.process.app import create_app
-from grant_worker.worker.process.recovery import Identity, Recovery, beat
+from grant_worker.worker.process.recovery import Recovery
 from grant_worker.worker.testing import settings_env
 
 
@@ -133,9 +134,10 @@ def test_a_beat_from_another_process_space_waits_for_its_lapse(
 DIES_AFTER_TAKING = """
 import os, sys
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.fleet import Identity
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.process.app import create_app
-from grant_worker.worker.process.recovery import Identity, track_as
+from grant_worker.worker.process.recovery import track_as
 
 settings = Settings()
 track_as(Identity("taker@test", "b1"), Keys(settings.grants_key_prefix))

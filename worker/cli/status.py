@@ -4,8 +4,7 @@ Each part is read by a small reader function, so that the state other modules ow
 their own code:
 
 - queue depth, intake backlog, dead letters by code, the fleet's finishing rate: read here;
-- workers and their in-flight counts: the register of workers (`Keys.workers`) and the
-  heartbeats the watchdog writes (`Keys.heartbeat`), never a scan of the key space;
+- workers and their in-flight counts: the register and heartbeats, `tasks.fleet.read_beats`;
 - the fleet's pace and what it learned of the tenant: `tasks.flow.pace.read_pace`;
 - the breaker: `tasks.flow.breaker.read_breaker`;
 - batches in progress: `tasks.outcomes.batches.list_batches`.
@@ -18,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import click
 import redis
@@ -27,6 +26,7 @@ from rich.table import Table
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.fleet import read_beats
 from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.flow.pace import read_pace
 from grant_worker.tasks.keys import Keys
@@ -42,7 +42,9 @@ BATCHES_SHOWN = 20
 
 
 @dataclass
-class WorkerBeat:
+class WorkerSummary:
+    """One live worker as `--json` shows it (from its heartbeat, `tasks.fleet.WorkerBeat`)."""
+
     hostname: str
     busy: int
     capacity: int
@@ -56,7 +58,7 @@ class FleetStatus:
     queue: str
     queue_depth: int
     intake_pending: int
-    workers: list[WorkerBeat]
+    workers: list[WorkerSummary]
     finished_per_s: float
     flow: dict[str, Any]
     breaker: dict[str, Any]
@@ -67,33 +69,20 @@ class FleetStatus:
     notes: list[str] = field(default_factory=list)
 
 
-def read_workers(client: redis.Redis, keys: Keys, now_s: float) -> list[WorkerBeat]:
+def read_workers(client: redis.Redis, keys: Keys, now_s: float) -> list[WorkerSummary]:
     """The registered workers whose heartbeat has not expired, with what their last beat said."""
-    members = sorted(cast(set[str], client.smembers(keys.workers)))
-    if not members:
-        return []
-    beats = []
-    raws = cast(list[str | None], client.mget([keys.heartbeat(m) for m in members]))
-    for member, raw in zip(members, raws, strict=True):
-        hostname = member.rpartition("/")[0] or member
-        if not raw:
-            continue
-        try:
-            beat = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        at = beat.get("at")
-        beats.append(
-            WorkerBeat(
-                hostname=hostname,
-                busy=int(beat.get("busy", 0)),
-                capacity=int(beat.get("capacity", 0)),
-                idle_s=beat.get("idle_s"),
-                stalled=bool(beat.get("stalled", False)),
-                age_s=round(now_s - float(at), 1) if isinstance(at, int | float) else None,
-            )
+    return [
+        WorkerSummary(
+            hostname=beat.hostname,
+            busy=beat.busy or 0,
+            capacity=beat.capacity or 0,
+            idle_s=beat.idle_s,
+            stalled=beat.stalled,
+            age_s=round(now_s - beat.at, 1) if beat.at is not None else None,
         )
-    return beats
+        for beat in read_beats(client, keys)
+        if beat.current
+    ]
 
 
 def flow_summary(client: redis.Redis, keys: Keys, settings: Settings) -> dict[str, Any]:
