@@ -130,7 +130,7 @@ def test_human_seconds() -> None:
     ]
 
 
-def test_progress_from_issue_10s_ledger_counts_every_state_and_the_queued() -> None:
+def test_progress_from_the_ledger_counts_every_state_and_the_queued() -> None:
     counts = ledger(10, 3, created=4, exists_differs=2, cancelled=1, first_ms=1_000, last_ms=7_000)
 
     progress = batch_progress("b", snapshot([]), counts, NOW)

@@ -203,7 +203,7 @@ class DashboardReads:
             if not raw:
                 continue
             if raw.startswith("{"):
-                # Written in full by an earlier version: shown as it is.
+                # A record that holds the whole outcome JSON, not a pointer: shown as it is.
                 found[rid] = json_object(raw)
                 continue
             try:
