@@ -11,12 +11,15 @@ the stream.
   exactly once: queued, in flight or finished;
 - `lua/newest_matching.lua` (`OutcomeWindows.matching`): the newest entries of the results or
   the dead-letter stream of one request, error code or batch.
+
+`dead_by_code` and `finished_per_s` count over the newest entries (`grants status`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -133,6 +136,34 @@ class OutcomeWindows:
             self._matching(keys=[stream], args=[window, field_name, request_id, code, batch]),
         )
         return Matches([(str(m[0]), str(m[1])) for m in found], list(codes), list(batches))
+
+
+def dead_by_code(client: redis.Redis, keys: Keys, limit: int) -> tuple[dict[str, int], int]:
+    """Dead letters counted by error code over the newest `limit`, most frequent first, and
+    how many were counted."""
+    counts: Counter[str] = Counter()
+    entries: list[Any] = client.xrevrange(keys.dead, count=limit) or []
+    for _entry_id, fields in entries:
+        try:
+            error = json.loads((fields or {}).get("dead", "{}")).get("error") or {}
+        except (json.JSONDecodeError, AttributeError):
+            error = {}
+        counts[str(error.get("code") or "unknown")] += 1
+    return dict(counts.most_common()), len(entries)
+
+
+def finished_per_s(
+    client: redis.Redis, keys: Keys, now_s: float, *, window_s: int, sample: int
+) -> float:
+    """Outcomes recorded per second over the last `window_s`, from at most the newest `sample`
+    (stream ids are times)."""
+    since_ms = int((now_s - window_s) * 1000)
+    recent: list[Any] = client.xrevrange(keys.results, min=f"{since_ms}-0", count=sample) or []
+    if len(recent) < sample:
+        return round(len(recent) / window_s, 2)
+    # A busy fleet: the newest `sample` entries span less than the window.
+    oldest_ms = int(str(recent[-1][0]).split("-")[0])
+    return round(len(recent) / max(now_s - oldest_ms / 1000, 0.001), 2)
 
 
 def json_object(raw: Any) -> dict[str, Any]:

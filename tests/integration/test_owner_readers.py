@@ -30,7 +30,7 @@ from grant_worker.tasks.outcomes.batches import (
     recent_batch_ids,
 )
 from grant_worker.tasks.outcomes.recorder import make_recorder
-from grant_worker.tasks.outcomes.windows import OutcomeWindows
+from grant_worker.tasks.outcomes.windows import OutcomeWindows, dead_by_code, finished_per_s
 
 
 def test_read_beats_gives_each_registered_worker_its_last_beat(
@@ -201,3 +201,10 @@ def test_outcome_windows_read_the_newest_outcomes_and_dead_letters(
     assert dead.batches == ["batch-x"]
     one = windows.matching(keys.results, window=100, field_name="outcome", request_id="w2")
     assert [json.loads(body)["status"] for _, body in one.entries] == ["created"]
+
+    assert dead_by_code(redis_client, keys, 100) == ({"not_found": 1, "invalid_request": 1}, 2)
+    assert dead_by_code(redis_client, keys, 1) == ({"invalid_request": 1}, 1)
+    now = time.time()
+    assert finished_per_s(redis_client, keys, now, window_s=60, sample=1000) == round(7 / 60, 2)
+    # More outcomes than the sample: the rate over the span the newest ones cover.
+    assert finished_per_s(redis_client, keys, now, window_s=60, sample=3) > 7 / 60

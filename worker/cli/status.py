@@ -3,7 +3,8 @@
 Each part is read by a small reader function, so that the state other modules own is read by
 their own code:
 
-- queue depth, intake backlog, dead letters by code, the fleet's finishing rate: read here;
+- queue depth and intake backlog: their lengths, read here;
+- dead letters by code and the fleet's finishing rate: `tasks.outcomes.windows`;
 - workers and their in-flight counts: the register and heartbeats, `tasks.fleet.read_beats`;
 - the fleet's pace and what it learned of the tenant: `tasks.flow.pace.read_pace`;
 - the breaker: `tasks.flow.breaker.read_breaker`;
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.flow.pace import read_pace
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.outcomes.batches import list_batches
+from grant_worker.tasks.outcomes.windows import dead_by_code, finished_per_s
 from grant_worker.worker.cli.base import load_settings
 
 # Dead letters are counted by code over at most this many of the newest entries.
@@ -118,40 +119,18 @@ def batches_in_progress(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]
     ]
 
 
-def dead_by_code(client: redis.Redis, keys: Keys) -> tuple[dict[str, int], int]:
-    """Dead letters counted by error code, over the newest `DEAD_SCAN_LIMIT`."""
-    counts: Counter[str] = Counter()
-    entries: list[Any] = client.xrevrange(keys.dead, count=DEAD_SCAN_LIMIT) or []
-    for _entry_id, fields in entries:
-        try:
-            error = json.loads((fields or {}).get("dead", "{}")).get("error") or {}
-        except (json.JSONDecodeError, AttributeError):
-            error = {}
-        counts[str(error.get("code") or "unknown")] += 1
-    return dict(counts.most_common()), len(entries)
-
-
-def finished_per_s(client: redis.Redis, keys: Keys, now_s: float) -> float:
-    """Outcomes recorded per second over the last `RATE_WINDOW_S` (stream ids are times)."""
-    since_ms = int((now_s - RATE_WINDOW_S) * 1000)
-    recent: list[Any] = client.xrevrange(keys.results, min=f"{since_ms}-0", count=RATE_SAMPLE) or []
-    if len(recent) < RATE_SAMPLE:
-        return round(len(recent) / RATE_WINDOW_S, 2)
-    # A busy fleet: the newest RATE_SAMPLE entries span less than the window.
-    oldest_ms = int(str(recent[-1][0]).split("-")[0])
-    return round(len(recent) / max(now_s - oldest_ms / 1000, 0.001), 2)
-
-
 def read_status(client: redis.Redis, settings: Settings) -> FleetStatus:
     keys = Keys(settings.grants_key_prefix)
     now_s = time.time()
-    by_code, counted = dead_by_code(client, keys)
+    by_code, counted = dead_by_code(client, keys, DEAD_SCAN_LIMIT)
     status = FleetStatus(
         queue=settings.grants_queue,
         queue_depth=int(client.llen(settings.grants_queue)),
         intake_pending=int(client.xlen(keys.intake)),
         workers=read_workers(client, keys, now_s),
-        finished_per_s=finished_per_s(client, keys, now_s),
+        finished_per_s=finished_per_s(
+            client, keys, now_s, window_s=RATE_WINDOW_S, sample=RATE_SAMPLE
+        ),
         flow=flow_summary(client, keys, settings),
         breaker=breaker_summary(client, keys),
         dead_letters=int(client.xlen(keys.dead)),
