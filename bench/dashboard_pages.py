@@ -27,6 +27,7 @@ import redis
 from starlette.testclient import TestClient
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.activity import CALL_SERIES, outcome_series
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.dashboard.app import create_app
 
@@ -131,8 +132,8 @@ def fill(
     pipe = client.pipeline(transaction=False)
     for second in range(now - 900, now + 1):
         key = keys.activity(second // 60)
-        pipe.hincrby(key, f"{second % 60}:outcome:created", 40)
-        pipe.hincrby(key, f"{second % 60}:call", 45)
+        pipe.hincrby(key, f"{second % 60}:{outcome_series('created')}", 40)
+        pipe.hincrby(key, f"{second % 60}:{CALL_SERIES}", 45)
     pipe.execute()
 
 

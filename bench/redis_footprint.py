@@ -34,6 +34,7 @@ import redis
 from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import running_emulator
 from grant_worker.tasks.connections import delete_deployment
+from grant_worker.tasks.keys import Keys
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 
@@ -82,7 +83,7 @@ def main() -> int:
                 outcomes = list(grants.wait_many(ids, timeout_s=300))
             by_kind: dict[str, int] = defaultdict(int)
             counts: dict[str, int] = defaultdict(int)
-            for key in client.scan_iter(f"{settings.grants_key_prefix}*", count=1000):
+            for key in client.scan_iter(Keys(settings.grants_key_prefix).pattern, count=1000):
                 kind = kind_of(key, settings.grants_key_prefix)
                 by_kind[kind] += int(client.memory_usage(key, samples=0) or 0)
                 counts[kind] += 1

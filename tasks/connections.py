@@ -81,10 +81,11 @@ def delete_deployment(client: redis.Redis, settings: Settings) -> int:
     deleted."""
     deleted = 0
     prefix, queue = settings.grants_key_prefix, settings.grants_queue
-    for pattern in (f"{prefix}*", f"*{queue}*", f"_kombu.*{prefix}*"):
+    keys = Keys(prefix)
+    for pattern in (keys.pattern, f"*{queue}*", f"_kombu.*{prefix}*"):
         batch = list(client.scan_iter(pattern, count=1000))
         if batch:
             deleted += int(client.delete(*batch))
-    control = f"{Keys(prefix).control_exchange}.pidbox"
+    control = keys.control_pidbox
     client.eval(_FORGET_BINDING_DEADLINES, 1, KOMBU_BINDING_DEADLINES, control, f"reply.{control}")
     return deleted

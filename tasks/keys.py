@@ -1,6 +1,8 @@
-"""Every Redis key and stream name grant-worker writes, built from the configured prefix.
+"""Every Redis key and stream name grant-worker writes, built from the configured prefix, and
+the names of kombu's own keys the project reads or checks.
 
-Nothing else in the project spells a key: a reader of this file sees the whole footprint.
+Nothing else in the project spells a key (tests/unit/test_key_names.py keeps it so): a reader
+of this file sees the whole footprint.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ class Keys:
     """Names under one prefix (`GRANTS_KEY_PREFIX`)."""
 
     prefix: str = DEFAULT_PREFIX
+
+    @property
+    def pattern(self) -> str:
+        """Matches every key under the prefix (SCAN's MATCH, an ACL's `~pattern`)."""
+        return f"{self.prefix}*"
 
     @property
     def results(self) -> str:
@@ -98,7 +105,7 @@ class Keys:
         """Sorted set of batch ids by last activity (epoch seconds)."""
         return f"{self.prefix}batches"
 
-    # -- outcome correctness and recovery (issue 9) -------------------------------------------
+    # -- outcome correctness and recovery ----------------------------------------------------
 
     def claim(self, request_id: str) -> str:
         """The request a request id was first used for (fingerprint and normalised request),
@@ -116,7 +123,7 @@ class Keys:
 
     @property
     def workers(self) -> str:
-        """Set of the worker host names that hold (or held) messages; for crash recovery."""
+        """Set of the registered worker identities, `hostname/boot` (`tasks.fleet`)."""
         return f"{self.prefix}workers"
 
     def held(self, hostname: str) -> str:
@@ -132,7 +139,7 @@ class Keys:
         """Held by the one surviving worker that restores a lapsed worker's messages."""
         return f"{self.prefix}recovering:{hostname}"
 
-    # -- the operator's dashboard (issue 12) ---------------------------------------------------
+    # -- the operator's dashboard ------------------------------------------------------------
 
     def activity(self, epoch_minute: int) -> str:
         """Per-second counters of one minute (outcomes by status, Auth0 calls, 429s), for the
@@ -151,11 +158,25 @@ class Keys:
         """Written and deleted at once by `grants doctor` to test the rights under the prefix."""
         return f"{self.prefix}doctor:{token}"
 
+    def doctor_probe_stream(self, token: str) -> str:
+        """The stream `grants doctor` adds one entry to (and deletes) beside `doctor_probe`."""
+        return f"{self.doctor_probe(token)}:stream"
+
     @property
     def control_exchange(self) -> str:
         """Celery's remote-control exchange (`celery inspect`) of this deployment; kombu keeps
         its bindings as `_kombu.binding.{control_exchange}.pidbox` (outside the prefix)."""
         return f"{self.prefix}celery"
+
+    @property
+    def control_pidbox(self) -> str:
+        """kombu's name for the remote-control exchange's mailbox (channel and binding)."""
+        return f"{self.control_exchange}.pidbox"
+
+    @staticmethod
+    def kombu_binding(queue: str) -> str:
+        """kombu's set of the bindings of `queue` (outside the prefix)."""
+        return f"_kombu.binding.{queue}"
 
     @property
     def breaker(self) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, cast
 
 import redis
 
@@ -58,13 +59,16 @@ def _lua(name: str) -> str:
 
 @dataclass(frozen=True)
 class BreakerState:
-    """The breaker as stored; a fleet that never opened it reads as closed."""
+    """The breaker as stored; a fleet that never opened it reads as closed. `recorded`: the
+    hash holds anything at all (a failure streak counts), which the dashboard tells apart from
+    a fleet that never wrote one."""
 
     state: str
     cause: str | None
     since: float | None
     next_probe_at: float | None
     message: str | None = None
+    recorded: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -73,17 +77,23 @@ class BreakerState:
 
 def read_breaker(client: redis.Redis, keys: Keys) -> BreakerState:
     """A pure read of the fleet's breaker (closed when nothing is stored)."""
-    values = client.hmget(keys.breaker, ["state", "cause", "since", "next_probe_at", "message"])
-    state, cause, since, next_probe, message = (
-        (v.decode() if isinstance(v, bytes) else v) or None for v in values
-    )
+    # HGETALL: the hash is a handful of fields, and an empty answer means "never written".
+    fields = {
+        _text(k): _text(v) for k, v in cast(dict[Any, Any], client.hgetall(keys.breaker)).items()
+    }
+    since, next_probe = fields.get("since"), fields.get("next_probe_at")
     return BreakerState(
-        state=state or "closed",
-        cause=cause,
+        state=fields.get("state") or "closed",
+        cause=fields.get("cause") or None,
         since=float(since) if since else None,
         next_probe_at=float(next_probe) if next_probe else None,
-        message=message,
+        message=fields.get("message") or None,
+        recorded=bool(fields),
     )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def tenant_fault(exc: Auth0Error) -> str | None:

@@ -79,6 +79,11 @@ class PaceState:
     pause_until: float | None
     observed_at: float | None
 
+    @property
+    def learned(self) -> bool:
+        """The fleet has seen the tenant's limit or learned a rate (else: "not learned yet")."""
+        return self.limit is not None or self.rate is not None
+
 
 def read_pace(client: redis.Redis, keys: Keys) -> PaceState:
     """A pure read of the fleet's learned rate state; every field None on a fresh fleet."""

@@ -12,8 +12,9 @@ by scanning the results stream:
 
 Writers: `MARK_QUEUED` (the producer, in the same script as the LPUSH of the messages) and
 `COUNT_IN_BATCH` (prepended to the outcome recorder's script, so a batch's counters move in the
-same atomic step as the outcome is recorded). Readers: `read_batch` and `list_batches`, pure
-reads, for the CLI and the dashboard.
+same atomic step as the outcome is recorded). Readers, pure reads for the CLI and the
+dashboard: `read_batch`, `read_batches`, `list_batches`, `recent_batch_ids` and
+`read_batch_rows`.
 """
 
 from __future__ import annotations
@@ -191,20 +192,46 @@ def read_batch(client: redis.Redis, keys: Keys, batch_id: str) -> BatchView | No
     return _view(batch_id, _text(fields), in_flight_by_batch(client, keys).get(batch_id, 0))
 
 
-def list_batches(client: redis.Redis, keys: Keys, limit: int) -> list[BatchView]:
-    """The `limit` batches with the latest activity, newest first. Reads only."""
-    ids = [_str(i) for i in cast(list[Any], client.zrevrange(keys.batches, 0, limit - 1))]
-    if not ids:
-        return []
+def recent_batch_ids(client: redis.Redis, keys: Keys, limit: int) -> list[str]:
+    """The ids of the `limit` batches with the latest activity, newest first (a batch whose
+    ledger expired may still be among them). Reads only."""
+    return [_str(i) for i in cast(list[Any], client.zrevrange(keys.batches, 0, limit - 1))]
+
+
+def read_batches(client: redis.Redis, keys: Keys, batch_ids: list[str]) -> dict[str, BatchView]:
+    """The ledgers of `batch_ids` that exist (one pipeline, one read of the in-flight
+    messages). Reads only."""
+    if not batch_ids:
+        return {}
     pipe = client.pipeline(transaction=False)
-    for batch_id in ids:
+    for batch_id in batch_ids:
         pipe.hgetall(keys.batch(batch_id))
     in_flight = in_flight_by_batch(client, keys)
-    return [
-        _view(batch_id, _text(fields), in_flight.get(batch_id, 0))
-        for batch_id, fields in zip(ids, pipe.execute(), strict=True)
+    return {
+        batch_id: _view(batch_id, _text(fields), in_flight.get(batch_id, 0))
+        for batch_id, fields in zip(batch_ids, pipe.execute(), strict=True)
         if fields
-    ]
+    }
+
+
+def list_batches(client: redis.Redis, keys: Keys, limit: int) -> list[BatchView]:
+    """The `limit` batches with the latest activity, newest first. Reads only."""
+    ids = recent_batch_ids(client, keys, limit)
+    views = read_batches(client, keys, ids)
+    return [views[batch_id] for batch_id in ids if batch_id in views]
+
+
+def read_batch_rows(
+    client: redis.Redis, keys: Keys, batch_id: str, limit: int
+) -> dict[str, str] | None:
+    """Request id → state (`queued` or one of `STATES`) of a batch's rows: the first `limit`
+    an incremental scan of its rows hash yields, or None while it has none. Reads only."""
+    states: dict[str, str] = {}
+    for request_id, state in client.hscan_iter(keys.batch_rows(batch_id), count=1000):
+        states[_str(request_id)] = _str(state)
+        if len(states) >= limit:
+            break
+    return states or None
 
 
 def in_flight_by_batch(client: redis.Redis, keys: Keys) -> dict[str, int]:

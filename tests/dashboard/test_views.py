@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from grant_worker.tasks.outcomes.batches import STATES, BatchView
+from grant_worker.tasks.outcomes.windows import RecentOutcome, Snapshot
 from grant_worker.worker.dashboard.charts import line_chart, nice_ceiling
-from grant_worker.worker.dashboard.reads import RecentOutcome, Snapshot
 from grant_worker.worker.dashboard.views import batch_progress, batch_rows, human_seconds
 
 NOW = 1_800_000_000.0
@@ -15,6 +16,27 @@ def outcome(request_id: str, status: str, at: float, **extra: Any) -> RecentOutc
     entry_id = f"{int(at * 1000)}-0"
     return RecentOutcome(
         entry_id, {"request_id": request_id, "status": status, "batch_id": "b", **extra}
+    )
+
+
+def ledger(
+    total: int,
+    queued: int,
+    *,
+    first_ms: int | None = None,
+    last_ms: int | None = None,
+    **ended: int,
+) -> BatchView:
+    """A batch ledger as `tasks.outcomes.batches.read_batch` reads it."""
+    return BatchView(
+        batch_id="b",
+        total=total,
+        queued=queued,
+        in_flight=0,
+        **{state: ended.get(state, 0) for state in STATES},
+        first_enqueued_at=None,
+        first_outcome_at=first_ms / 1000 if first_ms is not None else None,
+        last_outcome_at=last_ms / 1000 if last_ms is not None else None,
     )
 
 
@@ -46,10 +68,10 @@ def test_chart_points_one_per_second_and_the_limit_line() -> None:
 
 
 def test_progress_from_a_ledger_counts_what_the_ledger_says() -> None:
-    ledger = {"total": 10, "created": 4, "failed": 1}
+    # Ten requests: five ended, five still enqueued (`queued`, as the ledger counts them).
     recent = [outcome(f"r{n}", "created", NOW - n) for n in range(5)]
 
-    progress = batch_progress("b", snapshot(recent), ledger, NOW)
+    progress = batch_progress("b", snapshot(recent), ledger(10, 5, created=4, failed=1), NOW)
 
     assert (progress.done, progress.total, progress.pending, progress.percent) == (5, 10, 5, 50)
     assert progress.source == "ledger"
@@ -108,18 +130,10 @@ def test_human_seconds() -> None:
     ]
 
 
-def test_progress_from_issue_10s_ledger_counts_every_state_and_the_queued() -> None:
-    ledger = {
-        "total": 10,
-        "queued": 3,
-        "created": 4,
-        "exists_differs": 2,
-        "cancelled": 1,
-        "first_outcome_ms": 1_000,
-        "last_outcome_ms": 7_000,
-    }
+def test_progress_from_the_ledger_counts_every_state_and_the_queued() -> None:
+    counts = ledger(10, 3, created=4, exists_differs=2, cancelled=1, first_ms=1_000, last_ms=7_000)
 
-    progress = batch_progress("b", snapshot([]), ledger, NOW)
+    progress = batch_progress("b", snapshot([]), counts, NOW)
 
     assert (progress.done, progress.pending, progress.percent) == (7, 3, 70)
     # No outcome in the last minute: the batch's own average pace, 6 gaps in 6 s.

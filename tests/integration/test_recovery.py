@@ -17,10 +17,11 @@ import pytest
 import redis
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.fleet import Identity, beat
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.process.app import create_app
-from grant_worker.worker.process.recovery import Identity, Recovery, beat
+from grant_worker.worker.process.recovery import Recovery
 from grant_worker.worker.testing import settings_env
 
 
@@ -74,9 +75,9 @@ def test_a_lapsed_worker_is_restored_by_exactly_one_of_two_survivors(
 def test_two_live_workers_under_one_host_name_keep_their_messages(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    # Two `grants worker` on one machine without --hostname: both are `celery@host`. Each
-    # used to overwrite the other's heartbeat, take the other for dead and put its messages
-    # back while they ran, every sweep (42 of 500 requests ended `poison` that way).
+    # Two `grants worker` on one machine without --hostname: both are `celery@host`. Were
+    # heartbeats keyed by host name, each would overwrite the other's, take the other for dead
+    # and put its messages back while they run, every sweep.
     keys = Keys(key_prefix)
     first, second = Identity("same@test", "b1"), Identity("same@test", "b2")
     beat(redis_client, keys, first, {}, ttl_s=30)
@@ -133,9 +134,10 @@ def test_a_beat_from_another_process_space_waits_for_its_lapse(
 DIES_AFTER_TAKING = """
 import os, sys
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.fleet import Identity
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.process.app import create_app
-from grant_worker.worker.process.recovery import Identity, track_as
+from grant_worker.worker.process.recovery import track_as
 
 settings = Settings()
 track_as(Identity("taker@test", "b1"), Keys(settings.grants_key_prefix))
@@ -155,8 +157,8 @@ sys.exit(0)  # not reached
 def test_a_worker_killed_between_taking_and_recording_a_message_loses_nothing(
     settings: Settings, redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    # With kombu's BRPOP, the message was off the queue and nowhere else: 1 of 200 requests
-    # never had an outcome in a SIGKILL run on a loaded machine.
+    # Taken with a plain BRPOP, the message would be off the queue and nowhere else: the
+    # taking list is what a survivor finds it in.
     keys = Keys(key_prefix)
     with GrantClient(settings) as client:
         client.submit({"grant": {"client_id": "svc-taken", "audience": "https://api/"}})

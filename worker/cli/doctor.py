@@ -154,7 +154,7 @@ def _needed_commands(settings: Settings) -> list[list[str]]:
     return [
         ["LPUSH", queue, "x"],
         ["BRPOP", queue, "1"],
-        ["SADD", f"_kombu.binding.{queue}", "x"],
+        ["SADD", Keys.kombu_binding(queue), "x"],
         ["SET", keys.outcome_record("doctor"), "x"],
         ["XADD", keys.results, "*", "f", "v"],
         ["XADD", keys.dead, "*", "f", "v"],
@@ -163,7 +163,7 @@ def _needed_commands(settings: Settings) -> list[list[str]]:
         ["ZADD", keys.unacked_index, "1", "x"],
         ["EVALSHA", "0" * 40, "1", keys.pace],
         ["PUBLISH", keys.events, "x"],
-        ["SUBSCRIBE", f"{keys.control_exchange}.pidbox"],
+        ["SUBSCRIBE", keys.control_pidbox],
     ]
 
 
@@ -185,7 +185,8 @@ def check_rights(client: redis.Redis, settings: Settings) -> list[Check]:
                 "acl",
                 "fail",
                 f"user {user} may not: " + "; ".join(denied),
-                f"grant the user ~{settings.grants_key_prefix}* ~{settings.grants_queue}* "
+                f"grant the user ~{Keys(settings.grants_key_prefix).pattern} "
+                f"~{settings.grants_queue}* "
                 "~_kombu.* &* and +@all -@dangerous (or the commands named)",
             )
         ]
@@ -193,10 +194,12 @@ def check_rights(client: redis.Redis, settings: Settings) -> list[Check]:
 
 
 def _probe_rights(client: redis.Redis, settings: Settings) -> Check:
-    probe = Keys(settings.grants_key_prefix).doctor_probe(uuid.uuid4().hex)
+    keys = Keys(settings.grants_key_prefix)
+    token = uuid.uuid4().hex
+    probe, stream = keys.doctor_probe(token), keys.doctor_probe_stream(token)
     try:
         client.set(probe, "1", px=5000)
-        client.xadd(f"{probe}:stream", {"f": "v"})
+        client.xadd(stream, {"f": "v"})
         client.eval("return redis.call('GET', KEYS[1])", 1, probe)
         client.llen(settings.grants_queue)
     except redis.RedisError as exc:
@@ -205,11 +208,11 @@ def _probe_rights(client: redis.Redis, settings: Settings) -> Check:
             "acl",
             "fail",
             f"a write under the prefix was refused: {type(exc).__name__}: {exc}",
-            f"grant the user ~{settings.grants_key_prefix}* ~{settings.grants_queue}* ~_kombu.*",
+            f"grant the user ~{keys.pattern} ~{settings.grants_queue}* ~_kombu.*",
         )
     finally:
         with contextlib.suppress(redis.RedisError):
-            client.delete(probe, f"{probe}:stream")
+            client.delete(probe, stream)
     return Check(
         "redis",
         "acl",

@@ -3,9 +3,9 @@
 Each part is read by a small reader function, so that the state other modules own is read by
 their own code:
 
-- queue depth, intake backlog, dead letters by code, the fleet's finishing rate: read here;
-- workers and their in-flight counts: the register of workers (`Keys.workers`) and the
-  heartbeats the watchdog writes (`Keys.heartbeat`), never a scan of the key space;
+- queue depth and intake backlog: their lengths, read here;
+- dead letters by code and the fleet's finishing rate: `tasks.outcomes.windows`;
+- workers and their in-flight counts: the register and heartbeats, `tasks.fleet.read_beats`;
 - the fleet's pace and what it learned of the tenant: `tasks.flow.pace.read_pace`;
 - the breaker: `tasks.flow.breaker.read_breaker`;
 - batches in progress: `tasks.outcomes.batches.list_batches`.
@@ -16,9 +16,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import click
 import redis
@@ -27,10 +26,12 @@ from rich.table import Table
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.fleet import read_beats
 from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.flow.pace import read_pace
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.outcomes.batches import list_batches
+from grant_worker.tasks.outcomes.windows import dead_by_code, finished_per_s
 from grant_worker.worker.cli.base import load_settings
 
 # Dead letters are counted by code over at most this many of the newest entries.
@@ -42,7 +43,9 @@ BATCHES_SHOWN = 20
 
 
 @dataclass
-class WorkerBeat:
+class WorkerSummary:
+    """One live worker as `--json` shows it (from its heartbeat, `tasks.fleet.WorkerBeat`)."""
+
     hostname: str
     busy: int
     capacity: int
@@ -56,7 +59,7 @@ class FleetStatus:
     queue: str
     queue_depth: int
     intake_pending: int
-    workers: list[WorkerBeat]
+    workers: list[WorkerSummary]
     finished_per_s: float
     flow: dict[str, Any]
     breaker: dict[str, Any]
@@ -67,33 +70,20 @@ class FleetStatus:
     notes: list[str] = field(default_factory=list)
 
 
-def read_workers(client: redis.Redis, keys: Keys, now_s: float) -> list[WorkerBeat]:
+def read_workers(client: redis.Redis, keys: Keys, now_s: float) -> list[WorkerSummary]:
     """The registered workers whose heartbeat has not expired, with what their last beat said."""
-    members = sorted(cast(set[str], client.smembers(keys.workers)))
-    if not members:
-        return []
-    beats = []
-    raws = cast(list[str | None], client.mget([keys.heartbeat(m) for m in members]))
-    for member, raw in zip(members, raws, strict=True):
-        hostname = member.rpartition("/")[0] or member
-        if not raw:
-            continue
-        try:
-            beat = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        at = beat.get("at")
-        beats.append(
-            WorkerBeat(
-                hostname=hostname,
-                busy=int(beat.get("busy", 0)),
-                capacity=int(beat.get("capacity", 0)),
-                idle_s=beat.get("idle_s"),
-                stalled=bool(beat.get("stalled", False)),
-                age_s=round(now_s - float(at), 1) if isinstance(at, int | float) else None,
-            )
+    return [
+        WorkerSummary(
+            hostname=beat.hostname,
+            busy=beat.busy or 0,
+            capacity=beat.capacity or 0,
+            idle_s=beat.idle_s,
+            stalled=beat.stalled,
+            age_s=round(now_s - beat.at, 1) if beat.at is not None else None,
         )
-    return beats
+        for beat in read_beats(client, keys)
+        if beat.current
+    ]
 
 
 def flow_summary(client: redis.Redis, keys: Keys, settings: Settings) -> dict[str, Any]:
@@ -129,40 +119,18 @@ def batches_in_progress(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]
     ]
 
 
-def dead_by_code(client: redis.Redis, keys: Keys) -> tuple[dict[str, int], int]:
-    """Dead letters counted by error code, over the newest `DEAD_SCAN_LIMIT`."""
-    counts: Counter[str] = Counter()
-    entries: list[Any] = client.xrevrange(keys.dead, count=DEAD_SCAN_LIMIT) or []
-    for _entry_id, fields in entries:
-        try:
-            error = json.loads((fields or {}).get("dead", "{}")).get("error") or {}
-        except (json.JSONDecodeError, AttributeError):
-            error = {}
-        counts[str(error.get("code") or "unknown")] += 1
-    return dict(counts.most_common()), len(entries)
-
-
-def finished_per_s(client: redis.Redis, keys: Keys, now_s: float) -> float:
-    """Outcomes recorded per second over the last `RATE_WINDOW_S` (stream ids are times)."""
-    since_ms = int((now_s - RATE_WINDOW_S) * 1000)
-    recent: list[Any] = client.xrevrange(keys.results, min=f"{since_ms}-0", count=RATE_SAMPLE) or []
-    if len(recent) < RATE_SAMPLE:
-        return round(len(recent) / RATE_WINDOW_S, 2)
-    # A busy fleet: the newest RATE_SAMPLE entries span less than the window.
-    oldest_ms = int(str(recent[-1][0]).split("-")[0])
-    return round(len(recent) / max(now_s - oldest_ms / 1000, 0.001), 2)
-
-
 def read_status(client: redis.Redis, settings: Settings) -> FleetStatus:
     keys = Keys(settings.grants_key_prefix)
     now_s = time.time()
-    by_code, counted = dead_by_code(client, keys)
+    by_code, counted = dead_by_code(client, keys, DEAD_SCAN_LIMIT)
     status = FleetStatus(
         queue=settings.grants_queue,
         queue_depth=int(client.llen(settings.grants_queue)),
         intake_pending=int(client.xlen(keys.intake)),
         workers=read_workers(client, keys, now_s),
-        finished_per_s=finished_per_s(client, keys, now_s),
+        finished_per_s=finished_per_s(
+            client, keys, now_s, window_s=RATE_WINDOW_S, sample=RATE_SAMPLE
+        ),
         flow=flow_summary(client, keys, settings),
         breaker=breaker_summary(client, keys),
         dead_letters=int(client.xlen(keys.dead)),

@@ -19,9 +19,10 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from grant_worker.tasks.activity import CALL_SERIES, RATE_LIMITED_SERIES, outcome_series
 from grant_worker.tasks.messages.models import is_request_id
+from grant_worker.tasks.outcomes.batches import STATES
 from grant_worker.worker.client.dead_letters import DeadLetter
 from grant_worker.worker.dashboard.charts import line_chart
-from grant_worker.worker.dashboard.reads import DEAD_WINDOW, LEDGER_STATES, STATUSES, DeadEntry
+from grant_worker.worker.dashboard.reads import DEAD_WINDOW, STATUSES, WORKER_STALE_S, DeadEntry
 from grant_worker.worker.dashboard.security import (
     CsrfRefused,
     checked_form,
@@ -68,7 +69,8 @@ def overview_context(request: Request) -> dict[str, Any]:
     reads = dashboard.reads
     now = time.time()
     start, series = reads.activity(now, CHART_SECONDS)
-    learned = reads.learned_rate()
+    pace = reads.pace()
+    learned = pace if pace.learned else None
     ceiling = learned.rate if learned is not None else None
     configured = _configured_rate(dashboard.settings)
     outcomes = line_chart({status: series[outcome_series(status)] for status in STATUSES})
@@ -82,14 +84,15 @@ def overview_context(request: Request) -> dict[str, Any]:
         "outcomes_chart": outcomes,
         "calls_chart": calls,
         "learned": learned,
-        "paused_until": reads.fleet_pause_until(),
+        "paused_until": pace.pause_until,
         "configured_rate": configured,
         "queue_depth": reads.queue_depth(),
         "in_flight": reads.in_flight(),
         "results_count": reads.results_count(),
         "dead_count": reads.dead_count(),
         "breaker": reads.breaker(),
-        "workers": reads.workers(now),
+        "workers": reads.workers(),
+        "stale_s": WORKER_STALE_S,
     }
 
 
@@ -113,9 +116,10 @@ def batches(request: Request) -> Response:
     ids = reads.active_batches()
     if ids is None:
         ids = batch_ids(snapshot)
-    progress = [batch_progress(b, snapshot, reads.batch_ledger(b), now) for b in ids[:20]]
+    ledgers = reads.batch_ledgers(ids[:20])
+    progress = [batch_progress(b, snapshot, ledgers.get(b), now) for b in ids[:20]]
     template = "_batches.html" if _fragment(request) else "batches.html"
-    columns = [(state, STATE_LABELS.get(state, state)) for state in LEDGER_STATES]
+    columns = [(state, STATE_LABELS.get(state, state)) for state in STATES]
     return _render(request, template, {"batches": progress, "columns": columns})
 
 

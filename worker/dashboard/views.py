@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grant_worker.worker.dashboard.reads import LEDGER_STATES, RecentOutcome, Snapshot
+from grant_worker.tasks.outcomes.batches import STATES, BatchView
+from grant_worker.tasks.outcomes.windows import RecentOutcome, Snapshot
 
 RATE_WINDOW_S = 60
 # Rows an operator must look at first: what failed, then what exists but differs.
@@ -88,16 +89,16 @@ def rate_per_s(outcomes: Iterable[RecentOutcome], now: float) -> float | None:
     return len(moments) / span
 
 
-def _ledger_rate(ledger: dict[str, int], done: int) -> float | None:
-    """The batch's average pace, from its first and last outcome times (ms)."""
-    first, last = ledger.get("first_outcome_ms"), ledger.get("last_outcome_ms")
+def _ledger_rate(ledger: BatchView, done: int) -> float | None:
+    """The batch's average pace, from its first and last outcome times."""
+    first, last = ledger.first_outcome_at, ledger.last_outcome_at
     if not first or not last or last <= first or done < 2:
         return None
-    return (done - 1) / ((last - first) / 1000)
+    return (done - 1) / (last - first)
 
 
 def batch_progress(
-    batch_id: str, snapshot: Snapshot, ledger: dict[str, int] | None, now: float
+    batch_id: str, snapshot: Snapshot, ledger: BatchView | None, now: float
 ) -> BatchProgress:
     """A batch's progress from its ledger where there is one, else estimated from the snapshot.
 
@@ -108,15 +109,14 @@ def batch_progress(
     outcomes = _batch_outcomes(snapshot, batch_id)
     rate = rate_per_s(outcomes.values(), now)
     if ledger is not None:
-        counts = {state: ledger.get(state, 0) for state in LEDGER_STATES}
+        counts = {state: getattr(ledger, state) for state in STATES}
         done = sum(counts.values())
-        total = ledger.get("total")
-        queued = ledger.get("queued")
-        pending = queued if queued is not None else max((total or 0) - done, 0)
+        # The ledger's pending: enqueued and not yet ended, whether a worker holds it or not.
+        pending = ledger.pending
         if rate is None and pending:
             rate = _ledger_rate(ledger, done)
-        return BatchProgress(batch_id, counts, pending, total, rate, "ledger")
-    counts = {state: 0 for state in LEDGER_STATES}
+        return BatchProgress(batch_id, counts, pending, ledger.total, rate, "ledger")
+    counts = {state: 0 for state in STATES}
     for outcome in outcomes.values():
         counts[outcome.state] = counts.get(outcome.state, 0) + 1
     pending = len(snapshot.pending_ids_by_batch.get(batch_id, set()))

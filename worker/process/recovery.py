@@ -5,20 +5,15 @@ kombu's Redis transport keeps every delivered, unacknowledged message in one has
 timeout has passed (90 s with the default budget): far too late after a crash. What it lacks is
 who holds which message. Here:
 
-- each worker process has an identity, `hostname/boot` (`boot` new at every start, so a
-  restarted worker with the same name is told apart from its previous life);
+- each worker process has an identity, `hostname/boot` (`tasks.fleet.Identity`);
 - the worker takes each message off the queue with one atomic move into a list of its own,
   `Keys.taking(identity)` (`worker.process.broker.transport`), not with kombu's BRPOP: killed
   between the pop and kombu's unacknowledged record, a BRPOP'd message would exist nowhere;
 - `TrackingQoS` adds each delivery tag to the set `Keys.held(identity)` when the worker takes the
   message, in the same transaction as kombu's own unacknowledged record and the removal of the
   message from the taking list, and removes the tag when kombu acks, rejects or restores it;
-- the heartbeat (`Keys.heartbeat(identity)`, written by the watchdog every
-  GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S) is the identity's own,
-  and each beat registers it in `Keys.workers`. Keyed by identity, not by host name: two live
-  workers started under the same name (two `grants worker` on one machine without
-  `--hostname`) would otherwise overwrite each other's beat, each take the other for dead, and
-  put its messages back while they run, over and over;
+- the watchdog's heartbeat registers the identity (`tasks.fleet`, which owns the register
+  and the heartbeats);
 - every worker scans the register as often as it beats: an identity whose heartbeat has lapsed
   is dead, and so is a previous life on this very machine whose process is gone (a worker
   restarted under its old name: no need to wait for the heartbeat to lapse). One survivor
@@ -33,17 +28,11 @@ first one's outcome. The visibility timeout stays as the backstop for anything t
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -54,32 +43,13 @@ from kombu.utils.json import dumps
 
 from grant_worker.tasks import metrics
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.fleet import Identity, is_alive, registered, release
 from grant_worker.tasks.keys import Keys
 
 log = logging.getLogger(__name__)
 
 # A survivor restoring a dead worker's messages holds the identity this long at most.
 RECOVERY_LOCK_S = 30
-
-
-@dataclass(frozen=True)
-class Identity:
-    """One life of one worker process."""
-
-    hostname: str
-    boot: str
-
-    @classmethod
-    def new(cls, hostname: str) -> Identity:
-        return cls(hostname, uuid.uuid4().hex[:12])
-
-    @classmethod
-    def parse(cls, text: str) -> Identity:
-        hostname, _, boot = text.rpartition("/")
-        return cls(hostname, boot)
-
-    def __str__(self) -> str:
-        return f"{self.hostname}/{self.boot}"
 
 
 # The identity and key names of this process once it works as a worker; None in producers
@@ -164,76 +134,6 @@ class TrackingQoS(kombu_redis.QoS):
         return pipe.srem(held, delivery_tag) if held is not None else pipe
 
 
-def beat(
-    client: redis.Redis, keys: Keys, identity: Identity, facts: dict[str, Any], ttl_s: float
-) -> None:
-    """Write the heartbeat of `identity` (with `facts`) and keep it in the register."""
-    payload = {
-        **facts,
-        "identity": str(identity),
-        "boot": identity.boot,
-        # Where the process runs, so that its next life in the same process space can tell at
-        # once that it is gone (`is_alive`).
-        "space": process_space(),
-        "pid": os.getpid(),
-    }
-    pipe = client.pipeline(transaction=True)
-    pipe.set(keys.heartbeat(str(identity)), json.dumps(payload), px=int(ttl_s * 1000))
-    pipe.sadd(keys.workers, str(identity))
-    pipe.execute()
-
-
-def forget(client: redis.Redis, keys: Keys, identity: Identity) -> None:
-    """A clean exit: nothing held any more, no heartbeat to wait for."""
-    pipe = client.pipeline(transaction=True)
-    pipe.srem(keys.workers, str(identity))
-    pipe.delete(keys.held(str(identity)))
-    pipe.delete(keys.heartbeat(str(identity)))
-    pipe.execute()
-
-
-def is_alive(client: redis.Redis, keys: Keys, identity: Identity) -> bool:
-    """Its heartbeat has not lapsed, and it is not a finished process of our process space."""
-    raw = client.get(keys.heartbeat(str(identity)))
-    if not raw:
-        return False
-    try:
-        beat = json.loads(raw)
-        space, pid = beat.get("space"), beat.get("pid")
-    except (ValueError, AttributeError):
-        return True  # a beat we cannot read is still a beat: wait for it to lapse
-    here = process_space()
-    if here is None or space != here or not isinstance(pid, int) or pid == os.getpid():
-        return True
-    return _process_exists(pid)
-
-
-@functools.cache
-def process_space() -> str | None:
-    """Names the set of processes `os.kill(pid, 0)` can see: this kernel's boot and this PID
-    namespace. Not the host name: two containers may share one, each with its own process
-    numbers, and a restarted container has a new namespace. None where Linux's /proc is not
-    there (the heartbeat's lapse alone decides then)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-    return f"{boot}/{namespace}"
-
-
-def _process_exists(pid: int) -> bool:
-    """Whether a process `pid` runs here. When unsure (a reused pid, no permission), yes: the
-    heartbeat's lapse then decides, a few seconds later."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 class Recovery:
     """Finds lapsed workers and puts their messages back, through kombu's restore path."""
 
@@ -264,8 +164,7 @@ class Recovery:
     def sweep(self) -> int:
         """Recover every registered worker whose heartbeat lapsed; returns messages restored."""
         restored = 0
-        for member in self._client.smembers(self._keys.workers):
-            identity = Identity.parse(_text(member))
+        for identity in registered(self._client, self._keys):
             if identity == self._me or is_alive(self._client, self._keys, identity):
                 continue
             restored += self.recover(identity)
@@ -287,10 +186,7 @@ class Recovery:
             taken = 0
             if self._queue is not None:
                 taken = return_taken(self._client, self._keys.taking(str(identity)), self._queue)
-            pipe = self._client.pipeline(transaction=True)
-            pipe.delete(held)
-            pipe.srem(self._keys.workers, str(identity))
-            pipe.execute()
+            release(self._client, self._keys, identity)
         finally:
             self._client.delete(lock)
         if (tags or taken) and identity != self._me:

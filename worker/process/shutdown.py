@@ -28,6 +28,7 @@ from celery import signals
 
 from grant_worker.tasks import metrics
 from grant_worker.tasks.delivery.shutdown import SHUTDOWN
+from grant_worker.tasks.fleet import forget
 from grant_worker.worker.process.recovery import Recovery, tracked_identity
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,6 @@ def install(worker: Any, grace_s: float) -> None:
         timer.start()
 
     def on_shutdown(sender: Any = None, **_: Any) -> None:
-        from grant_worker.worker.process.recovery import forget
-
         recovery: Recovery | None = getattr(worker, "grants_recovery", None)
         identity = tracked_identity()
         if recovery is None or identity is None:

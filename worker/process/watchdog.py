@@ -8,7 +8,7 @@ have waited while the worker had room and took nothing for `stall_after_s`, it l
 and ends the process with `STALLED_EXIT_CODE`, so the supervisor (systemd, Kubernetes, compose)
 starts a fresh one. Unacknowledged messages come back by the visibility timeout.
 
-It also writes the worker's heartbeat (`Keys.heartbeat(identity)`) with what it saw, every
+It also writes the worker's heartbeat (`tasks.fleet.beat`) with what it saw, every
 GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S: dashboards read it, and the
 other workers take a lapsed heartbeat for a dead worker and put its messages back on the queue
 (`worker.process.recovery`). The heartbeat runs even when stall detection is off
@@ -32,11 +32,12 @@ from celery.worker import state
 
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.delivery.shutdown import SHUTDOWN
+from grant_worker.tasks.fleet import Identity, beat
 from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.exit_codes import EXIT_STALLED
 from grant_worker.worker.process.broker.monitor import broker_state
-from grant_worker.worker.process.recovery import Identity, beat, tracked_identity
+from grant_worker.worker.process.recovery import tracked_identity
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,226 @@
+"""Bounded reads of the newest outcomes and dead letters, for pages that must cost the same with
+ten outcomes as with a million.
+
+Two scripts beside this module read the newest entries of a stream and hand back only what the
+caller needs: Redis decodes the JSON (cjson, in C) and filters, so a reader transfers and parses
+a few kilobytes, not every entry of its window. Each is bounded by its window (a COUNT), never by
+the stream.
+
+- `lua/progress_snapshot.lua` (`OutcomeWindows.snapshot`): the queue's head, kombu's
+  unacknowledged messages and the newest outcomes, atomically, so that a request is seen
+  exactly once: queued, in flight or finished;
+- `lua/newest_matching.lua` (`OutcomeWindows.matching`): the newest entries of the results or
+  the dead-letter stream of one request, error code or batch.
+
+`dead_by_code` and `finished_per_s` count over the newest entries (`grants status`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.scripts import register
+
+
+@dataclass(frozen=True)
+class RecentOutcome:
+    entry_id: str
+    outcome: dict[str, Any]
+    # The batch ledger's name for how it ended (`batches.STATES`); the status where not given.
+    ledger_state: str = ""
+
+    @property
+    def state(self) -> str:
+        return self.ledger_state or str(self.outcome.get("status"))
+
+    @property
+    def at(self) -> float:
+        """When the outcome was recorded (the stream id's milliseconds), epoch s."""
+        return int(self.entry_id.split("-", 1)[0]) / 1000
+
+    @property
+    def request_id(self) -> str:
+        return str(self.outcome.get("request_id", ""))
+
+    @property
+    def batch_id(self) -> str | None:
+        batch = self.outcome.get("batch_id")
+        return batch if isinstance(batch, str) else None
+
+
+@dataclass
+class Snapshot:
+    """Queue, in-flight and newest outcomes as of one instant (`OutcomeWindows.snapshot`)."""
+
+    depth: int
+    in_flight: int
+    queued: list[dict[str, Any]]
+    unacked: list[dict[str, Any]]
+    unacked_read: bool
+    recent: list[RecentOutcome]
+    window_full: bool
+    pending_ids_by_batch: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def queue_fully_read(self) -> bool:
+        return self.depth <= len(self.queued) and self.unacked_read
+
+
+@dataclass(frozen=True)
+class Matches:
+    """What `OutcomeWindows.matching` found: (entry id, JSON) newest first, and the error codes
+    and batches seen over the window (for filters)."""
+
+    entries: list[tuple[str, str]]
+    codes: list[str]
+    batches: list[str]
+
+
+class OutcomeWindows:
+    """The two bounded scripts, registered once on `client`."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._keys = keys
+        self._snapshot = register(client, __package__, "progress_snapshot.lua")
+        self._matching = register(client, __package__, "newest_matching.lua")
+
+    def snapshot(self, queue: str, *, sample: int, window: int, batch_id: str = "") -> Snapshot:
+        """The first `sample` messages of `queue`, the in-flight messages (while at most
+        `sample`) and the newest `window` outcomes, atomically; the outcomes of `batch_id` come
+        whole, the others as id, status and batch only."""
+        depth, inflight, queued, unacked, recent = cast(
+            list[Any],
+            self._snapshot(
+                keys=[queue, self._keys.unacked, self._keys.results],
+                args=[sample, window, batch_id],
+            ),
+        )
+        snap = Snapshot(
+            depth=int(depth),
+            in_flight=int(inflight),
+            queued=[m for m in (_queued_request(raw) for raw in queued) if m],
+            unacked=[m for m in (_unacked_request(raw) for raw in unacked) if m],
+            unacked_read=int(inflight) <= sample,
+            recent=[_compact(raw) for raw in recent],
+            window_full=len(recent) >= window,
+        )
+        for request in [*snap.queued, *snap.unacked]:
+            batch = request.get("batch_id")
+            if isinstance(batch, str):
+                snap.pending_ids_by_batch.setdefault(batch, set()).add(
+                    str(request.get("request_id"))
+                )
+        return snap
+
+    def matching(
+        self,
+        stream: str,
+        *,
+        window: int,
+        field_name: str,
+        request_id: str = "",
+        code: str = "",
+        batch: str = "",
+    ) -> Matches:
+        """The newest `window` entries of `stream` (`Keys.results` or `Keys.dead`) whose JSON
+        in `field_name` is of `request_id`, `code` and `batch` (each: any when empty)."""
+        found, codes, batches = cast(
+            list[Any],
+            self._matching(keys=[stream], args=[window, field_name, request_id, code, batch]),
+        )
+        return Matches([(str(m[0]), str(m[1])) for m in found], list(codes), list(batches))
+
+
+def dead_by_code(client: redis.Redis, keys: Keys, limit: int) -> tuple[dict[str, int], int]:
+    """Dead letters counted by error code over the newest `limit`, most frequent first, and
+    how many were counted."""
+    counts: Counter[str] = Counter()
+    entries: list[Any] = client.xrevrange(keys.dead, count=limit) or []
+    for _entry_id, fields in entries:
+        try:
+            error = json.loads((fields or {}).get("dead", "{}")).get("error") or {}
+        except (json.JSONDecodeError, AttributeError):
+            error = {}
+        counts[str(error.get("code") or "unknown")] += 1
+    return dict(counts.most_common()), len(entries)
+
+
+def finished_per_s(
+    client: redis.Redis, keys: Keys, now_s: float, *, window_s: int, sample: int
+) -> float:
+    """Outcomes recorded per second over the last `window_s`, from at most the newest `sample`
+    (stream ids are times)."""
+    since_ms = int((now_s - window_s) * 1000)
+    recent: list[Any] = client.xrevrange(keys.results, min=f"{since_ms}-0", count=sample) or []
+    if len(recent) < sample:
+        return round(len(recent) / window_s, 2)
+    # A busy fleet: the newest `sample` entries span less than the window.
+    oldest_ms = int(str(recent[-1][0]).split("-")[0])
+    return round(len(recent) / max(now_s - oldest_ms / 1000, 0.001), 2)
+
+
+def json_object(raw: Any) -> dict[str, Any]:
+    """`raw` decoded as a JSON object; {} for anything else."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _compact(raw: Any) -> RecentOutcome:
+    """An outcome as the snapshot returns it: whole for the batch asked for, else its gist."""
+    entry_id, request_id, state, batch_id, whole = (str(part) for part in raw)
+    if whole:
+        return RecentOutcome(entry_id, json_object(whole), state)
+    status = "exists" if state == "exists_differs" else state
+    gist = {"request_id": request_id, "status": status, "batch_id": batch_id or None}
+    return RecentOutcome(entry_id, gist, state)
+
+
+def _queued_request(raw: str) -> dict[str, Any] | None:
+    """The request inside a kombu message on the queue (Celery protocol 2, JSON body)."""
+    return _request_of(json_object(raw))
+
+
+def _unacked_request(raw: str) -> dict[str, Any] | None:
+    """kombu keeps an unacknowledged message as `[message, exchange, routing_key]`."""
+    try:
+        wrapped = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if isinstance(wrapped, list) and wrapped and isinstance(wrapped[0], dict):
+        return _request_of(wrapped[0])
+    return None
+
+
+def _request_of(message: dict[str, Any]) -> dict[str, Any] | None:
+    body = message.get("body")
+    if not isinstance(body, str):
+        return None
+    properties = message.get("properties") or {}
+    try:
+        if properties.get("body_encoding") == "base64":
+            body = base64.b64decode(body).decode("utf-8")
+        decoded = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    headers = message.get("headers") or {}
+    request: Any = None
+    if isinstance(decoded, list) and len(decoded) >= 2 and isinstance(decoded[1], dict):
+        request = decoded[1].get("request")
+    if isinstance(request, str):
+        request = json_object(request)
+    if not isinstance(request, dict):
+        request = {}
+    return {
+        "request_id": request.get("request_id") or headers.get("id"),
+        "batch_id": request.get("batch_id"),
+    }
