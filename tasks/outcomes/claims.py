@@ -26,6 +26,7 @@ from grant_worker.tasks.conflicts import wanted
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import GrantRequest, Outcome
 from grant_worker.tasks.outcomes.records import Pointer, parse_record
+from grant_worker.tasks.scripts import register
 
 
 def normalised(request: GrantRequest) -> dict[str, Any]:
@@ -117,25 +118,12 @@ class Claim:
         return text
 
 
-# KEYS: claim, record; ARGV: the claim's JSON, ttl_s. Claims the id unless it has a claim or a
-# record already (a record's fingerprint owns the id once the claim is gone: no claim is taken
-# then, it would outlive the request). Returns {record or "", claim or ""} as they were; two
-# empty strings: claimed now.
-_CLAIM = """
-local record = redis.call('GET', KEYS[2])
-if not record and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
-  return {'', ''}
-end
-return {record or '', redis.call('GET', KEYS[1]) or ''}
-"""
-
-
 class RequestClaims:
     def __init__(self, client: redis.Redis, keys: Keys, *, ttl_s: int) -> None:
         self._client = client
         self._keys = keys
         self._ttl_s = ttl_s
-        self._claim = client.register_script(_CLAIM)
+        self._claim = register(client, __package__, "claim_request_id.lua")
 
     def claim(self, request_id: str, request: GrantRequest) -> Claim | None:
         """Claim `request_id` for `request`; the earlier claim when it belongs to another
