@@ -25,7 +25,7 @@ import redis
 from grant_worker.tasks.conflicts import wanted
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import GrantRequest, Outcome
-from grant_worker.tasks.outcomes.records import Pointer, parse_record
+from grant_worker.tasks.outcomes.records import parse_pointer
 from grant_worker.tasks.scripts import register
 
 
@@ -51,23 +51,16 @@ def normalised(request: GrantRequest) -> dict[str, Any]:
     }
 
 
-def _digest(request: GrantRequest) -> bytes:
-    text = json.dumps(normalised(request), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).digest()
-
-
 def fingerprint(request: GrantRequest) -> str:
     """The first 48 bits of the SHA-256 of the normalised request as canonical JSON, in 8
     characters of URL-safe base64: short enough to keep the outcome record small, and two
     different requests under one id share it with a chance of 2**-48."""
-    return base64.urlsafe_b64encode(_digest(request)[:6]).decode("ascii")
+    text = json.dumps(normalised(request), sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()[:6]).decode("ascii")
 
 
 def same_request(stored: str, request: GrantRequest) -> bool:
-    """Whether a stored fingerprint is `request`'s; claims written before fingerprints were
-    shortened hold the whole SHA-256 in hex."""
-    if len(stored) == 64:
-        return stored == _digest(request).hex()
+    """Whether a stored fingerprint is `request`'s."""
     return stored == fingerprint(request)
 
 
@@ -152,13 +145,13 @@ class RequestClaims:
 
 
 def _owner(record: str, claim: str) -> Claim | None:
-    # A claim key, where there is one, holds the whole normalised request: in flight, or
-    # written beside a full record by an earlier version.
+    # A claim key, where there is one, holds the request in flight: its normalised request,
+    # or only the fingerprint a replay moved back from the record (`tasks.outcomes.replays`).
     if claim:
         data = json.loads(claim)
         return Claim(fingerprint=str(data["fingerprint"]), request=data.get("request") or {})
     if record:
-        parsed = parse_record(record)
-        if isinstance(parsed, Pointer) and parsed.fingerprint:
-            return Claim(fingerprint=parsed.fingerprint, request={})
+        owner = parse_pointer(record).fingerprint
+        if owner:
+            return Claim(fingerprint=owner, request={})
     return None
