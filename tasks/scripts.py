@@ -7,7 +7,7 @@ per process and registered with redis-py, which runs them by SHA and loads them 
 Redis restart or failover (`NOSCRIPT`). No two scripts share a file name, so a name found in a
 log or a `SCRIPT` listing leads to one file.
 
-    record_once = register(client, __package__, "record_once.lua")
+    take = register(client, __package__, "replay_dead_letter.lua")
 
 A script made of parts (a shared head, say) names them in order; they run as one script:
 
