@@ -11,6 +11,7 @@ from redis.sentinel import Sentinel
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.scripts import register
 
 _CLIENT_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
@@ -62,14 +63,7 @@ def _sentinel_master(url: str, master_name: str) -> redis.Redis:
     return sentinel.master_for(master_name, **master, **_CLIENT_OPTIONS)
 
 
-# kombu keeps the deadlines of expiring bindings (remote control's reply queues) in one sorted
-# set shared by every deployment on the Redis: remove only this deployment's members, and the
-# set itself once it is empty, in one step so that a concurrent writer is never undone.
-_FORGET_BINDING_DEADLINES = """
-for _, member in ipairs(ARGV) do redis.call('ZREM', KEYS[1], member) end
-if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-return 1
-"""
+# kombu's sorted set of binding deadlines, shared by every deployment on the Redis.
 KOMBU_BINDING_DEADLINES = "_kombu.binding_deadlines"
 
 
@@ -87,5 +81,6 @@ def delete_deployment(client: redis.Redis, settings: Settings) -> int:
         if batch:
             deleted += int(client.delete(*batch))
     control = keys.control_pidbox
-    client.eval(_FORGET_BINDING_DEADLINES, 1, KOMBU_BINDING_DEADLINES, control, f"reply.{control}")
+    forget = register(client, __package__, "forget_binding_deadlines.lua")
+    forget(keys=[KOMBU_BINDING_DEADLINES], args=[control, f"reply.{control}"])
     return deleted

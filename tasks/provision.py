@@ -20,7 +20,7 @@ The story of one request:
    ours create whose grant equals the request is `created` as above. A 409 after clean
    refusals only is someone else's grant: under `fail` it stays `conflict`, on any delivery.
    `merge` and `replace` read and PATCH under the grant's fleet-wide lock
-   (`tasks.delivery.grant_locks`), so concurrent updates never overwrite each other.
+   (`tasks.delivery.locks`), so concurrent updates never overwrite each other.
 5. 409 but no such grant (deleted in between), or a PATCH on a vanished grant → create again,
    at most `max_conflict_recreates` times, then `ConflictUnresolved` (retryable).
 """
@@ -49,7 +49,7 @@ from grant_worker.tasks.conflicts import (
     pick,
     plan,
 )
-from grant_worker.tasks.delivery.grant_locks import GrantBusy, GrantLocks, HeldGrant
+from grant_worker.tasks.delivery.locks import GrantBusy, GrantLocks, HeldGrant
 from grant_worker.tasks.errors import (
     Auth0Error,
     ConflictUnresolved,

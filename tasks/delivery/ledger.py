@@ -21,25 +21,11 @@ from __future__ import annotations
 import redis
 
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.scripts import register
 
 SENDING = "sending"
 LOST = "lost"
 CREATED = "created"
-
-# Remove the marker only while it still says `sending` (a concurrent `lost` / `created` stays).
-_CLEAR_SENDING = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-_DECR_TO_ZERO = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
-  return redis.call('DECR', KEYS[1])
-end
-return 0
-"""
 
 
 class DeliveryLedger:
@@ -49,6 +35,8 @@ class DeliveryLedger:
         self._client = client
         self._keys = keys
         self._ttl_s = ttl_s
+        self._uncount = register(client, __package__, "ledger_uncount_delivery.lua")
+        self._clear_sending = register(client, __package__, "ledger_clear_sending.lua")
 
     def count_delivery(self, request_id: str) -> int:
         """Count one more delivery of `request_id`; returns the deliveries so far, this one in."""
@@ -61,9 +49,7 @@ class DeliveryLedger:
 
     def uncount_delivery(self, request_id: str) -> None:
         """Take back the delivery counted last: the request went back to the queue unworked."""
-        key = self._keys.deliveries(request_id)
-        # Never below zero, even if the count expired in between.
-        self._client.eval(_DECR_TO_ZERO, 1, key)
+        self._uncount(keys=[self._keys.deliveries(request_id)])
 
     def mark_sending(self, request_id: str) -> bool:
         """Before a POST: remember it may reach Auth0. True when no earlier state was there
@@ -72,7 +58,7 @@ class DeliveryLedger:
 
     def mark_refused(self, request_id: str) -> None:
         """The POST was answered with a refusal (or never connected): it created nothing."""
-        self._client.eval(_CLEAR_SENDING, 1, self._keys.sent(request_id), SENDING)
+        self._clear_sending(keys=[self._keys.sent(request_id)], args=[SENDING])
 
     def mark_lost(self, request_id: str) -> None:
         """The POST may have been applied, but its reply was lost (timeout, drop, 5xx)."""

@@ -1,14 +1,29 @@
-"""A short per-request lock, so two deliveries of one request never work on it at once.
+"""The fleet's locks in Redis, on one mechanism: redis-py's `Lock`.
 
-Duplicates arise when a producer or the intake bridge enqueues the same request twice, and when
-Redis comes back after a restart and returns messages whose first delivery failed to record. The
-second delivery waits for the lock: either the first records an outcome (the second then finds
-it), or the lock lapses because its holder died or lost Redis, and the second takes over.
+redis-py's `Lock` takes a key with a random token (SET NX PX) and checks the token atomically
+(its own Lua) when it extends or releases the lock, so a lock that lapsed and was taken by
+someone else is never renewed or released as ours. Two locks are built on it here:
 
-The lock's own lifetime is short (the heartbeat's, GRANTS_HEARTBEAT_TTL_S) and a thread of the
-holding process renews it while the work goes on: a crashed holder frees it within seconds,
-before the surviving workers put its message back on the queue (`worker.process.recovery`), so the
-message is not held up by its own dead delivery. A waiter waits as long as a task can run.
+- the request lock (`RequestLocks`), so two deliveries of one request never work on it at once;
+- the grant lock (`GrantLocks`), so `merge` and `replace` never lose an update.
+
+The request lock. Duplicates arise when a producer or the intake bridge enqueues the same
+request twice, and when Redis comes back after a restart and returns messages whose first
+delivery failed to record. The second delivery waits for the lock: either the first records an
+outcome (the second then finds it), or the lock lapses because its holder died or lost Redis,
+and the second takes over. Its lifetime is short (the heartbeat's, GRANTS_HEARTBEAT_TTL_S) and
+a thread of the holding process renews it while the work goes on: a crashed holder frees it
+within seconds, before the surviving workers put its message back on the queue
+(`worker.process.recovery`), so the message is not held up by its own dead delivery. A waiter
+waits as long as a task can run.
+
+The grant lock. Two requests that change one grant at the same moment (on two workers) would
+each read the grant, compute their PATCH from what they read, and the second PATCH would
+overwrite the first one's scopes. Holding this lock from the lookup to the PATCH makes the
+second read what the first wrote. The grant is named by Auth0's uniqueness key, (client_id or
+default_for, audience, subject_type), which is known before its id is. It lives for one HTTP
+call at a time (`HeldGrant.renew` before each call), so a holder that dies releases it within
+seconds, while a live holder keeps it for as long as its calls take.
 """
 
 from __future__ import annotations
@@ -16,37 +31,48 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import redis
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import CreateClientGrant
 
 log = logging.getLogger(__name__)
 
+# How often a waiter asks again for a taken lock.
 POLL_S = 0.2
-
-# Extend the lock only if it is still ours.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# Delete the lock only if it is still ours (it may have expired and been taken since).
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+GRANT_POLL_S = 0.05
 
 
 class LockBusy(Exception):
     """Raised when a request's lock stayed taken for longer than it can be held."""
+
+
+class GrantBusy(Exception):
+    """Raised when the grant's lock stayed taken for longer than the caller could wait."""
+
+
+def _acquire(
+    client: redis.Redis, key: str, *, ttl_s: float, wait_s: float, poll_s: float
+) -> Lock | None:
+    """The lock `key`, held for `ttl_s` from now; None when it stayed taken for `wait_s`.
+
+    Not thread-local: the request lock is renewed from a thread of its own.
+    """
+    lock = client.lock(
+        key, timeout=ttl_s, sleep=poll_s, blocking_timeout=wait_s, thread_local=False
+    )
+    return lock if lock.acquire() else None
+
+
+def _release(lock: Lock) -> None:
+    """Release `lock` if it is still ours; one that lapsed may be someone else's by now."""
+    with suppress(LockError):
+        lock.release()
 
 
 class RequestLocks:
@@ -57,9 +83,7 @@ class RequestLocks:
         self._keys = keys
         self._ttl_s = ttl_s
         self._wait_s = ttl_s if wait_s is None else wait_s
-        self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
-        self._held: dict[str, str] = {}
+        self._held: dict[str, Lock] = {}
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
 
@@ -70,22 +94,21 @@ class RequestLocks:
         Raises `LockBusy` if it is still taken after that.
         """
         key = self._keys.lock(request_id)
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + self._wait_s + POLL_S
-        while not self._client.set(key, token, nx=True, px=int(self._ttl_s * 1000)):
-            if time.monotonic() > deadline:
-                raise LockBusy(f"request {request_id} stayed locked for {self._wait_s:.0f} s")
-            time.sleep(POLL_S)
-        self._keep(key, token)
+        lock = _acquire(
+            self._client, key, ttl_s=self._ttl_s, wait_s=self._wait_s + POLL_S, poll_s=POLL_S
+        )
+        if lock is None:
+            raise LockBusy(f"request {request_id} stayed locked for {self._wait_s:.0f} s")
+        self._keep(key, lock)
         try:
             yield
         finally:
             self._drop(key)
-            self._release(keys=[key], args=[token])
+            _release(lock)
 
-    def _keep(self, key: str, token: str) -> None:
+    def _keep(self, key: str, lock: Lock) -> None:
         with self._held_lock:
-            self._held[key] = token
+            self._held[key] = lock
             if self._renewer is None:
                 self._renewer = threading.Thread(
                     target=self._renew_forever, name="request-locks", daemon=True
@@ -100,11 +123,61 @@ class RequestLocks:
         while True:
             time.sleep(self._ttl_s / 3)
             with self._held_lock:
-                held = list(self._held.items())
-            for key, token in held:
+                held = list(self._held.values())
+            for lock in held:
                 try:
-                    self._renew(keys=[key], args=[token, int(self._ttl_s * 1000)])
+                    lock.reacquire()
+                except LockError:
+                    # Lapsed and perhaps taken by another delivery, or released meanwhile:
+                    # not ours to renew.
+                    pass
                 except redis.RedisError as exc:
                     # It lapses then, and a second delivery may start: the outcome record
                     # still lets only one of them record.
                     log.warning("could not renew a request lock: %s", type(exc).__name__)
+
+
+class HeldGrant:
+    """A held grant lock; `renew` before each call made under it."""
+
+    def __init__(self, lock: Lock) -> None:
+        self._lock = lock
+
+    def renew(self) -> None:
+        """Give the lock its full lifetime again; raises `GrantBusy` if it lapsed meanwhile."""
+        try:
+            self._lock.reacquire()
+        except LockError as exc:
+            raise GrantBusy("the grant's lock lapsed while it was held") from exc
+
+
+class GrantLocks:
+    def __init__(self, client: redis.Redis, keys: Keys, *, ttl_s: float) -> None:
+        self._client = client
+        self._keys = keys
+        self._ttl_s = ttl_s
+
+    @contextmanager
+    def hold(self, grant: CreateClientGrant, *, wait_s: float) -> Iterator[HeldGrant]:
+        """Hold the lock of the grant `grant` would create, waiting up to `wait_s` for it.
+
+        Raises `GrantBusy` when it is not free in time.
+        """
+        owner = grant.client_id or f"default_for:{grant.default_for}"
+        key = self._keys.grant_lock(owner, grant.audience, grant.effective_subject_type)
+        lock = _acquire(
+            self._client,
+            key,
+            ttl_s=self._ttl_s,
+            wait_s=max(wait_s, GRANT_POLL_S),
+            poll_s=GRANT_POLL_S,
+        )
+        if lock is None:
+            raise GrantBusy(
+                f"the grant of {owner} on {grant.audience} stayed locked by another request "
+                f"for {wait_s:.1f} s"
+            )
+        try:
+            yield HeldGrant(lock)
+        finally:
+            _release(lock)

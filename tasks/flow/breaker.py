@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, cast
 
 import redis
@@ -45,16 +44,13 @@ from grant_worker.tasks.errors import (
     UpstreamError,
 )
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.scripts import register
 
 log = logging.getLogger(__name__)
 
 CAUSES = ("token_refused", "token_rejected", "insufficient_scope", "unreachable")
 FIRST_PROBE_AFTER_S = 1.0
 TOKEN_ENDPOINT = "token"  # tasks.auth0.api.TOKEN, without importing the client here
-
-
-def _lua(name: str) -> str:
-    return resources.files("grant_worker.tasks.flow").joinpath("lua", name).read_text("utf-8")
 
 
 @dataclass(frozen=True)
@@ -137,11 +133,11 @@ class Breaker:
         self._failures = failures
         self._span_s = span_s
         self._max_probe_s = max_probe_s
-        self._open = client.register_script(_lua("breaker_open.lua"))
-        self._close = client.register_script(_lua("breaker_close.lua"))
-        self._claim = client.register_script(_lua("breaker_claim_probe.lua"))
-        self._failure = client.register_script(_lua("breaker_failure.lua"))
-        self._exhausted = client.register_script(_lua("breaker_exhausted.lua"))
+        self._open = register(client, __package__, "breaker_open.lua")
+        self._close = register(client, __package__, "breaker_close.lua")
+        self._claim = register(client, __package__, "breaker_claim_probe.lua")
+        self._failure = register(client, __package__, "breaker_failure.lua")
+        self._exhausted = register(client, __package__, "breaker_exhausted.lua")
 
     def state(self) -> BreakerState:
         return read_breaker(self._client, self._keys)

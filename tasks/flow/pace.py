@@ -3,12 +3,13 @@
 The method is in `tasks.flow.pacing`; the state changes are Lua scripts beside this file
 (`lua/`), each atomic, with Redis `TIME` as the one clock:
 
-- `acquire.lua`: a call from a token bucket that models the tenant's, refilled at the learned
-  rate and as large as the tenant's bucket; nothing is taken while none is due (the caller
-  naps and asks again). Every slot gets a sequence number.
-- `observe.lua`: one Management API answer re-synchronises the model to the tenant's own count
-  and feeds the trend estimate of the free rate; it also ends the breaker's failure streak.
-- `pause.lua`: after Auth0's own 429, every process holds its calls until then.
+- `pace_acquire.lua`: a call from a token bucket that models the tenant's, refilled at the
+  learned rate and as large as the tenant's bucket; nothing is taken while none is due (the
+  caller naps and asks again). Every slot gets a sequence number.
+- `pace_observe.lua`: one Management API answer re-synchronises the model to the tenant's own
+  count and feeds the trend estimate of the free rate; it also ends the breaker's failure streak.
+- `pace_model.lua`: the head both of them start with (the clock, the model's rate and burst).
+- `pace_pause.lua`: after Auth0's own 429, every process holds its calls until then.
 
 Fields of the hash, read by `read_pace` (the contract for `grants status` and the
 dashboard): `limit`, `remaining` (last headers seen), `rate` (learned free rate, calls/s),
@@ -23,7 +24,6 @@ import random as _random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 
 import redis
 
@@ -31,6 +31,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
 from grant_worker.tasks.flow import pacing
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.scripts import register
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ POLL_MAX_S = 0.25
 POLL_JITTER = 0.5
 # How long the learned state outlives the fleet's last call (ms).
 IDLE_TTL_MS = 600_000
-
-
-def _lua(name: str) -> str:
-    return resources.files("grant_worker.tasks.flow").joinpath("lua", name).read_text("utf-8")
 
 
 class BreakerIsOpen(Exception):
@@ -126,11 +123,10 @@ class FleetPace:
         self._ceiling_burst = ceiling_burst if mode == "ceiling" else None
         self._sleep = sleep
         self._clock = clock
-        head = _lua("model.lua")
-        self._acquire = client.register_script(head + _lua("acquire.lua"))
-        self._observe = client.register_script(head + _lua("observe.lua"))
-        self._pause = client.register_script(_lua("pause.lua"))
-        self._unpaced_check = client.register_script(_lua("unpaced_check.lua"))
+        self._acquire = register(client, __package__, "pace_model.lua", "pace_acquire.lua")
+        self._observe = register(client, __package__, "pace_model.lua", "pace_observe.lua")
+        self._pause = register(client, __package__, "pace_pause.lua")
+        self._unpaced_check = register(client, __package__, "pace_unpaced_check.lua")
         # Pacing off: answers need reporting only while the fleet counts failures in a row.
         self._streak_seen = False
         self._client = client

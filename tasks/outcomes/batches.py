@@ -10,11 +10,11 @@ by scanning the results stream:
   counted once stays counted once, through redeliveries, replays and reruns.
 - `Keys.batches`: batch ids by last activity.
 
-Writers: `MARK_QUEUED` (the producer, in the same script as the LPUSH of the messages) and
-`COUNT_IN_BATCH` (prepended to the outcome recorder's script, so a batch's counters move in the
-same atomic step as the outcome is recorded). Readers, pure reads for the CLI and the
-dashboard: `read_batch`, `read_batches`, `list_batches`, `recent_batch_ids` and
-`read_batch_rows`.
+Writers, Lua scripts in `lua/`: `batch_mark_queued.lua` (the producer, in the same step as the
+LPUSH of the messages: `register_mark_queued`) and `batch_count_outcome.lua` (the head of the
+outcome recorder's script, so a batch's counters move in the same atomic step as the outcome is
+recorded). Readers, pure reads for the CLI and the dashboard: `read_batch`, `read_batches`,
+`list_batches`, `recent_batch_ids` and `read_batch_rows`.
 """
 
 from __future__ import annotations
@@ -26,71 +26,26 @@ from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import redis
+from redis.commands.core import Script
 
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
+from grant_worker.tasks.scripts import register
 
 # How a request ended, as the ledger counts it. `exists_differs`: an `exists` whose grant does
 # not match the request (drift); `cancelled`: rejected by `grants batch cancel`.
 STATES = ("created", "exists", "exists_differs", "updated", "failed", "rejected", "cancelled")
 QUEUED = "queued"
 
-# Prepended to the recorder's script. Keys and arguments come last, so that the recorder's own
-# stay where they are: KEYS[n-3..n] = ledger, rows, batches, queue; ARGV[#ARGV] = JSON
-# {"batch", "rid", "state", "now_ms", "ttl_s", "withdraw"?} or "" (no batch, nothing to withdraw).
-# With "withdraw" (the exact queue item), the outcome is recorded only if the item was still on
-# the queue, and the item is removed in the same step: a withdrawn request never also runs.
-COUNT_IN_BATCH = """
-local batch_arg = ARGV[#ARGV]
-if batch_arg ~= '' then
-  local b = cjson.decode(batch_arg)
-  local n = #KEYS
-  if b.withdraw and redis.call('LREM', KEYS[n], 1, b.withdraw) == 0 then
-    return -1
-  end
-  if b.batch and redis.call('EXISTS', KEYS[1]) == 0 then
-    local ledger, rows = KEYS[n-3], KEYS[n-2]
-    local before = redis.call('HGET', rows, b.rid)
-    if before then
-      redis.call('HINCRBY', ledger, before, -1)
-    else
-      redis.call('HINCRBY', ledger, 'total', 1)
-    end
-    redis.call('HSET', rows, b.rid, b.state)
-    redis.call('HINCRBY', ledger, b.state, 1)
-    redis.call('HSET', ledger, 'last_outcome_ms', b.now_ms)
-    redis.call('HSETNX', ledger, 'first_outcome_ms', b.now_ms)
-    redis.call('ZADD', KEYS[n-1], tonumber(b.now_ms) / 1000, b.batch)
-    redis.call('EXPIRE', ledger, b.ttl_s)
-    redis.call('EXPIRE', rows, b.ttl_s)
-  end
-end
-"""
+# The head of the recorder's script (`tasks.outcomes.recorder`): a batch's counters move in the
+# same atomic step as the outcome is recorded.
+COUNT_IN_BATCH = "batch_count_outcome.lua"
 
-# KEYS: queue, ledger, rows, batches. ARGV: batch_id, now_ms, ttl_s, then (request_id, item)…
-# The messages and their ledger entries are written in one step: an interrupted producer has
-# counted exactly what it queued.
-MARK_QUEUED = """
-local ledger, rows = KEYS[2], KEYS[3]
-for i = 4, #ARGV, 2 do
-  redis.call('LPUSH', KEYS[1], ARGV[i + 1])
-  local before = redis.call('HGET', rows, ARGV[i])
-  if before ~= 'queued' then
-    if before then
-      redis.call('HINCRBY', ledger, before, -1)
-    else
-      redis.call('HINCRBY', ledger, 'total', 1)
-    end
-    redis.call('HSET', rows, ARGV[i], 'queued')
-    redis.call('HINCRBY', ledger, 'queued', 1)
-  end
-end
-redis.call('HSETNX', ledger, 'first_enqueued_ms', ARGV[2])
-redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) / 1000, ARGV[1])
-redis.call('EXPIRE', ledger, ARGV[3])
-redis.call('EXPIRE', rows, ARGV[3])
-return #ARGV / 2 - 1
-"""
+
+def register_mark_queued(client: redis.Redis) -> Script:
+    """The producer's script that pushes a batch's messages and counts them in the ledger in
+    one step (`lua/batch_mark_queued.lua`)."""
+    return register(client, __package__, "batch_mark_queued.lua")
 
 
 def state_of(outcome: Outcome) -> str:

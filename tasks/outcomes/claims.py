@@ -25,7 +25,8 @@ import redis
 from grant_worker.tasks.conflicts import wanted
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import GrantRequest, Outcome
-from grant_worker.tasks.outcomes.records import Pointer, parse_record
+from grant_worker.tasks.outcomes.records import parse_pointer
+from grant_worker.tasks.scripts import register
 
 
 def normalised(request: GrantRequest) -> dict[str, Any]:
@@ -50,23 +51,16 @@ def normalised(request: GrantRequest) -> dict[str, Any]:
     }
 
 
-def _digest(request: GrantRequest) -> bytes:
-    text = json.dumps(normalised(request), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).digest()
-
-
 def fingerprint(request: GrantRequest) -> str:
     """The first 48 bits of the SHA-256 of the normalised request as canonical JSON, in 8
     characters of URL-safe base64: short enough to keep the outcome record small, and two
     different requests under one id share it with a chance of 2**-48."""
-    return base64.urlsafe_b64encode(_digest(request)[:6]).decode("ascii")
+    text = json.dumps(normalised(request), sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()[:6]).decode("ascii")
 
 
 def same_request(stored: str, request: GrantRequest) -> bool:
-    """Whether a stored fingerprint is `request`'s; claims written before fingerprints were
-    shortened hold the whole SHA-256 in hex."""
-    if len(stored) == 64:
-        return stored == _digest(request).hex()
+    """Whether a stored fingerprint is `request`'s."""
     return stored == fingerprint(request)
 
 
@@ -117,25 +111,12 @@ class Claim:
         return text
 
 
-# KEYS: claim, record; ARGV: the claim's JSON, ttl_s. Claims the id unless it has a claim or a
-# record already (a record's fingerprint owns the id once the claim is gone: no claim is taken
-# then, it would outlive the request). Returns {record or "", claim or ""} as they were; two
-# empty strings: claimed now.
-_CLAIM = """
-local record = redis.call('GET', KEYS[2])
-if not record and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
-  return {'', ''}
-end
-return {record or '', redis.call('GET', KEYS[1]) or ''}
-"""
-
-
 class RequestClaims:
     def __init__(self, client: redis.Redis, keys: Keys, *, ttl_s: int) -> None:
         self._client = client
         self._keys = keys
         self._ttl_s = ttl_s
-        self._claim = client.register_script(_CLAIM)
+        self._claim = register(client, __package__, "claim_request_id.lua")
 
     def claim(self, request_id: str, request: GrantRequest) -> Claim | None:
         """Claim `request_id` for `request`; the earlier claim when it belongs to another
@@ -164,13 +145,13 @@ class RequestClaims:
 
 
 def _owner(record: str, claim: str) -> Claim | None:
-    # A claim key, where there is one, holds the whole normalised request: in flight, or
-    # written beside a full record by an earlier version.
+    # A claim key, where there is one, holds the request in flight: its normalised request,
+    # or only the fingerprint a replay moved back from the record (`tasks.outcomes.replays`).
     if claim:
         data = json.loads(claim)
         return Claim(fingerprint=str(data["fingerprint"]), request=data.get("request") or {})
     if record:
-        parsed = parse_record(record)
-        if isinstance(parsed, Pointer) and parsed.fingerprint:
-            return Claim(fingerprint=parsed.fingerprint, request={})
+        owner = parse_pointer(record).fingerprint
+        if owner:
+            return Claim(fingerprint=owner, request={})
     return None

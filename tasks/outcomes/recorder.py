@@ -1,11 +1,11 @@
 """Recording and publishing outcomes: the one place a request's end is written.
 
 The per-request record, the results stream entry, the dead letter and the live event are
-written by one Lua script, atomically: either a request has a recorded outcome and a stream
-entry, or neither. The record makes redeliveries cheap and safe: a request whose outcome is
-recorded is acknowledged without calling Auth0 again. The record is a short pointer to the
-results entry (`tasks.outcomes.records`), and the same step deletes the request's in-flight
-claim, moving its fingerprint into the record (`tasks.outcomes.claims`).
+written by one Lua script (`lua/record_outcome_once.lua`), atomically: either a request has a
+recorded outcome and a stream entry, or neither. The record makes redeliveries cheap and safe:
+a request whose outcome is recorded is acknowledged without calling Auth0 again. The record is
+a short pointer to the results entry (`tasks.outcomes.records`), and the same step deletes the
+request's in-flight claim, moving its fingerprint into the record (`tasks.outcomes.claims`).
 """
 
 from __future__ import annotations
@@ -22,52 +22,7 @@ from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import COUNT_IN_BATCH, batch_argument, batch_keys
 from grant_worker.tasks.outcomes.records import STATUS_LETTERS, resolve
-
-# KEYS: record, results, dead, events(channel), claim, the per-request markers to delete, then
-#       the batch ledger's keys (tasks.outcomes.batches reads them from the end)
-# ARGV: outcome_json, request_id, status, ttl_s, maxlen, dead_json ("" = not dead),
-#       marker count, status letter, then the batch ledger's argument (last)
-_RECORD_ONCE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-local maxlen = tonumber(ARGV[5])
-local entry
-if maxlen > 0 then
-  entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
-                     'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
-else
-  entry = redis.call('XADD', KEYS[2], '*',
-                     'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
-end
-if ARGV[6] ~= '' then
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-               'request_id', ARGV[2], 'status', ARGV[3], 'dead', ARGV[6])
-  else
-    redis.call('XADD', KEYS[3], '*', 'request_id', ARGV[2], 'status', ARGV[3], 'dead', ARGV[6])
-  end
-end
-redis.call('PUBLISH', KEYS[4], ARGV[1])
--- The claim only marks the request in flight: its fingerprint moves into the record, which
--- owns the id from now on (tasks.outcomes.claims).
-local fingerprint = ''
-local claim = redis.call('GET', KEYS[5])
-if claim then
-  local ok, decoded = pcall(cjson.decode, claim)
-  if ok and type(decoded) == 'table' and type(decoded.fingerprint) == 'string' then
-    fingerprint = decoded.fingerprint
-  end
-  redis.call('DEL', KEYS[5])
-end
--- The record points at the entry: the outcome itself is on the stream already.
-redis.call('SET', KEYS[1], ARGV[8] .. ' ' .. entry .. ' ' .. fingerprint,
-           'EX', tonumber(ARGV[4]))
--- The markers (delivery count, "may have been sent") only matter until the outcome is
--- recorded: from now on the record answers every redelivery. Deleted in the same step.
-for i = 6, 5 + tonumber(ARGV[7]) do redis.call('DEL', KEYS[i]) end
-return 1
-"""
+from grant_worker.tasks.scripts import register
 
 
 def dead_letter(outcome: Outcome, original: Any) -> dict[str, Any]:
@@ -150,7 +105,7 @@ class OutcomeRecorder:
         self._min_replicas = min_replicas
         self._replica_wait_ms = replica_wait_ms
         # The batch ledger's block runs first, in the same script: counters move with the record.
-        self._script = client.register_script(COUNT_IN_BATCH + _RECORD_ONCE)
+        self._script = register(client, __package__, COUNT_IN_BATCH, "record_outcome_once.lua")
         self._queue = queue
         self._activity = ActivityCounter(client, keys)
 

@@ -13,12 +13,15 @@ right after its XADD,
   the id (input that could not be read, say).
 
 Kept under 29 bytes, Redis stores the value in the key's own allocation (an embedded string):
-about 120 B per request, where the full outcome JSON cost about 536 B.
+about 120 B per request, against about 536 B for a copy of the outcome's JSON.
 
 Reading a record costs one more round trip (XRANGE of that one entry). When the stream has
 been trimmed past the entry (`GRANTS_STREAM_MAXLEN`), the record still answers "done, with this
 status" (`trimmed_outcome`), which is all a redelivery needs to be acknowledged without a call.
-Records written before the pointer format (the full outcome JSON) are still read as they are.
+
+This module owns the format. Two Lua scripts beside it write or read it in the same atomic step
+as other changes, and follow `parse_pointer`: `lua/record_outcome_once.lua` (the recorder)
+writes it, `lua/replay_dead_letter.lua` (`tasks.outcomes.replays`) reads its fingerprint.
 """
 
 from __future__ import annotations
@@ -55,16 +58,8 @@ class Pointer:
     fingerprint: str
 
 
-def parse_record(raw: str) -> Pointer | Outcome:
-    """A record's value as a `Pointer`, or the `Outcome` itself for a record written in full
-    by an earlier version. Raises `ValueError` for anything else."""
-    if raw.startswith("{"):
-        return Outcome.model_validate_json(raw)
-    return parse_pointer(raw)
-
-
 def parse_pointer(raw: str) -> Pointer:
-    """A record in the pointer format; raises `ValueError` for anything else."""
+    """A record's value; raises `ValueError` for anything that is not a record."""
     letter, entry_id, fingerprint = raw.split(" ")
     if letter not in _STATUS_OF_LETTER or "-" not in entry_id:
         raise ValueError(f"not an outcome record: {raw!r}")
@@ -87,21 +82,13 @@ def resolve(
 ) -> dict[str, Outcome]:
     """The outcomes of those of `records` (request id → raw record, None where absent) that
     have one: each pointer's results entry is read (`outcome_texts`), and a trimmed or
-    unreadable entry answers `trimmed_outcome`. Raises `ValueError` for a record that is
-    neither a pointer nor an outcome."""
-    found: dict[str, Outcome] = {}
-    pointers: dict[str, Pointer] = {}
-    for request_id, raw in records.items():
-        if not raw:
-            continue
-        record = parse_record(raw)
-        if isinstance(record, Outcome):
-            found[request_id] = record
-        else:
-            pointers[request_id] = record
-    for request_id, text in outcome_texts(client, keys, pointers).items():
-        found[request_id] = _outcome_or_trimmed(request_id, pointers[request_id], text)
-    return found
+    unreadable entry answers `trimmed_outcome`. Raises `ValueError` for a value that is not a
+    record."""
+    pointers = {request_id: parse_pointer(raw) for request_id, raw in records.items() if raw}
+    return {
+        request_id: _outcome_or_trimmed(request_id, pointers[request_id], text)
+        for request_id, text in outcome_texts(client, keys, pointers).items()
+    }
 
 
 def _outcome_or_trimmed(request_id: str, pointer: Pointer, text: str | None) -> Outcome:

@@ -94,6 +94,21 @@ def test_the_wheel_claims_one_import_name(installed: Path) -> None:
     assert top_level == {"grant_worker"}
 
 
+def test_the_wheel_holds_every_lua_script_beside_its_owner(installed: Path) -> None:
+    site = next((installed / "lib").glob("python*/site-packages"))
+    scripts = {
+        path.relative_to(ROOT).as_posix()
+        for name in PROJECT_FILES
+        if (ROOT / name).is_dir()
+        for path in (ROOT / name).rglob("lua/*.lua")
+    }
+    shipped = {
+        path.relative_to(site / "grant_worker").as_posix()
+        for path in (site / "grant_worker").rglob("lua/*.lua")
+    }
+    assert scripts and shipped == scripts
+
+
 def test_an_application_with_its_own_config_and_tasks_submits_and_waits(
     installed: Path, tmp_path: Path, emulator: Any, key_prefix: str, queue_name: str, redis_url: str
 ) -> None:

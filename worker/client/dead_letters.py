@@ -5,9 +5,10 @@ forgetting its outcome record and delivery count, so the worker works on it afre
 uniqueness still keeps it from creating a grant twice. The id stays owned by its request
 meanwhile: the record's fingerprint goes back into a claim (`tasks.outcomes.claims`).
 
-Each letter is replayed exactly once, however many replays run at once: a replay claims a letter
-by deleting it from the dead stream, in the same atomic step that forgets the record, and only
-the replay whose delete removed it enqueues the request. The others report it `skipped`.
+Each letter is replayed exactly once, however many replays run at once: a replay takes a letter
+by deleting it from the dead stream, in the same atomic step that forgets the record
+(`tasks.outcomes.replays`, which alone here knows the record's format), and only the replay
+whose delete removed it enqueues the request. The others report it `skipped`.
 A `request_id_reused` letter is not replayed: its request id belongs to another request.
 """
 
@@ -22,33 +23,12 @@ import redis
 
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.messages.models import GrantRequest
 from grant_worker.tasks.messages.validation import parse_request
-from grant_worker.tasks.outcomes.claims import fingerprint, normalised
+from grant_worker.tasks.outcomes.replays import DeadLetterReplays
 from grant_worker.tasks.outcomes.streams import entries_between
 from grant_worker.worker.client.grant_client import GrantClient
 
 PAGE = 500
-
-# KEYS: dead stream, outcome record, delivery count, claim; ARGV: the letter's entry id, the
-# replayed request's claim JSON, its fingerprint, the claim's ttl_s.
-# Only the caller whose XDEL removed the letter gets 1, and forgets the record. The record's
-# fingerprint owns the request id (tasks.outcomes.claims): it goes back into a claim, so that
-# the id stays owned while the replay is queued.
-_CLAIM = """
-if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
-  return 0
-end
-local record = redis.call('GET', KEYS[2])
-local owner = record and string.match(record, '^%a [%d]+%-[%d]+ (%S+)$')
-if owner then
-  local claim = ARGV[2]
-  if owner ~= ARGV[3] then claim = cjson.encode({fingerprint = owner}) end
-  redis.call('SET', KEYS[4], claim, 'NX', 'EX', tonumber(ARGV[4]))
-end
-redis.call('DEL', KEYS[2], KEYS[3])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -98,7 +78,9 @@ class DeadLetters:
         self._client = client
         self._redis: redis.Redis = client.redis
         self._keys: Keys = client.keys
-        self._claim = self._redis.register_script(_CLAIM)
+        self._replays = DeadLetterReplays(
+            self._redis, self._keys, claim_ttl_s=client.settings.grants_record_ttl_s
+        )
 
     def all(self, *, code: str | None = None, batch_id: str | None = None) -> Iterator[DeadLetter]:
         """Every dead letter, oldest first, optionally only those with error code `code` and
@@ -153,7 +135,7 @@ class DeadLetters:
             if dry_run:
                 results.append(ReplayResult(letter.entry_id, letter.request_id, "would replay"))
                 continue
-            if not self._claimed(letter, request):
+            if not self._replays.take(letter.entry_id, letter.request_id, request):
                 reason = "already replayed or purged by someone else"
                 results.append(ReplayResult(letter.entry_id, letter.request_id, "skipped", reason))
                 continue
@@ -165,18 +147,6 @@ class DeadLetters:
                 raise
             results.append(ReplayResult(letter.entry_id, letter.request_id, "replayed"))
         return results
-
-    def _claimed(self, letter: DeadLetter, request: GrantRequest) -> bool:
-        keys = [
-            self._keys.dead,
-            self._keys.outcome_record(letter.request_id),
-            self._keys.deliveries(letter.request_id),
-            self._keys.claim(letter.request_id),
-        ]
-        mine = fingerprint(request)
-        claim = json.dumps({"fingerprint": mine, "request": normalised(request)})
-        ttl_s = self._client.settings.grants_record_ttl_s
-        return bool(self._claim(keys=keys, args=[letter.entry_id, claim, mine, ttl_s]))
 
     def _put_back(self, letter: DeadLetter) -> None:
         fields = {

@@ -28,7 +28,7 @@ from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.inspection import TASK_NAME
 from grant_worker.tasks.messages.models import GrantRequest, Outcome
 from grant_worker.tasks.messages.validation import parse_request
-from grant_worker.tasks.outcomes.batches import MARK_QUEUED
+from grant_worker.tasks.outcomes.batches import register_mark_queued
 from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.tasks.outcomes.records import resolve
 from grant_worker.tasks.outcomes.streams import entries_after, entries_between, newest_id
@@ -63,7 +63,7 @@ class GrantClient:
         # Built on first use: reading outcomes needs no Celery app.
         self._celery = app
         self._recorder = make_recorder(settings, self.redis)
-        self._mark_queued = self.redis.register_script(MARK_QUEUED)
+        self._mark_queued = register_mark_queued(self.redis)
 
     def close(self) -> None:
         self.redis.close()

@@ -45,6 +45,7 @@ from grant_worker.tasks import metrics
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.fleet import Identity, is_alive, registered, release
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.scripts import register
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +84,10 @@ def taking_key() -> str | None:
     return keys.taking(str(identity))
 
 
-# Every item of a taking list back at the head of the queue (BRPOP and BRPOPLPUSH take from the
-# right: RPUSH makes it next in line), in one atomic step.
-_RETURN_TAKEN = """
-local moved = 0
-while true do
-  local item = redis.call('RPOP', KEYS[1])
-  if not item then return moved end
-  redis.call('RPUSH', KEYS[2], item)
-  moved = moved + 1
-end
-"""
-
-
 def return_taken(client: Any, taking: str, queue: str) -> int:
-    """Move every message of the taking list `taking` back onto the queue list `queue`."""
-    return int(client.eval(_RETURN_TAKEN, 2, taking, queue))
+    """Move every message of the taking list `taking` back onto the head of the queue list
+    `queue`, in one atomic step (`lua/return_taken_to_queue.lua`)."""
+    return int(register(client, __package__, "return_taken_to_queue.lua")(keys=[taking, queue]))
 
 
 class TrackingQoS(kombu_redis.QoS):

@@ -1,5 +1,5 @@
 -- One more 5xx / timeout / connection error somewhere in the fleet. Opens the breaker when
--- ARGV[1] happened in a row (no answer in between: observe.lua resets the streak) over at
+-- ARGV[1] happened in a row (no answer in between: pace_observe.lua resets the streak) over at
 -- least ARGV[2] seconds. ARGV[3] first probe delay, ARGV[4] message. Returns 1 when this
 -- opened it, 2 when it was open already, 0 when it stays closed.
 local t = redis.call('TIME')

@@ -1,4 +1,4 @@
--- Shared head of acquire.lua and observe.lua: the clock and the model's rate and burst.
+-- Shared head of pace_acquire.lua and pace_observe.lua: the clock, the model's rate and burst.
 -- KEYS[1] the fleet's flow hash. ARGV[1] ceiling rate (0: none), ARGV[2] ceiling burst
 -- (0: none), ARGV[3] start rate, ARGV[4] idle TTL (ms). Microsecond integers fit a double.
 local t = redis.call('TIME')

@@ -2,7 +2,7 @@
 -- grace for the caller's sleep); otherwise take nothing and say when it would be, so that the
 -- caller asks again. The model is a token bucket (`tokens` at `tok_t`), refilled at the learned
 -- rate and capped at the tenant's bucket size. Nothing is reserved ahead: slot numbers then
--- follow the order calls are sent in, which `observe.lua` relies on. KEYS[2] the breaker.
+-- follow the order calls are sent in, which `pace_observe.lua` relies on. KEYS[2] the breaker.
 -- Returns {taken 1/0 (-1: the breaker is open), slot_us, now_us, seq, paused 1/0}.
 if redis.call('HGET', KEYS[2], 'state') == 'open' then
   return {-1, now, now, 0, 0}

@@ -1,0 +1,50 @@
+-- Record a request's one outcome (tasks/outcomes/recorder.py), unless it has one already: the
+-- results entry, the dead letter, the live event, the record, and the end of the in-flight
+-- claim and markers, in one atomic step. Runs after batch_count_outcome.lua, as one script.
+-- KEYS[1] record, KEYS[2] results, KEYS[3] dead, KEYS[4] events (channel), KEYS[5] claim,
+--   KEYS[6..5+ARGV[7]] the per-request markers to delete, then the batch ledger's keys
+--   (batch_count_outcome.lua reads them from the end).
+-- ARGV[1] outcome_json, ARGV[2] request_id, ARGV[3] status, ARGV[4] ttl_s, ARGV[5] maxlen,
+--   ARGV[6] dead_json ("" = not dead), ARGV[7] marker count, ARGV[8] status letter, then the
+--   batch ledger's argument (last).
+-- Returns 1 when recorded now, 0 when an outcome was recorded already.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local maxlen = tonumber(ARGV[5])
+local entry
+if maxlen > 0 then
+  entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
+                     'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
+else
+  entry = redis.call('XADD', KEYS[2], '*',
+                     'request_id', ARGV[2], 'status', ARGV[3], 'outcome', ARGV[1])
+end
+if ARGV[6] ~= '' then
+  if maxlen > 0 then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
+               'request_id', ARGV[2], 'status', ARGV[3], 'dead', ARGV[6])
+  else
+    redis.call('XADD', KEYS[3], '*', 'request_id', ARGV[2], 'status', ARGV[3], 'dead', ARGV[6])
+  end
+end
+redis.call('PUBLISH', KEYS[4], ARGV[1])
+-- The claim only marks the request in flight: its fingerprint moves into the record, which
+-- owns the id from now on (tasks/outcomes/claims.py).
+local fingerprint = ''
+local claim = redis.call('GET', KEYS[5])
+if claim then
+  local ok, decoded = pcall(cjson.decode, claim)
+  if ok and type(decoded) == 'table' and type(decoded.fingerprint) == 'string' then
+    fingerprint = decoded.fingerprint
+  end
+  redis.call('DEL', KEYS[5])
+end
+-- The record points at the entry: the outcome itself is on the stream already. Its format
+-- belongs to tasks/outcomes/records.py: "{status letter} {entry id} {fingerprint}".
+redis.call('SET', KEYS[1], ARGV[8] .. ' ' .. entry .. ' ' .. fingerprint,
+           'EX', tonumber(ARGV[4]))
+-- The markers (delivery count, "may have been sent") only matter until the outcome is
+-- recorded: from now on the record answers every redelivery. Deleted in the same step.
+for i = 6, 5 + tonumber(ARGV[7]) do redis.call('DEL', KEYS[i]) end
+return 1
