@@ -37,7 +37,6 @@ import functools
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -47,13 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import bootsteps
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
 
 from grant_worker.tasks import metrics
-from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -328,41 +325,6 @@ class RecoveryLoop:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-class RecoveryStep(bootsteps.StartStopStep):
-    """Gives the worker its identity, then sweeps for lapsed workers for its whole life."""
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        settings = worker.app.grants_settings
-        self._keys = Keys(settings.grants_key_prefix)
-        # Set before the consumer takes its first message, so every tag it holds is tracked.
-        self.identity = Identity.new(getattr(worker, "hostname", None) or socket.gethostname())
-        track_as(self.identity, self._keys)
-        worker.grants_identity = self.identity
-        self._loop: RecoveryLoop | None = None
-        from grant_worker.worker.process import shutdown
-
-        shutdown.install(worker, settings.grants_shutdown_grace_s)
-
-    def start(self, worker: Any) -> None:
-        settings = worker.app.grants_settings
-        client = make_redis(settings)
-        recovery = Recovery(
-            client,
-            self._keys,
-            me=self.identity,
-            restore_by_tag=_kombu_restore(worker.app),
-            queue=settings.grants_queue,
-        )
-        worker.grants_recovery = recovery
-        self._loop = RecoveryLoop(recovery, interval_s=settings.grants_heartbeat_interval_s)
-        threading.Thread(target=self._loop.run, name="recovery", daemon=True).start()
-
-    def stop(self, worker: Any) -> None:
-        if self._loop is not None:
-            self._loop.stop()
 
 
 def _kombu_restore(app: Any) -> Callable[[str], None]:
