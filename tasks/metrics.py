@@ -54,7 +54,7 @@ RETURNED_TO_QUEUE = Counter(
     "Requests put back on the queue to wait (no slot soon, breaker open, shutting down)",
 )
 
-# -- outcome correctness and recovery (issue 9) --
+# -- outcome correctness and recovery --
 
 RESOLVED_BY_LOOKUP = Counter(
     "grants_resolved_by_lookup_total",
