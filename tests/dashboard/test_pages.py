@@ -46,12 +46,12 @@ def test_overview_shows_breaker_cause_learned_rate_and_workers(
             "next_probe_at": 2,
         },
     )
-    # The pace's hash as issue 7 keeps it: limit/remaining from headers, the learned rate.
+    # The pace's hash as `tasks.flow.pace` keeps it: limit/remaining from headers, the learned rate.
     pause_us = int((time.time() + 30) * 1_000_000)
     redis_client.hset(
         keys.pace, mapping={"limit": 50, "remaining": 3, "rate": 15, "pause": pause_us}
     )
-    # The register and heartbeat as issue 9's worker.process.recovery.beat writes them.
+    # The register and heartbeat as `worker.process.recovery.beat` writes them.
     redis_client.set(
         keys.heartbeat("celery@box-1/b00t2"),
         '{"busy": 2, "capacity": 8, "queued": 5, "idle_s": 0.2, "stalled": false, '
@@ -148,7 +148,7 @@ def test_batches_read_issue_10s_ledger_and_rows_when_they_exist(
     redis_client: redis.Redis,
     key_prefix: str,
 ) -> None:
-    # The ledger as tasks.outcomes.batches (issue 10) writes it; the failed row's outcome is
+    # The ledger as `tasks.outcomes.batches` writes it; the failed row's outcome is
     # only in its record, not among the outcomes this test put on the stream.
     redis_client.hset(
         f"{key_prefix}batch:ledgered",

@@ -62,7 +62,7 @@ def test_a_send_cut_short_by_a_crash_stays_possibly_sent(
 
 
 class _WaitingProvisioner:
-    """Stands in for a provisioner whose fleet must wait (issue 7's breaker, the pace)."""
+    """Stands in for a provisioner whose fleet must wait (the fleet's breaker, the pace)."""
 
     def provision(self, *args: Any, **kwargs: Any) -> Any:
         raise ReturnToQueue("breaker open", delay_s=1.0)

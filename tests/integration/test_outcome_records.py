@@ -1,5 +1,5 @@
 """The outcome record is a short pointer into the results stream, and the request id's claim
-lives only while the request is in flight (issue 11, Redis footprint per request)."""
+lives only while the request is in flight (Redis footprint per request)."""
 
 from __future__ import annotations
 

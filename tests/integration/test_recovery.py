@@ -74,9 +74,9 @@ def test_a_lapsed_worker_is_restored_by_exactly_one_of_two_survivors(
 def test_two_live_workers_under_one_host_name_keep_their_messages(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    # Two `grants worker` on one machine without --hostname: both are `celery@host`. Each
-    # used to overwrite the other's heartbeat, take the other for dead and put its messages
-    # back while they ran, every sweep (42 of 500 requests ended `poison` that way).
+    # Two `grants worker` on one machine without --hostname: both are `celery@host`. Keyed by
+    # host name, each would overwrite the other's heartbeat, take the other for dead and put
+    # its messages back while they run, every sweep.
     keys = Keys(key_prefix)
     first, second = Identity("same@test", "b1"), Identity("same@test", "b2")
     beat(redis_client, keys, first, {}, ttl_s=30)
@@ -155,8 +155,7 @@ sys.exit(0)  # not reached
 def test_a_worker_killed_between_taking_and_recording_a_message_loses_nothing(
     settings: Settings, redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    # With kombu's BRPOP, the message was off the queue and nowhere else: 1 of 200 requests
-    # never had an outcome in a SIGKILL run on a loaded machine.
+    # With kombu's BRPOP, the message would be off the queue and nowhere else.
     keys = Keys(key_prefix)
     with GrantClient(settings) as client:
         client.submit({"grant": {"client_id": "svc-taken", "audience": "https://api/"}})

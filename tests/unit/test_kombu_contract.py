@@ -68,7 +68,7 @@ def test_every_override_is_listed_here() -> None:
         name
         for cls in (transport.GuardedChannel, transport.GuardedSentinelChannel)
         for name, value in vars(cls).items()
-        # Methods only: `QoS` is a class of ours (issue 9's TrackingQoS), tested on its own.
+        # Methods only: `QoS` is a class of ours (`TrackingQoS`), tested on its own.
         if callable(value)
         and not isinstance(value, type)
         and hasattr(kombu_redis.SentinelChannel, name)
