@@ -32,7 +32,6 @@ from grant_worker.tasks.messages.limits import (
     nesting_depth_of,
 )
 
-SCHEMA_VERSION = 1
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
