@@ -11,7 +11,7 @@ clients svc-00000 … svc-04999 hold one grant on each of two APIs, so rows are 
 
 Phases, each on a freshly reset tenant, `grants bulk` a real process (as a user runs it):
 
-1. enqueue baseline: the same requests sent one `send_task` each (the producer before #10),
+1. enqueue baseline: the same requests sent one `send_task` each (a plain Celery producer),
    to a queue nobody consumes; the ratio is the CLI's check+enqueue time over it.
 2. full run: `grants bulk FILE --wait` with the workers running. Time to the summary against
    the physical limit (rows / rate), check+enqueue time (from the process start to the last
@@ -105,7 +105,7 @@ def posts(admin: EmulatorAdmin) -> int:
 
 
 def enqueue_baseline(settings: Settings, rows: int) -> float:
-    """Seconds to send `rows` requests one `send_task` each, as the producer did before."""
+    """Seconds to send `rows` requests one `send_task` each, as a plain Celery producer does."""
     app = create_app(settings)
     started = time.monotonic()
     with app.producer_or_acquire() as producer:

@@ -40,7 +40,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 class Settings(BaseSettings):
-    """Configuration from the environment names of docs/design.md (every one in the README)."""
+    """Configuration by environment variable; each one is documented in docs/settings.md."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # Required by `grants dashboard` on any address but loopback; every visitor then logs in.
     grants_dashboard_token: SecretStr | None = None
 
-    # Operations (issue 11). Logs: json or text; unset, JSON unless stderr is a terminal.
+    # Operations. Logs: json or text; unset, JSON unless stderr is a terminal.
     grants_log_format: Literal["json", "text"] | None = None
     grants_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Several workers on one host: each takes the first free port of
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
-    # -- flow control (issue 7) ----------------------------------------------------------------
+    # -- flow control ---------------------------------------------------------------------------
     # Secrets from mounted files (Docker / Kubernetes secrets), re-read when the breaker probes.
     auth0_client_secret_file: str | None = None
     auth0_token_file: str | None = None

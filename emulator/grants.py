@@ -3,7 +3,7 @@
 Each method takes what the request carried (decoded body, query, the Host it was sent to)
 and returns the response body, or raises ApiError with Auth0's status and body.
 
-Order of the rules on create (reference sections 1 and 2): the schema; exactly one of
+Order of the rules on create, as a tenant applies them: the schema; exactly one of
 client_id / default_for; scope vs allow_all_scopes; the audience must be an API of the tenant
 (404); the client must exist (404) and be of a type that can hold grants (400); no third-party
 grants on the Management API (400); `user` grants on the Management API only hold the

@@ -6,7 +6,7 @@ A client may get a token for:
 - another API of the tenant: scopes = the grant stored for (client, audience), or the
   `default_for: third_party_clients` grant for a third-party client; without one, 403.
 
-Errors (reference section 3): wrong id or secret → 401 access_denied "Unauthorized"; a grant
+Errors, as a tenant answers them: wrong id or secret → 401 access_denied "Unauthorized"; a grant
 type the client may not use → 403 unauthorized_client; an API without a grant → 403
 access_denied "Client is not authorized to access ...".
 

@@ -1,7 +1,7 @@
 """One tenant-wide token bucket, like Auth0's Management API limit (pure, injectable clocks).
 
 The bucket holds at most `burst` tokens and refills at `rate_per_s`; every limited request
-takes one, and an empty bucket means 429. Headers (reference section 4), on every Management
+takes one, and an empty bucket means 429. Headers, as Auth0 sends them on every Management
 API reply, as real tenants send them:
 
 - `x-ratelimit-limit`: the bucket size (`burst`);
@@ -45,7 +45,7 @@ TOO_MANY_REQUESTS_OAUTH_BODY = {
 # A tenant "without" a limit: one too high to reach from one machine, headers still sent.
 UNLIMITED_RATE_PER_S = 10_000.0
 
-# Auth0's tiers (reference section 4): (sustained requests/s, burst).
+# Auth0's published tiers: (sustained requests/s, burst).
 TIERS: dict[str, tuple[float, int]] = {
     "free": (2.0, 10),
     "self-service": (16.0, 50),

@@ -19,7 +19,7 @@ ID_PREFIX = "cgr_"
 ID_ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 16
 
-# The key order Auth0 responses were observed in (reference section 2).
+# The key order Auth0 responses were observed in (tests/data/recordings).
 RESPONSE_ORDER = (
     "id",
     "client_id",

@@ -29,22 +29,16 @@ from typing import Any, Literal
 
 from grant_worker.tasks.messages.models import CreateClientGrant, Grant, OnConflict
 
-# The fields `PATCH /api/v2/client-grants/{id}` accepts (README section 3); the others
-# (client_id, audience, subject_type, default_for) are immutable and part of the match.
-PATCHABLE = (
-    "scope",
-    "organization_usage",
-    "allow_any_organization",
-    "authorization_details_types",
-    "allow_all_scopes",
-)
-
 Mode = Literal["keep", "merge", "replace"]
 
 
 @dataclass(frozen=True)
 class Wanted:
-    """The PATCH-able settings of a grant, with Auth0's defaults filled in."""
+    """The PATCH-able settings of a grant, with Auth0's defaults filled in.
+
+    These are the fields `PATCH /api/v2/client-grants/{id}` accepts; the others (client_id,
+    audience, subject_type, default_for) are immutable and part of the match.
+    """
 
     scope: frozenset[str]
     organization_usage: str

@@ -41,12 +41,12 @@ AUTH0_RETRIES = Counter(
 RATE_LIMITED = Counter(
     "grants_auth0_rate_limited_total", "429 answers from Auth0, by endpoint", ["endpoint"]
 )
-GOVERNOR_WAIT_SECONDS = Histogram(
+PACE_WAIT_SECONDS = Histogram(
     "grants_pace_wait_seconds",
     "Time a call waited for a slot of the fleet's shared pace",
     buckets=(0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
-GOVERNOR_PAUSES = Counter(
+PACE_PAUSES = Counter(
     "grants_pace_pauses_total", "Fleet-wide pauses set after a 429 with a reset time"
 )
 RETURNED_TO_QUEUE = Counter(
@@ -54,7 +54,7 @@ RETURNED_TO_QUEUE = Counter(
     "Requests put back on the queue to wait (no slot soon, breaker open, shutting down)",
 )
 
-# -- outcome correctness and recovery (issue 9) --
+# -- outcome correctness and recovery --
 
 RESOLVED_BY_LOOKUP = Counter(
     "grants_resolved_by_lookup_total",

@@ -81,7 +81,7 @@ def register_create_task(
     @app.task(
         name=TASK_NAME,
         # This app's own: a shared task would be built into every app made later in the same
-        # process, bound to this app's handler (a second app then worked through the first's).
+        # process, bound to this app's handler (a second app would then work through the first's).
         shared=False,
         bind=True,
         acks_late=True,
@@ -93,11 +93,11 @@ def register_create_task(
         Request=ExpiryRecordingRequest,
     )
     def create_grant(self: Task, *args: Any, **kwargs: Any) -> None:
-        # The gate refused task ids against the rule; this guards direct calls.
+        # The consumer's inspection refuses task ids against the rule; this guards direct calls.
         task_id = safe_request_id(str(self.request.id))
         try:
             if args or set(kwargs) != {"request"}:
-                # The consumer's gate refuses these before they get here; this guards direct
+                # The consumer's inspection refuses these before they get here; this guards direct
                 # calls.
                 problem = f"task {TASK_NAME} takes exactly one keyword argument `request`"
                 handler().reject(

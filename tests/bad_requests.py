@@ -92,8 +92,8 @@ BAD_ENVELOPES: list[tuple[str, Any, list[str]]] = [
     ("batch_id too long", {**grant(), "batch_id": "b" * 129}, ["batch_id", "128"]),
     ("metadata not an object", {**grant(), "metadata": ["x"]}, ["metadata", "object"]),
     ("metadata over 4 KiB", {**grant(), "metadata": {"note": "n" * 4100}}, ["metadata", "4096"]),
-    # Issue 8: limits that missed. Metadata nested past 32 deep (issue: 256-998 deep passed,
-    # the grant was created and the outcome could never be serialised).
+    # Metadata nested past 32 deep: deeper metadata would get a grant created, then an outcome
+    # that cannot be serialised.
     ("metadata nested 40 deep", {**grant(), "metadata": nested(40)}, ["metadata", "32 deep"]),
     # Counted in UTF-8 bytes as sent, not on ASCII-escaped JSON: 2,100 x "é" is 4,200 bytes.
     (
@@ -114,11 +114,11 @@ BAD_TEXTS: list[tuple[str, str | bytes, list[str]]] = [
     ("truncated JSON", '{"grant": {"audience": "a"', ["not valid JSON"]),
     ("invalid UTF-8", b'{"grant": {"audience": "\xff\xfe"}}', ["UTF-8"]),
     ("empty text", "", ["not valid JSON"]),
-    # Issue 8: 2.4 KB of JSON nested 1,200 deep raised RecursionError and crashed the worker.
+    # 2.4 KB of JSON nested 1,200 deep: Python's `json` raises RecursionError on it.
     ("nested 1,200 deep", nested_text(1200), ["nested", "1200"]),
     ("metadata nested 998 deep", '{"grant": {}, "metadata": ' + nested_text(998) + "}", ["nested"]),
 ]
 
-# Metadata the contract accepts though the old check refused it: 2,019 bytes of UTF-8 (its
-# ASCII-escaped JSON is over 4,096).
+# Metadata the contract accepts though a check on ASCII-escaped JSON would refuse it: 2,019
+# bytes of UTF-8 (its ASCII-escaped JSON is over 4,096).
 UTF8_METADATA_WITHIN_LIMIT: dict[str, Any] = {"note": "é" * 1003 + "x" * 2}

@@ -54,24 +54,6 @@ class TokenSource(Protocol):
         ...
 
 
-class StaticToken:
-    """A fixed `AUTH0_TOKEN`: never fetched, so a 401 is final."""
-
-    refreshable = False
-
-    def __init__(self, token: SecretStr) -> None:
-        self._token = token
-
-    def current(self, fetch: Fetch) -> str:
-        return self._token.get_secret_value()
-
-    def invalidate(self, stale: str) -> None:
-        return None
-
-    def __repr__(self) -> str:
-        return "StaticToken(token=SecretStr('**********'))"
-
-
 class ReloadableToken:
     """A static token read from a source that may change (AUTH0_TOKEN_FILE): a 401 is final
     until the file is rewritten and the secrets reloaded."""

@@ -170,7 +170,7 @@ class FleetPace:
             nap = min(wait_s, POLL_MAX_S) * (1.0 + POLL_JITTER * self._random())
             self._sleep(nap if left_s is None else min(nap, left_s))
         waited_s = max(0.0, self._clock() - started)
-        metrics.GOVERNOR_WAIT_SECONDS.observe(waited_s)
+        metrics.PACE_WAIT_SECONDS.observe(waited_s)
         return Slot(int(seq), int(slot_us) / _US, waited_s)
 
     def _wait_out_pause(self, started: float, max_wait_s: float | None) -> None:
@@ -228,7 +228,7 @@ class FleetPace:
         """Hold every process's calls until `epoch_s` (never shortens); True if extended."""
         _, extended = self._pause(keys=[self._keys.pace], args=[int(epoch_s * _US), IDLE_TTL_MS])
         if int(extended):
-            metrics.GOVERNOR_PAUSES.inc()
+            metrics.PACE_PAUSES.inc()
             metrics.FLEET_PAUSE_UNTIL.set(epoch_s)
         return bool(int(extended))
 

@@ -4,8 +4,9 @@ Python's `json` recurses once per nesting level: a 2.4 KB document nested 1,200 
 `RecursionError` (not `JSONDecodeError`), and a value nested a few hundred deep decodes fine but
 cannot be serialised again by Pydantic. So size and depth are checked on the raw text first,
 without recursion, and whatever the decoder still raises becomes a `RequestInvalid` naming the
-field and the rule. Callers: the Celery gate, the transport, the intake bridge, the validation of
-requests (and through it `GrantClient`), the CLI and the bulk-file reader. Pure: no I/O.
+field and the rule. Callers: the consumer's inspection, the transport, the intake bridge, the
+validation of requests (and through it `GrantClient`), the CLI and the bulk-file reader. Pure:
+no I/O.
 """
 
 from __future__ import annotations

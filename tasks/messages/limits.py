@@ -1,4 +1,4 @@
-"""The request contract's limits (DESIGN.md, "The request") and the pure measures they need.
+"""The request contract's limits (docs/design.md, "The request") and the pure measures they need.
 
 Kept apart from the models and the decoder so that both can use them without importing each
 other. Sizes are UTF-8 bytes, as a producer sends them, never ASCII-escaped JSON.

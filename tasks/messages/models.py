@@ -32,7 +32,6 @@ from grant_worker.tasks.messages.limits import (
     nesting_depth_of,
 )
 
-SCHEMA_VERSION = 1
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
@@ -93,7 +92,7 @@ class CreateClientGrant(BaseModel):
     organization_usage: Literal["deny", "allow", "require"] | None = None
     allow_any_organization: bool | None = None
     scope: list[Scope] | None = None
-    # The spec file lists client/user; the newest SDKs add anonymous_user (README section 1).
+    # The API spec file lists client and user; the newest SDKs add anonymous_user.
     subject_type: SubjectType | None = None
     authorization_details_types: list[AuthorizationDetailsType] | None = None
     allow_all_scopes: bool | None = None

@@ -127,7 +127,7 @@ def bulk_rows(batch_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
 def run_bulk(settings: Settings, batch_id: str, tmp_path: Path, redis_client: Any) -> int:
     """Start `grants bulk` on the 200 rows, in the background; returns the batch's size.
 
-    With `--skip-invalid` (issue 10) the invalid rows go to a rejects file and the batch has
+    With `--skip-invalid` the invalid rows go to a rejects file and the batch has
     the 190 others. A `grants bulk` without it refuses a file with invalid rows as a whole;
     then the rows it refuses reach the worker the way a producer without Celery sends them,
     on the intake stream, and end `rejected` in the batch of 200.

@@ -56,8 +56,8 @@ def test_a_restarted_bridge_takes_up_its_own_pending_entries_at_once(
     settings: Settings, redis_client: Any
 ) -> None:
     # Redis went away in the middle of a batch: the bridge had read entries it never enqueued.
-    # Its restart used to leave them to the 60 s claim, which alone took the Redis-restart
-    # scenario past its 120 s limit on a loaded machine.
+    # Its restart takes them up at once: left to the 60 s claim meant for dead bridges, they
+    # alone would take a Redis restart past two minutes.
     keys = Keys(settings.grants_key_prefix)
     restarted = bridge(settings, redis_client, "b-1")  # default claim_idle_ms: 60 s
     for n in range(3):
@@ -76,8 +76,8 @@ def test_a_restarted_bridge_takes_up_its_own_pending_entries_at_once(
 def test_an_entry_claimed_more_than_max_claims_times_is_dead_lettered_not_handed_on(
     settings: Settings, redis_client: Any
 ) -> None:
-    # The issue: an entry that killed a bridge was claimed by every other worker's bridge 60 s
-    # later, and killed it too. Past `max_claims` it now becomes a dead letter.
+    # An entry that kills a bridge would be claimed by every other worker's bridge 60 s later,
+    # and kill it too: past `max_claims` it becomes a dead letter instead.
     keys = Keys(settings.grants_key_prefix)
     bridge(settings, redis_client, "setup")
     entry_id = redis_client.xadd(keys.intake, {"request": json.dumps({"grant": {}})})

@@ -137,7 +137,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.fleet import Identity
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.process.app import create_app
-from grant_worker.worker.process.recovery import track_as
+from grant_worker.worker.process.broker.qos import track_as
 
 settings = Settings()
 track_as(Identity("taker@test", "b1"), Keys(settings.grants_key_prefix))

@@ -59,8 +59,8 @@ def test_redis_out_of_memory_pauses_workers_and_they_resume_by_themselves(
     emulator: Any,
     figures: Callable[..., None],
 ) -> None:
-    # The issue: under `noeviction` at `maxmemory`, a running worker died with exit code 0,
-    # starting workers died at once, and `grants submit` exited 2 (usage error).
+    # Under `noeviction` at `maxmemory`: running and starting workers stay alive, and
+    # `grants submit` says the broker is unavailable (exit 4), not a usage error (exit 2).
     server = RedisServer(tmp_path).start()
     admin = redis.Redis(port=server.port)
     metrics_port = free_port()
@@ -143,7 +143,7 @@ def test_refused_credentials_end_the_worker_with_code_2_and_say_why(
         wrong = server.url.replace("redis://", "redis://:wrong-password@")
         settings = settings_factory(redis_url=wrong)
         worker = WorkerProcess(settings, log_dir=tmp_path)
-        # On the fixed code the worker exits at once; on a regression it must not outlive us.
+        # The worker should exit at once; if it does not, it must not outlive the test.
         cleanup.append(worker)
         with contextlib.suppress(RuntimeError):
             worker.start(ready_timeout_s=30)
@@ -166,7 +166,7 @@ def test_a_broker_that_can_lose_or_evict_messages_is_warned_about_at_start(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    # The issue: restarting without an append-only file lost 99 of 100 requests silently.
+    # Without an append-only file a Redis restart loses the queue silently: the worker warns.
     server = RedisServer(
         tmp_path, extra_args=["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]
     ).start()
@@ -209,8 +209,8 @@ def test_grants_bulk_reads_hostile_lines_within_bounds(
     assert "Traceback" not in bulk.stderr
 
 
-# Once hit its 120 s timeout: the restarted bridge left its own pending entries to the 60 s
-# claim meant for dead bridges. Now 11-13 s (`IntakeBridge.pump_once` reads them back first).
+# A restarted bridge reads back its own pending entries first (`IntakeBridge.pump_once`): left
+# to the 60 s claim meant for dead bridges, they would take this test past its timeout.
 def test_the_intake_bridge_survives_a_redis_restart_and_keeps_bridging(
     tmp_path: Path,
     settings_factory: Callable[..., Settings],
@@ -218,8 +218,8 @@ def test_the_intake_bridge_survives_a_redis_restart_and_keeps_bridging(
     emulator: Any,
     figures: Callable[..., None],
 ) -> None:
-    # The issue: a 2 s restart killed the bridge for good (kombu's OperationalError was not
-    # caught): 2,481 of 3,000 entries never processed, new entries ignored.
+    # A 2 s restart raises kombu's OperationalError in the bridge: it must survive it and
+    # bridge every entry, those written before the restart and after.
     server = RedisServer(tmp_path).start()
     try:
         settings = settings_factory(redis_url=server.url, grants_concurrency=8, **FAST_RECOVERY)

@@ -65,8 +65,8 @@ def own_settings(
 
 
 # Both workers run under the same host name, as two `grants worker` on one machine do without
-# --hostname. Under load, that used to end 33 to 42 of the 500 as `poison`: each worker took
-# the other's heartbeat for its own dead past life and put its messages back while they ran.
+# --hostname: neither may take the other's heartbeat for its own dead past life and put its
+# messages back while they run, which would end some of the 500 as `poison`.
 def test_a_backlog_far_beyond_the_budget_is_all_created_at_the_tenants_pace(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],

@@ -32,8 +32,8 @@ def test_a_message_whose_celery_expires_passed_is_rejected_as_expired(
     emulator: Any,
     figures: Callable[..., None],
 ) -> None:
-    # A Celery producer's `expires`, and a worker that starts after it passed (the issue: 0
-    # outcomes, 0 dead letters, the messages gone).
+    # A Celery producer's `expires`, and a worker that starts after it passed (Celery alone
+    # would discard the messages without an outcome or a dead letter).
     ids = [f"exp-{n}" for n in range(3)]
     for task_id in ids:
         client.celery_app.send_task(
@@ -84,11 +84,11 @@ def test_messages_that_share_one_delivery_tag_survive_a_worker_kill(
     redis_client: Any,
     figures: Callable[..., None],
 ) -> None:
-    # The issue: 200 messages with one producer-written tag; after one SIGKILL 184 never got
-    # an outcome: kombu keeps unacknowledged messages in a hash by tag, so they shared one
-    # record. All 40 are taken before the kill (room for all, slow replies): the kill then
-    # falls outside kombu's own window between BRPOP and that record, which this test is not
-    # about (see the README).
+    # Messages with one producer-written tag: kombu keeps unacknowledged messages in a hash by
+    # tag, so without tags of their own they would share one record and a SIGKILL would leave
+    # most without an outcome. All 40 are taken before the kill (room for all, slow replies):
+    # the kill then falls outside kombu's own window between BRPOP and that record, which this
+    # test is not about (see the README).
     settings = settings_factory(grants_concurrency=48, **FAST_RECOVERY)
     emulator.admin.set_faults(latency_ms=1500)
     ids = [f"tag-{n:03d}" for n in range(40)]
@@ -127,9 +127,8 @@ def test_a_settings_error_on_every_delivery_ends_as_poison_with_backoff_not_a_ho
     tmp_path: Path,
     figures: Callable[..., None],
 ) -> None:
-    # The issue saw `celery -A grant_worker.worker.app worker` with AUTH0_DOMAIN unset requeue
-    # one message 7,689 times in 20 s. Such a worker now refuses to start (exit 2, the one
-    # start path), so the settings break after the start instead: the client secret's file
+    # A worker with AUTH0_DOMAIN unset refuses to start (exit 2, the one start path), so the
+    # settings break after the start instead: the client secret's file
     # goes away before the first request builds the worker's Auth0 client. Each delivery
     # still counts, requeues back off, and the poison outcome needs Redis only.
     settings = settings_factory(grants_max_deliveries=2)

@@ -128,9 +128,9 @@ def sentinel_deployment(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServ
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-# One run in about five used to lose 1 of 300 requests across the failover: kombu's BRPOP had
-# taken the message off the queue, and it was never recorded. Workers now move each message
-# into a list of their own (`worker.process.broker.transport`).
+# A failover can strike between kombu's BRPOP and the record of the message it took, which
+# would lose it: workers move each message into a list of their own instead
+# (`worker.process.broker.transport`).
 def test_a_sentinel_failover_in_the_middle_of_300_requests_loses_and_doubles_nothing(
     sentinel_deployment: tuple[RedisServer, RedisServer, list[Any]],
     settings_factory: Callable[..., Settings],

@@ -1,4 +1,4 @@
-"""The consumer's gate lets through only messages the task can read, without unpickling."""
+"""The consumer's inspection lets through only messages the task can read, without unpickling."""
 
 from __future__ import annotations
 

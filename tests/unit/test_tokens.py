@@ -7,7 +7,7 @@ import threading
 import pytest
 from pydantic import SecretStr
 
-from grant_worker.tasks.auth0.tokens import IssuedToken, StaticToken, TokenCache, renew_at
+from grant_worker.tasks.auth0.tokens import IssuedToken, ReloadableToken, TokenCache, renew_at
 from grant_worker.tasks.errors import NetworkError
 
 
@@ -126,7 +126,7 @@ def test_the_cache_repr_shows_no_token() -> None:
 
 
 def test_a_static_token_is_never_fetched_and_not_refreshable() -> None:
-    static = StaticToken(SecretStr("static-secret-token"))
+    static = ReloadableToken(lambda: SecretStr("static-secret-token"))
     issuer = Issuer()
     assert static.current(issuer) == "static-secret-token"
     assert issuer.count == 0

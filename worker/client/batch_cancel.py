@@ -87,5 +87,5 @@ def _request_id(item: str, request: dict[str, Any]) -> str:
     given = request.get("request_id")
     if isinstance(given, str):
         return given
-    # Requests without an id run under their Celery task id (DESIGN.md).
+    # Requests without an id run under their Celery task id (docs/design.md, the request).
     return str(json.loads(item).get("headers", {}).get("id"))

@@ -1,10 +1,10 @@
 """`grants submit --request-id ID` refuses an id that was used before, saying for what and how
 it ended, instead of enqueueing a request the worker would answer with someone else's outcome.
 
-A request id is an idempotency key (DESIGN.md): the same id with the same request answers the
-recorded outcome without a call; with a different request it is rejected (`request_id_reused`).
-Neither retries anything, so the command says how to: `grants dlq replay ID` for a request that
-failed, a new id for a new request.
+A request id is an idempotency key (docs/design.md, "The request"): the same id with the same
+request answers the recorded outcome without a call; with a different request it is rejected
+(`request_id_reused`). Neither retries anything, so the command says how to: `grants dlq replay
+ID` for a request that failed, a new id for a new request.
 """
 
 from __future__ import annotations

@@ -97,20 +97,10 @@ def create_app(settings: Settings) -> Celery:
         f"grants-{uuid.uuid4().hex}", app.grants_malformed_handler
     )
     from grant_worker.worker.process import startup
-    from grant_worker.worker.process.breaker_watch import FlowGateStep
-    from grant_worker.worker.process.broker.monitor import BrokerGuardStep
-    from grant_worker.worker.process.intake_bridge import IntakeBridgeStep
-    from grant_worker.worker.process.recovery import RecoveryStep
-    from grant_worker.worker.process.watchdog import WatchdogStep
+    from grant_worker.worker.process.steps import add_steps
 
-    app.steps["worker"].add(BrokerGuardStep)
-
-    app.steps["worker"].add(IntakeBridgeStep)
-    app.steps["worker"].add(WatchdogStep)
-    app.steps["worker"].add(RecoveryStep)
-    app.steps["consumer"].add(startup.LoopTickStep)
+    add_steps(app)
     startup.connect_signals()
-    app.steps["worker"].add(FlowGateStep)
     return app
 
 

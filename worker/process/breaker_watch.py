@@ -1,7 +1,7 @@
 """The worker's side of the fleet's breaker: stop taking messages while it is open, probe the
 tenant for the fleet, and check the tenant once at start-up.
 
-`FlowGate` runs in a thread of each worker process and looks at the breaker (`Keys.breaker`)
+`BreakerWatch` runs in a thread of each worker process and looks at the breaker (`Keys.breaker`)
 every `POLL_S`:
 
 - open: the consumer stops taking messages from the queue (Celery's `cancel_task_queue`, run
@@ -28,7 +28,6 @@ from typing import Any
 
 import click
 import redis
-from celery import bootsteps
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.auth0.api import ManagementApi, make_api
@@ -81,7 +80,7 @@ def probe_tenant(api: ManagementApi) -> None:
         raise ProbeFailed(tenant_fault(exc) or "unreachable", exc.message) from None
 
 
-class FlowGate:
+class BreakerWatch:
     """Pauses and resumes one process's consumer with the fleet's breaker; probes for the fleet."""
 
     def __init__(
@@ -96,7 +95,7 @@ class FlowGate:
     ) -> None:
         self._breaker = breaker
         # The process's client, resolved only when needed: building it is the handler's first
-        # use, which stays with the first request as before.
+        # use, which belongs to the first request, not to the worker's start.
         self._api = api
         self._pause = pause_consuming
         self._resume = resume_consuming
@@ -110,7 +109,7 @@ class FlowGate:
             try:
                 self.check()
             except redis.RedisError as exc:
-                log.debug("flow gate: %s", type(exc).__name__)
+                log.debug("breaker watch: %s", type(exc).__name__)
 
     def check(self) -> None:
         state = self._breaker.state()
@@ -154,7 +153,25 @@ class FlowGate:
         self._stop.set()
 
 
-def _consumer_calls(worker: Any, queue: str) -> tuple[Callable[[], None], Callable[[], None]]:
+def make_breaker_watch(
+    settings: Settings,
+    handler: Callable[[], Any],
+    *,
+    pause_consuming: Callable[[], None],
+    resume_consuming: Callable[[], None],
+) -> BreakerWatch:
+    """The `BreakerWatch` of a worker process whose task runs `handler`."""
+    return BreakerWatch(
+        make_breaker(settings, make_redis(settings)),
+        # The handler's client: its token cache and secrets are what the probe refreshes.
+        lambda: handler().provisioner.api,
+        pause_consuming=pause_consuming,
+        resume_consuming=resume_consuming,
+        files=FileWatch(watched_files(settings)),
+    )
+
+
+def consumer_calls(worker: Any, queue: str) -> tuple[Callable[[], None], Callable[[], None]]:
     """Pause / resume taking messages, run on the consumer's own loop (it is not thread-safe)."""
 
     def pause() -> None:
@@ -166,32 +183,6 @@ def _consumer_calls(worker: Any, queue: str) -> tuple[Callable[[], None], Callab
         consumer.call_soon(consumer.add_task_queue, queue)
 
     return pause, resume
-
-
-class FlowGateStep(bootsteps.StartStopStep):
-    """Runs the `FlowGate` thread for the life of a Celery worker."""
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        self._unpaced_check: FlowGate | None = None
-
-    def start(self, worker: Any) -> None:
-        settings: Settings = worker.app.grants_settings
-        handler = worker.app.grants_handler
-        pause, resume = _consumer_calls(worker, settings.grants_queue)
-        self._unpaced_check = FlowGate(
-            make_breaker(settings, make_redis(settings)),
-            # The handler's client: its token cache and secrets are what the probe refreshes.
-            lambda: handler().provisioner.api,
-            pause_consuming=pause,
-            resume_consuming=resume,
-            files=FileWatch(watched_files(settings)),
-        )
-        threading.Thread(target=self._unpaced_check.run, name="flow-gate", daemon=True).start()
-
-    def stop(self, worker: Any) -> None:
-        if self._unpaced_check is not None:
-            self._unpaced_check.stop()
 
 
 def check_tenant_at_start(settings: Settings, client: redis.Redis | None = None) -> None:
@@ -224,9 +215,10 @@ def _refuse(message: str) -> None:
 
 
 __all__ = [
-    "FlowGate",
-    "FlowGateStep",
+    "BreakerWatch",
     "ProbeFailed",
     "check_tenant_at_start",
+    "consumer_calls",
+    "make_breaker_watch",
     "probe_tenant",
 ]

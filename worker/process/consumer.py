@@ -75,7 +75,7 @@ class InspectingConsumer(Consumer):
                 task_names=known,
                 properties=message.properties,
             )
-        except Exception as exc:  # the gate never raises; a bug in it must not crash us
+        except Exception as exc:  # inspection never raises; a bug in it must not crash us
             refusal = Refusal(f"message: cannot be inspected ({type(exc).__name__})", None, "")
         if refusal is not None:
             fallback_id = refusal.task_id or f"msg-{message.delivery_tag}"
@@ -107,7 +107,7 @@ class InspectingConsumer(Consumer):
 
 
 def _request_of(message: Any) -> Any:
-    """The `request` kwarg of a message the gate let through (it is known to decode)."""
+    """The `request` kwarg of a message inspection let through (it is known to decode)."""
     try:
         _args, kwargs, _embed = message.decode()
         return kwargs.get("request")

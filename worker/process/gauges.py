@@ -5,8 +5,9 @@ Counters and histograms of the work live in `tasks.metrics`; these gauges are re
 nothing between scrapes. When Redis does not answer, the Redis gauges are left out of that
 scrape (absent, not zero) and `grants_redis_up` is 0.
 
-The pace's limit/remaining/pause and the breaker's state are gauges of their own modules
-(issue 7); they appear on the same page because everything uses the default registry.
+The pace's limit/remaining/pause and the breaker's state are set by `tasks.flow.pace` and
+`tasks.flow.breaker` as they change; they appear on the same page because everything uses the
+default registry.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@
   consumer dies, a loop that turns but no longer reads the queue, is the watchdog's
   (`worker.process.watchdog`): it ends the process (exit 70), which fails the probe too.
 - `/readyz` answers 200 while every registered readiness check passes: Redis reachable and
-  writable (registered here), the intake bridge alive (registered by `worker.process.app`), the
-  fleet's breaker closed (registered by the breaker's own module). Take the worker out of
+  writable, the broker taking this worker's writes, the intake bridge alive and the fleet's
+  breaker closed (all registered by `worker.process.startup.prepare_worker`). Take the worker out of
   service, do not restart it, when it fails: the cause is outside the process.
 - Anything else is 404.
 

@@ -26,7 +26,7 @@ import uuid
 from typing import Any
 
 import redis
-from celery import Celery, bootsteps
+from celery import Celery
 
 from grant_worker.tasks import metrics
 from grant_worker.tasks.connections import make_redis
@@ -47,6 +47,8 @@ MAX_CLAIMS = 5
 RESTART_FIRST_S = 0.5
 RESTART_MAX_S = 30.0
 PREVIEW_CHARS = 1024
+# How long a stopping worker waits for the bridge's thread: one blocking read, and a margin.
+STOP_WAIT_S = BLOCK_MS / 1000 + 2
 
 
 def task_id_for(entry_id: str, request: Any) -> str:
@@ -242,29 +244,13 @@ def _is_kombu_error(exc: BaseException) -> bool:
     return isinstance(exc, kombu.exceptions.KombuError)
 
 
-class IntakeBridgeStep(bootsteps.StartStopStep):
-    """Runs an `IntakeBridge` thread for the life of a Celery worker."""
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        self._bridge: IntakeBridge | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self, worker: Any) -> None:
-        settings = worker.app.grants_settings
-        consumer = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        self._bridge = IntakeBridge(
-            worker.app,
-            make_redis(settings),
-            Keys(settings.grants_key_prefix),
-            consumer,
-            max_claims=settings.grants_max_deliveries,
-        )
-        worker.app.grants_bridge = self._bridge
-        self._thread = self._bridge.start_in_thread()
-
-    def stop(self, worker: Any) -> None:
-        if self._bridge is not None:
-            self._bridge.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=BLOCK_MS / 1000 + 2)
+def make_intake_bridge(app: Celery) -> IntakeBridge:
+    """The bridge of one worker process, under a consumer name of its own in the group."""
+    settings = app.grants_settings
+    return IntakeBridge(
+        app,
+        make_redis(settings),
+        Keys(settings.grants_key_prefix),
+        f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        max_claims=settings.grants_max_deliveries,
+    )

@@ -9,9 +9,10 @@ who holds which message. Here:
 - the worker takes each message off the queue with one atomic move into a list of its own,
   `Keys.taking(identity)` (`worker.process.broker.transport`), not with kombu's BRPOP: killed
   between the pop and kombu's unacknowledged record, a BRPOP'd message would exist nowhere;
-- `TrackingQoS` adds each delivery tag to the set `Keys.held(identity)` when the worker takes the
-  message, in the same transaction as kombu's own unacknowledged record and the removal of the
-  message from the taking list, and removes the tag when kombu acks, rejects or restores it;
+- `TrackingQoS` (`worker.process.broker.qos`) adds each delivery tag to the set
+  `Keys.held(identity)` when the worker takes the message, in the same transaction as kombu's
+  own unacknowledged record and the removal of the message from the taking list, and removes
+  the tag when kombu acks, rejects or restores it;
 - the watchdog's heartbeat registers the identity (`tasks.fleet`, which owns the register
   and the heartbeats);
 - every worker scans the register as often as it beats: an identity whose heartbeat has lapsed
@@ -29,98 +30,21 @@ first one's outcome. The visibility timeout stays as the backstop for anything t
 from __future__ import annotations
 
 import logging
-import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import bootsteps
-from kombu.transport import redis as kombu_redis
-from kombu.transport import virtual
-from kombu.utils.json import dumps
 
 from grant_worker.tasks import metrics
-from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.fleet import Identity, is_alive, registered, release
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.scripts import register
+from grant_worker.worker.process.broker.qos import return_taken
 
 log = logging.getLogger(__name__)
 
 # A survivor restoring a dead worker's messages holds the identity this long at most.
 RECOVERY_LOCK_S = 30
-
-
-# The identity and key names of this process once it works as a worker; None in producers
-# and CLI processes, whose channels hold nothing.
-_tracking: tuple[Identity, Keys] | None = None
-
-
-def track_as(identity: Identity, keys: Keys) -> None:
-    """From now on, record the delivery tags this process holds under `identity`."""
-    global _tracking
-    _tracking = (identity, keys)
-
-
-def tracked_identity() -> Identity | None:
-    return _tracking[0] if _tracking else None
-
-
-def _held_key() -> str | None:
-    if _tracking is None:
-        return None
-    identity, keys = _tracking
-    return keys.held(str(identity))
-
-
-def taking_key() -> str | None:
-    """This worker's list of messages taken off the queue and not yet recorded; None outside
-    a worker (producers and CLI processes take nothing)."""
-    if _tracking is None:
-        return None
-    identity, keys = _tracking
-    return keys.taking(str(identity))
-
-
-def return_taken(client: Any, taking: str, queue: str) -> int:
-    """Move every message of the taking list `taking` back onto the head of the queue list
-    `queue`, in one atomic step (`lua/return_taken_to_queue.lua`)."""
-    return int(register(client, __package__, "return_taken_to_queue.lua")(keys=[taking, queue]))
-
-
-class TrackingQoS(kombu_redis.QoS):
-    """kombu's QoS, also keeping the set of delivery tags this worker holds."""
-
-    def append(self, message: Any, delivery_tag: Any) -> None:
-        held = _held_key()
-        if held is None:
-            super().append(message, delivery_tag)
-            return
-        # kombu's own append, with the tag added to the held set in the same round trip: a
-        # second one would widen the window in which a killed worker loses a message it took
-        # off the queue but had not yet recorded.
-        delivery = message.delivery_info
-        exchange, routing_key = delivery["exchange"], delivery["routing_key"]
-        # The item as it was moved into this worker's taking list
-        # (`worker.process.broker.transport`): it leaves the list in the same transaction that
-        # records it as unacknowledged.
-        taken = getattr(self.channel, "taken_item", None)
-        with self.pipe_or_acquire() as pipe:
-            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
-                self.unacked_key, delivery_tag, dumps([message._raw, exchange, routing_key])
-            ).sadd(held, delivery_tag)
-            if taken is not None:
-                pipe.lrem(taken[0], 1, taken[1])
-            pipe.execute()
-            self.channel.taken_item = None  # recorded: out of the taking list
-            virtual.QoS.append(self, message, delivery_tag)
-
-    def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
-        pipe = super()._remove_from_indices(delivery_tag, pipe)
-        held = _held_key()
-        return pipe.srem(held, delivery_tag) if held is not None else pipe
 
 
 class Recovery:
@@ -215,42 +139,7 @@ class RecoveryLoop:
         self._stop.set()
 
 
-class RecoveryStep(bootsteps.StartStopStep):
-    """Gives the worker its identity, then sweeps for lapsed workers for its whole life."""
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        settings = worker.app.grants_settings
-        self._keys = Keys(settings.grants_key_prefix)
-        # Set before the consumer takes its first message, so every tag it holds is tracked.
-        self.identity = Identity.new(getattr(worker, "hostname", None) or socket.gethostname())
-        track_as(self.identity, self._keys)
-        worker.grants_identity = self.identity
-        self._loop: RecoveryLoop | None = None
-        from grant_worker.worker.process import shutdown
-
-        shutdown.install(worker, settings.grants_shutdown_grace_s)
-
-    def start(self, worker: Any) -> None:
-        settings = worker.app.grants_settings
-        client = make_redis(settings)
-        recovery = Recovery(
-            client,
-            self._keys,
-            me=self.identity,
-            restore_by_tag=_kombu_restore(worker.app),
-            queue=settings.grants_queue,
-        )
-        worker.grants_recovery = recovery
-        self._loop = RecoveryLoop(recovery, interval_s=settings.grants_heartbeat_interval_s)
-        threading.Thread(target=self._loop.run, name="recovery", daemon=True).start()
-
-    def stop(self, worker: Any) -> None:
-        if self._loop is not None:
-            self._loop.stop()
-
-
-def _kombu_restore(app: Any) -> Callable[[str], None]:
+def kombu_restore(app: Any) -> Callable[[str], None]:
     """kombu's own `restore_by_tag`, on a connection of the recovery thread's own."""
     state: dict[str, Any] = {}
     guard = threading.Lock()

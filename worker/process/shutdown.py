@@ -14,7 +14,7 @@ the worker is SIGKILLed. Here, on the shutdown signal:
    the process exits 0.
 
 Supervisors must allow a little more than the grace: compose `stop_grace_period`, Kubernetes
-`terminationGracePeriodSeconds` (README, "Stopping a worker").
+`terminationGracePeriodSeconds` (docs/operations.md, "Stopping a worker").
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from celery import signals
 from grant_worker.tasks import metrics
 from grant_worker.tasks.delivery.shutdown import SHUTDOWN
 from grant_worker.tasks.fleet import forget
-from grant_worker.worker.process.recovery import Recovery, tracked_identity
+from grant_worker.worker.process.broker.qos import tracked_identity
+from grant_worker.worker.process.recovery import Recovery
 
 log = logging.getLogger(__name__)
 

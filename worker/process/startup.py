@@ -11,8 +11,9 @@ and the checks and services below hang on Celery's own hooks, so neither command
   gauges and readiness checks registered.
 - `setup_logging`: Celery's own lines go through the same handler.
 - `task_prerun` / `task_postrun`: the request id (and batch) put on every line a task logs.
-- `LoopTickStep`: the consumer's event loop ticks a timer that `/healthz` watches.
-- the intake bridge and the watchdog are worker bootsteps added by `worker.process.app.create_app`.
+- the bootsteps (`worker.process.steps`, added by `worker.process.app.create_app`): the broker
+  guard, the intake bridge, the watchdog, recovery, the breaker watch, and `LoopTickStep`, whose
+  timer on the consumer's event loop `/healthz` watches.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import redis
-from celery import bootsteps, signals
+from celery import signals
 from celery.worker import state
 
 from grant_worker.config.settings import Settings
@@ -234,24 +235,3 @@ def connect_signals() -> None:
     )
     signals.task_postrun.connect(_on_task_postrun, weak=False, dispatch_uid="grants-postrun")
     _connected = True
-
-
-class LoopTickStep(bootsteps.StartStopStep):
-    """Ticks `health.note_consumer_loop` from the consumer's event loop, for `/healthz`."""
-
-    requires = ("celery.worker.consumer.tasks:Tasks",)
-
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self._timer_entry: Any = None
-
-    def start(self, parent: Any) -> None:
-        health.note_consumer_loop()
-        self._timer_entry = parent.timer.call_repeatedly(
-            health.LOOP_TICK_S, health.note_consumer_loop
-        )
-
-    def stop(self, parent: Any) -> None:
-        if self._timer_entry is not None:
-            self._timer_entry.cancel()
-            self._timer_entry = None

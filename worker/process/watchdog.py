@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import bootsteps
 from celery.worker import state
 
+from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.delivery.shutdown import SHUTDOWN
 from grant_worker.tasks.fleet import Identity, beat
@@ -37,7 +36,7 @@ from grant_worker.tasks.flow.breaker import read_breaker
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.exit_codes import EXIT_STALLED
 from grant_worker.worker.process.broker.monitor import broker_state
-from grant_worker.worker.process.recovery import tracked_identity
+from grant_worker.worker.process.broker.qos import tracked_identity
 
 log = logging.getLogger(__name__)
 
@@ -179,46 +178,37 @@ def _exit_stalled() -> None:
     os._exit(STALLED_EXIT_CODE)
 
 
-def _bridge_liveness(worker: Any) -> Callable[[], bool]:
+def bridge_liveness(app: Any) -> Callable[[], bool]:
+    """Whether the intake bridge of `app` (`app.grants_bridge`) is alive."""
+
     def alive() -> bool:
-        bridge = getattr(worker.app, "grants_bridge", None)
+        bridge = getattr(app, "grants_bridge", None)
         # Not started yet (steps start in order) is not dead.
         return True if bridge is None else bool(bridge.alive())
 
     return alive
 
 
-class WatchdogStep(bootsteps.StartStopStep):
-    """Runs the `Watchdog` thread for the life of a Celery worker."""
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        self._watchdog: Watchdog | None = None
-
-    def start(self, worker: Any) -> None:
-        settings = worker.app.grants_settings
-        hostname = getattr(worker, "hostname", None) or socket.gethostname()
-        interval_s = settings.grants_heartbeat_interval_s
-        if settings.grants_stall_after_s:
-            interval_s = min(interval_s, settings.grants_stall_after_s / 4)
-        client = make_redis(settings)
-        keys = Keys(settings.grants_key_prefix)
-        self._watchdog = Watchdog(
-            client,
-            keys,
-            queue=settings.grants_queue,
-            capacity=settings.grants_concurrency,
-            hostname=hostname,
-            interval_s=interval_s,
-            stall_after_s=settings.grants_stall_after_s,
-            on_stall=_exit_stalled,
-            heartbeat_ttl_s=settings.grants_heartbeat_ttl_s,
-            identity=tracked_identity() or Identity(hostname, "-"),
-            paused=lambda: read_breaker(client, keys).is_open,
-            bridge_alive=_bridge_liveness(worker),
-        )
-        threading.Thread(target=self._watchdog.run, name="watchdog", daemon=True).start()
-
-    def stop(self, worker: Any) -> None:
-        if self._watchdog is not None:
-            self._watchdog.stop()
+def make_watchdog(
+    settings: Settings, *, hostname: str, bridge_alive: Callable[[], bool]
+) -> Watchdog:
+    """The watchdog of one worker process: it exits the process on a stall."""
+    interval_s = settings.grants_heartbeat_interval_s
+    if settings.grants_stall_after_s:
+        interval_s = min(interval_s, settings.grants_stall_after_s / 4)
+    client = make_redis(settings)
+    keys = Keys(settings.grants_key_prefix)
+    return Watchdog(
+        client,
+        keys,
+        queue=settings.grants_queue,
+        capacity=settings.grants_concurrency,
+        hostname=hostname,
+        interval_s=interval_s,
+        stall_after_s=settings.grants_stall_after_s,
+        on_stall=_exit_stalled,
+        heartbeat_ttl_s=settings.grants_heartbeat_ttl_s,
+        identity=tracked_identity() or Identity(hostname, "-"),
+        paused=lambda: read_breaker(client, keys).is_open,
+        bridge_alive=bridge_alive,
+    )

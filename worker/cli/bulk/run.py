@@ -69,8 +69,8 @@ class _Run:
 
 
 def run_bulk(settings: Settings, path: Path, options: BulkOptions) -> int:
-    """Returns the exit code (DESIGN.md): 0 all done, 1 some failed, rejected or invalid,
-    2 usage, 3 timed out waiting, 130 interrupted."""
+    """Returns the exit code (docs/design.md, "Exit codes"): 0 all done, 1 some failed,
+    rejected or invalid, 2 usage, 3 timed out waiting, 130 interrupted."""
     file_format: Format = "csv" if (options.fmt or guess_format(path)) == "csv" else "jsonl"
     batch_id = options.batch_id or derive_batch_id(path.read_bytes())
     # First, so that whatever happens next, the batch can be named (status, cancel, resume).

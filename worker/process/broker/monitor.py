@@ -18,13 +18,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
-from celery import bootsteps
 
+from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
 from grant_worker.tasks.broker_faults import classify, describe
+from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.keys import Keys
 from grant_worker.worker.exit_codes import EXIT_USAGE
 
 log = logging.getLogger(__name__)
@@ -162,34 +163,18 @@ def check_persistence(client: redis.Redis) -> list[str]:
     return warnings
 
 
-class BrokerGuardStep(bootsteps.StartStopStep):
-    """At worker start: credentials checked (exit 2 when refused), persistence read (WARNINGs),
-    then the `BrokerMonitor` thread for the life of the worker."""
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        self._monitor: BrokerMonitor | None = None
-
-    def start(self, worker: Any) -> None:
-        from grant_worker.tasks.connections import make_redis
-        from grant_worker.tasks.keys import Keys
-
-        settings = worker.app.grants_settings
-        client = make_redis(settings)
-        try:
-            client.ping()
-            check_persistence(client)
-        except redis.RedisError as exc:
-            if classify(exc) == "auth":
-                log.critical(auth_failure_message(exc))
-                # Celery's worker turns SystemExit into its exit code.
-                raise SystemExit(EXIT_USAGE) from None
-            # Transient: the consumer waits for Redis; the monitor reports not ready.
-            broker_state.note_fault(exc)
-        hostname = getattr(worker, "hostname", None) or "worker"
-        self._monitor = BrokerMonitor(client, Keys(settings.grants_key_prefix).probe(hostname))
-        threading.Thread(target=self._monitor.run, name="broker-monitor", daemon=True).start()
-
-    def stop(self, worker: Any) -> None:
-        if self._monitor is not None:
-            self._monitor.stop()
+def guard_broker(settings: Settings, hostname: str) -> BrokerMonitor:
+    """At worker start: credentials checked (exit 2 when refused), persistence read (WARNINGs).
+    Returns the `BrokerMonitor` to run for the life of the worker."""
+    client = make_redis(settings)
+    try:
+        client.ping()
+        check_persistence(client)
+    except redis.RedisError as exc:
+        if classify(exc) == "auth":
+            log.critical(auth_failure_message(exc))
+            # Celery's worker turns SystemExit into its exit code.
+            raise SystemExit(EXIT_USAGE) from None
+        # Transient: the consumer waits for Redis; the monitor reports not ready.
+        broker_state.note_fault(exc)
+    return BrokerMonitor(client, Keys(settings.grants_key_prefix).probe(hostname))

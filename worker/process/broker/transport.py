@@ -10,20 +10,20 @@ consuming.
 It also closes a window in which kombu loses a message when Redis goes away: BRPOP has taken the
 message off the list, and the write that records it as unacknowledged fails. kombu lets it go
 with the exception; here it is kept in the process and pushed back onto its queue as soon as
-Redis answers again (seen in the Redis-restart scenario: one request of a hundred lost).
+Redis answers again.
 A worker killed while Redis is down still loses what it keeps this way.
 
 In a worker, a message is not popped at all: BRPOPLPUSH moves it atomically from the queue into
 the worker's own taking list (`Keys.taking(identity)`), and it leaves that list in the same
-transaction that records it as unacknowledged (`worker.process.recovery.TrackingQoS`). With kombu's
-BRPOP, a worker killed between the pop and that record lost the message for good (1 of 200
-requests, in one of two SIGKILL runs on a loaded machine). Whatever a dead worker's taking list
-still holds goes back onto the queue with its unacknowledged messages (`worker.process.recovery`).
+transaction that records it as unacknowledged (`worker.process.broker.qos.TrackingQoS`). With
+kombu's BRPOP, a worker killed between the pop and that record would lose the message for good.
+Whatever a dead worker's taking list still holds goes back onto the queue with its
+unacknowledged messages (`worker.process.recovery`).
 
 Every item is bounded before it is decoded (size, then nesting depth: `tasks.messages`), and
 every received message gets a delivery tag of its own, as a broker would give it: kombu keys its
-unacknowledged messages by the tag the *producer* wrote, so producers that reuse one tag (the
-README's raw example once did) made one ack delete the record of every message in flight.
+unacknowledged messages by the tag the *producer* wrote, so a producer that reuses one tag
+would make one ack delete the record of every message in flight.
 
 Broker faults that are not connection errors to kombu (`OOM`, `READONLY`) are turned into
 connection errors here, so the consumer reconnects with a backoff instead of ending the worker,
@@ -58,14 +58,15 @@ from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.messages.decoding import decode_json
 from grant_worker.tasks.messages.limits import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES
 from grant_worker.worker.process.broker.monitor import broker_state
-from grant_worker.worker.process.recovery import TrackingQoS, return_taken, taking_key
+from grant_worker.worker.process.broker.qos import TrackingQoS, return_taken, taking_key
 
 log = logging.getLogger(__name__)
 
 SCHEMES = {"redis": "grants-redis", "rediss": "grants-rediss", "sentinel": "grants-sentinel"}
 # The body travels base64-encoded inside kombu's JSON envelope (4/3 of its size), beside the
-# headers and properties. Items above this are refused unread; the gate then holds the decoded
-# message, headers and properties included, to `MAX_MESSAGE_BYTES` exactly.
+# headers and properties. Items above this are refused unread; the consumer's inspection
+# (`tasks.messages.inspection`) then holds the decoded message, headers and properties
+# included, to `MAX_MESSAGE_BYTES` exactly.
 MAX_ITEM_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 16 * 1024
 # Transport option holding the name under which the callable `(raw_text, reason) -> None` that
 # records a dead letter is registered (`register_malformed_handler`). A name, not the callable:
@@ -105,7 +106,8 @@ def _swap_scheme(url: str, schemes: dict[str, str]) -> str:
 
 
 class GuardedChannel(kombu_redis.Channel):
-    # Also records which worker holds which unacknowledged message (crash recovery, issue 9).
+    # Also records which worker holds which unacknowledged message (crash recovery,
+    # `worker.process.recovery`).
     QoS = TrackingQoS
     # (taking list, queue) while a BRPOPLPUSH is under way; None while kombu's BRPOP is.
     _moving: tuple[str, str] | None = None

@@ -1,0 +1,90 @@
+"""kombu's QoS as this project runs it: every delivery tag a worker holds is also in its held
+set, and every message it takes off the queue waits in its taking list until it is recorded.
+
+This process's identity is set once it works as a worker (`track_as`, by the recovery step);
+producers and CLI processes have none, and their channels hold nothing. Survivors read the
+held set and the taking list of a dead worker to put its messages back
+(`worker.process.recovery`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.json import dumps
+
+from grant_worker.tasks.fleet import Identity
+from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.scripts import register
+
+# The identity and key names of this process once it works as a worker; None in producers
+# and CLI processes, whose channels hold nothing.
+_tracking: tuple[Identity, Keys] | None = None
+
+
+def track_as(identity: Identity, keys: Keys) -> None:
+    """From now on, record the delivery tags this process holds under `identity`."""
+    global _tracking
+    _tracking = (identity, keys)
+
+
+def tracked_identity() -> Identity | None:
+    return _tracking[0] if _tracking else None
+
+
+def _held_key() -> str | None:
+    if _tracking is None:
+        return None
+    identity, keys = _tracking
+    return keys.held(str(identity))
+
+
+def taking_key() -> str | None:
+    """This worker's list of messages taken off the queue and not yet recorded; None outside
+    a worker (producers and CLI processes take nothing)."""
+    if _tracking is None:
+        return None
+    identity, keys = _tracking
+    return keys.taking(str(identity))
+
+
+def return_taken(client: Any, taking: str, queue: str) -> int:
+    """Move every message of the taking list `taking` back onto the head of the queue list
+    `queue`, in one atomic step (`lua/return_taken_to_queue.lua`)."""
+    return int(register(client, __package__, "return_taken_to_queue.lua")(keys=[taking, queue]))
+
+
+class TrackingQoS(kombu_redis.QoS):
+    """kombu's QoS, also keeping the set of delivery tags this worker holds."""
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        held = _held_key()
+        if held is None:
+            super().append(message, delivery_tag)
+            return
+        # kombu's own append, with the tag added to the held set in the same round trip: a
+        # second one would widen the window in which a killed worker loses a message it took
+        # off the queue but had not yet recorded.
+        delivery = message.delivery_info
+        exchange, routing_key = delivery["exchange"], delivery["routing_key"]
+        # The item as it was moved into this worker's taking list
+        # (`worker.process.broker.transport`): it leaves the list in the same transaction that
+        # records it as unacknowledged.
+        taken = getattr(self.channel, "taken_item", None)
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
+                self.unacked_key, delivery_tag, dumps([message._raw, exchange, routing_key])
+            ).sadd(held, delivery_tag)
+            if taken is not None:
+                pipe.lrem(taken[0], 1, taken[1])
+            pipe.execute()
+            self.channel.taken_item = None  # recorded: out of the taking list
+            virtual.QoS.append(self, message, delivery_tag)
+
+    def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
+        pipe = super()._remove_from_indices(delivery_tag, pipe)
+        held = _held_key()
+        return pipe.srem(held, delivery_tag) if held is not None else pipe
