@@ -15,13 +15,21 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import requests
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
+from grant_worker.tasks.auth0.answers import (
+    GRANTS_PATH,
+    LIST_GRANTS,
+    grant_from,
+    grant_path,
+    issued_token,
+    matches,
+    page_of,
+)
 from grant_worker.tasks.auth0.secrets import Credentials
 from grant_worker.tasks.auth0.tokens import (
     DEFAULT_LEEWAY_S,
@@ -41,13 +49,10 @@ from grant_worker.tasks.messages.models import Grant
 
 log = logging.getLogger(__name__)
 
-GRANTS_PATH = "/api/v2/client-grants"
 TOKEN_PATH = "/oauth/token"
 PAGE_SIZE = 100
 # A runaway `next` (a tenant handing back the same checkpoint) must not loop for ever.
 MAX_PAGES = 1000
-# Used when /oauth/token omits `expires_in`: short, so a wrong guess costs one extra fetch.
-DEFAULT_TOKEN_LIFETIME_S = 600.0
 # The read timeout never drops below this, however little budget is left: Auth0 answers in
 # well under a second, and a call that is made at all should be given a fair chance.
 MIN_READ_TIMEOUT_S = 2.0
@@ -58,7 +63,7 @@ TOKEN = "token"
 CREATE_GRANT = "create_grant"
 GET_GRANT = "get_grant"
 UPDATE_GRANT = "update_grant"
-LIST_GRANTS = "list_grants"
+DELETE_GRANT = "delete_grant"
 
 
 def _nothing(endpoint: str) -> None:
@@ -162,18 +167,26 @@ class ManagementApi:
             data = self._call(
                 CREATE_GRANT, "POST", GRANTS_PATH, json_body=dict(body), before_send=before_send
             )
-            return _grant(data, CREATE_GRANT)
+            return grant_from(data, CREATE_GRANT)
 
     def get_grant(self, grant_id: str) -> Grant:
         """`GET /api/v2/client-grants/{id}`; raises `NotFound` for an unknown id."""
         with failing_as(GET_GRANT):
-            return _grant(self._call(GET_GRANT, "GET", _grant_path(grant_id)), GET_GRANT)
+            return grant_from(self._call(GET_GRANT, "GET", grant_path(grant_id)), GET_GRANT)
 
     def update_grant(self, grant_id: str, patch: Mapping[str, Any]) -> Grant:
         """`PATCH /api/v2/client-grants/{id}` with `patch` (PATCH-able fields only) → the grant."""
         with failing_as(UPDATE_GRANT):
-            data = self._call(UPDATE_GRANT, "PATCH", _grant_path(grant_id), json_body=dict(patch))
-            return _grant(data, UPDATE_GRANT)
+            data = self._call(UPDATE_GRANT, "PATCH", grant_path(grant_id), json_body=dict(patch))
+            return grant_from(data, UPDATE_GRANT)
+
+    def delete_grant(self, grant_id: str, *, before_send: Callable[[], None] | None = None) -> None:
+        """`DELETE /api/v2/client-grants/{id}` (204). Auth0 answers 204 for a grant that is
+        already gone too, so success says nothing about whether it was there: ask a lookup.
+        `before_send` runs just before each send. Raises the `Auth0Error`s of the module table
+        (400 for a system grant)."""
+        with failing_as(DELETE_GRANT):
+            self._call(DELETE_GRANT, "DELETE", grant_path(grant_id), before_send=before_send)
 
     def find_grants(
         self,
@@ -204,7 +217,7 @@ class ManagementApi:
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             data = self._call(LIST_GRANTS, "GET", GRANTS_PATH, params=params)
-            page, next_from = _page(data)
+            page, next_from = page_of(data)
             found.extend(page)
             if not next_from or next_from in seen:
                 break
@@ -253,7 +266,7 @@ class ManagementApi:
                 now_epoch_s=self._epoch_clock(),
                 secrets=(secret,),
             )
-        return _issued_token(response.content)
+        return issued_token(response.content)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -287,6 +300,8 @@ class ManagementApi:
                 refreshed = True
                 continue
             status = response.status_code
+            if status == 204:
+                return None
             if not 200 <= status < 300:
                 raise management_error(
                     status,
@@ -366,76 +381,6 @@ class ManagementApi:
         if self._credentials is None:
             return (token,)
         return (token, self._client_secret().get_secret_value())
-
-
-# -- reading answers -------------------------------------------------------------------------
-
-
-def matches(
-    grant: Grant,
-    audience: str,
-    client_id: str | None = None,
-    default_for: str | None = None,
-    subject_type: str | None = None,
-) -> bool:
-    """True when `grant` satisfies every filter given (absent subject_type = `client`)."""
-    if grant.audience != audience:
-        return False
-    if client_id is not None and grant.client_id != client_id:
-        return False
-    if default_for is not None and grant.default_for != default_for:
-        return False
-    return subject_type is None or (grant.subject_type or "client") == subject_type
-
-
-def _grant_path(grant_id: str) -> str:
-    return f"{GRANTS_PATH}/{quote(grant_id, safe='')}"
-
-
-def _grant(data: Any, endpoint: str) -> Grant:
-    try:
-        return Grant.model_validate(data)
-    except ValidationError as exc:
-        # A 2xx we cannot read: for a create, the grant may well exist now.
-        raise UpstreamError(
-            f"{endpoint}: the answer is not a client grant", ambiguous=True
-        ) from exc
-
-
-def _page(data: Any) -> tuple[list[Grant], str | None]:
-    """One page of a list: checkpoint `{client_grants, next}`, offset form, or a bare array."""
-    if isinstance(data, list):
-        items, next_from = data, None
-    elif isinstance(data, dict) and isinstance(data.get("client_grants"), list):
-        items, next_from = data["client_grants"], data.get("next")
-    else:
-        raise UpstreamError(f"{LIST_GRANTS}: the answer is not a list of grants", ambiguous=False)
-    grants = [_grant(item, LIST_GRANTS) for item in items]
-    return grants, next_from if isinstance(next_from, str) and next_from else None
-
-
-def _issued_token(body: bytes) -> IssuedToken:
-    try:
-        data = json.loads(body)
-        access_token = data["access_token"]
-        if not isinstance(access_token, str) or not access_token:
-            raise ValueError("empty access_token")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UpstreamError(
-            "token request: the answer carries no access_token", ambiguous=False
-        ) from exc
-    expires_in = data.get("expires_in")
-    lifetime = (
-        float(expires_in)
-        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
-        else DEFAULT_TOKEN_LIFETIME_S
-    )
-    scope = data.get("scope")
-    return IssuedToken(
-        access_token=SecretStr(access_token),
-        expires_in_s=lifetime,
-        scope=scope if isinstance(scope, str) else None,
-    )
 
 
 def make_api(

@@ -34,7 +34,17 @@ from grant_worker.tasks.scripts import register
 
 # How a request ended, as the ledger counts it. `exists_differs`: an `exists` whose grant does
 # not match the request (drift); `cancelled`: rejected by `grants batch cancel`.
-STATES = ("created", "exists", "exists_differs", "updated", "failed", "rejected", "cancelled")
+STATES = (
+    "created",
+    "exists",
+    "exists_differs",
+    "updated",
+    "revoked",
+    "absent",
+    "failed",
+    "rejected",
+    "cancelled",
+)
 QUEUED = "queued"
 
 # The head of the recorder's script (`tasks.outcomes.recorder`): a batch's counters move in the
@@ -98,6 +108,8 @@ class BatchView:
     exists: int
     exists_differs: int
     updated: int
+    revoked: int
+    absent: int
     failed: int
     rejected: int
     cancelled: int

@@ -23,13 +23,15 @@ from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.conflicts import differences, effective_mode, pick
 from grant_worker.tasks.conflicts import plan as conflict_plan
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.errors import NotFound
 from grant_worker.tasks.flow.pace import make_pace
 from grant_worker.tasks.messages.models import Grant
+from grant_worker.tasks.revoke import ProtectedGrants, protected_grants
 from grant_worker.worker.cli.bulk.rows import Checked, Row
 
-Action = Literal["create", "exists", "exists_differs", "invalid", "duplicate"]
+Action = Literal["create", "exists", "exists_differs", "revoke", "absent", "invalid", "duplicate"]
 # What the row's on_conflict makes of it: nothing to do, a PATCH, or a `conflict` failure.
-Then = Literal["create", "nothing", "update", "fail"]
+Then = Literal["create", "nothing", "update", "fail", "delete", "protected"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class PlannedRow:
     patch: dict[str, Any] | None = None
     problems: tuple[str, ...] = ()
     duplicate_of: int | None = None
+    grant_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: value for name, value in self.__dict__.items() if value not in (None, ())}
@@ -53,6 +56,17 @@ class PlannedRow:
 def fetch_existing(api: ManagementApi, audiences: Iterable[str]) -> dict[str, list[Grant]]:
     """Every grant of each audience, by audience (one listing, paged, per audience)."""
     return {audience: api.find_grants(audience=audience) for audience in sorted(set(audiences))}
+
+
+def fetch_by_id(api: ManagementApi, grant_ids: Iterable[str | None]) -> dict[str, Grant | None]:
+    """The grants revokes name by id (one paced GET each); None for each that is not there."""
+    found: dict[str, Grant | None] = {}
+    for grant_id in sorted({grant_id for grant_id in grant_ids if grant_id}):
+        try:
+            found[grant_id] = api.get_grant(grant_id)
+        except NotFound:
+            found[grant_id] = None
+    return found
 
 
 def paced_api(settings: Settings) -> ManagementApi:
@@ -74,16 +88,26 @@ def paced_api(settings: Settings) -> ManagementApi:
     return make_api(settings, make_session(settings)).with_hooks(hooks)
 
 
-def plan_rows(checked: Checked, existing: dict[str, list[Grant]]) -> list[PlannedRow]:
+def plan_rows(
+    checked: Checked,
+    existing: dict[str, list[Grant]],
+    by_id: Mapping[str, Grant | None] | None = None,
+    protected: ProtectedGrants | None = None,
+) -> list[PlannedRow]:
     """What each row of `checked` would do, given the grants that exist, in line order.
 
-    Rows are decided in file order, each seeing the grants the rows before it would create.
+    Rows are decided in file order, each seeing the grants the rows before it would create or
+    revoke. `by_id`: the grants that revokes name by id (None: not there); `protected`: the
+    grants no revoke deletes.
     """
     grants = {audience: list(found) for audience, found in existing.items()}
     planned = [_invalid(line, problems) for line, problems in _problems(checked)]
     for row in checked.rows:
-        decided = _decide(row, grants.setdefault(row.request.grant.audience, []))
-        planned.append(decided)
+        if row.request.action == "revoke":
+            planned.append(_decide_revoke(row, grants, by_id or {}, protected))
+            continue
+        audience = row.request.creates.audience
+        planned.append(_decide(row, grants.setdefault(audience, [])))
     for duplicate in checked.duplicates:
         grant = duplicate.first.request.grant
         planned.append(
@@ -91,9 +115,10 @@ def plan_rows(checked: Checked, existing: dict[str, list[Grant]]) -> list[Planne
                 line=duplicate.line,
                 action="duplicate",
                 request_id=duplicate.first.request_id,
-                client_id=grant.client_id,
-                default_for=grant.default_for,
-                audience=grant.audience,
+                client_id=grant.client_id if grant else None,
+                default_for=grant.default_for if grant else None,
+                audience=grant.audience if grant else None,
+                grant_id=duplicate.first.request.grant_id,
                 duplicate_of=duplicate.first.line,
             )
         )
@@ -109,9 +134,48 @@ def summarise(planned: list[PlannedRow]) -> dict[str, int]:
     return summary
 
 
+def _decide_revoke(
+    row: Row,
+    grants: dict[str, list[Grant]],
+    by_id: Mapping[str, Grant | None],
+    protected: ProtectedGrants | None,
+) -> PlannedRow:
+    request = row.request
+    if request.grant_id is not None:
+        target = by_id.get(request.grant_id)
+    else:
+        named = request.creates
+        target = pick(named, grants.get(named.audience, []))
+    if target is None:
+        return PlannedRow(
+            line=row.line, action="absent", then="nothing", request_id=row.request_id,
+            client_id=request.grant.client_id if request.grant else None,
+            default_for=request.grant.default_for if request.grant else None,
+            audience=request.grant.audience if request.grant else None,
+            grant_id=request.grant_id,
+        )  # fmt: skip
+    kept = protected.reason(target) if protected is not None else None
+    if kept is None:
+        # Later rows see it gone, as they would at Auth0.
+        for found in grants.values():
+            if target in found:
+                found.remove(target)
+    return PlannedRow(
+        line=row.line,
+        action="revoke",
+        then="protected" if kept else "delete",
+        request_id=row.request_id,
+        client_id=target.client_id,
+        default_for=target.default_for,
+        audience=target.audience,
+        grant_id=target.id,
+        problems=(kept,) if kept else (),
+    )
+
+
 def _decide(row: Row, grants: list[Grant]) -> PlannedRow:
     request = row.request
-    requested = request.grant
+    requested = request.creates
     common: dict[str, Any] = {
         "line": row.line,
         "request_id": row.request_id,
@@ -148,8 +212,10 @@ def _invalid(line: int, problems: list[str]) -> PlannedRow:
 def run_plan(settings: Settings, checked: Checked, *, terminal: bool) -> int:
     """Print the plan of `checked` (a table on a terminal, else a JSON line per row), then its
     summary as one JSON line. Writes nothing anywhere; exit 0."""
-    audiences = [row.request.grant.audience for row in checked.rows]
-    planned = plan_rows(checked, fetch_existing(paced_api(settings), audiences))
+    audiences = [row.request.grant.audience for row in checked.rows if row.request.grant]
+    api = paced_api(settings)
+    by_id = fetch_by_id(api, [row.request.grant_id for row in checked.rows])
+    planned = plan_rows(checked, fetch_existing(api, audiences), by_id, protected_grants(settings))
     if terminal:
         table = Table(title=f"plan of batch {checked.batch_id}")
         for column in ("line", "client / default_for", "audience", "action", "then", "how"):
