@@ -265,7 +265,7 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
             em.stats.rate_limited += 1
             body = TOO_MANY_REQUESTS_BODY if kind == "management" else TOO_MANY_REQUESTS_OAUTH_BODY
             response = json_response(body, 429)
-        elif faulty and faults.any_fault:
+        elif faulty and faults.any_fault and faults.hits(request.method):
             response = await _with_fault(
                 request, handler, em, faults, faults.choose(em.rng.random())
             )

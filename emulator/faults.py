@@ -11,7 +11,8 @@ rates are exact shares of the traffic (their sum must stay ≤ 1):
 - hang: the server sits on the request for `hang_s`, longer than the client's timeout,
   then carries it out and answers (to a client that has probably gone).
 
-`create_latency_ms` slows creates only (a slow write while reads stay fast): the create is
+`fault_methods` limits the faults to some HTTP methods (["DELETE"]: lost deletes, answered
+lookups). `create_latency_ms` slows creates only (a slow write while reads stay fast): the create is
 carried out after the wait, whether or not the client is still there.
 """
 
@@ -53,6 +54,9 @@ class FaultSettings(BaseModel):
     # Extra wait before a create (POST /api/v2/client-grants) only, on top of latency_ms: a
     # tenant slow to write while it still reads fast.
     create_latency_ms: float = Field(default=0.0, ge=0.0)
+    # The HTTP methods the faults hit (empty: every method): e.g. ["DELETE"] loses the replies
+    # of deletes while the lookups that resolve them are answered.
+    fault_methods: tuple[Literal["GET", "POST", "PATCH", "DELETE"], ...] = ()
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultSettings:
@@ -83,6 +87,10 @@ class FaultSettings(BaseModel):
         """The latency for a uniform draw `u` in [0, 1), in seconds, never negative."""
         delay_ms = self.latency_ms + (2.0 * u - 1.0) * self.jitter_ms
         return max(0.0, delay_ms) / 1000.0
+
+    def hits(self, method: str) -> bool:
+        """Whether faults apply to a request with this HTTP method."""
+        return not self.fault_methods or method in self.fault_methods
 
     @property
     def any_fault(self) -> bool:

@@ -65,15 +65,19 @@ def _register_commands() -> None:
     from grant_worker.worker.cli.dlq import dlq
     from grant_worker.worker.cli.doctor import doctor_command
     from grant_worker.worker.cli.results import results
+    from grant_worker.worker.cli.revoke import revoke
     from grant_worker.worker.cli.status import status_command
     from grant_worker.worker.cli.submit import submit
+    from grant_worker.worker.cli.sync.command import sync
     from grant_worker.worker.cli.worker import worker
 
     for command in (
         worker,
         submit,
+        revoke,
         results,
         bulk,
+        sync,
         dlq,
         batch,
         status_command,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import click
 
+from grant_worker.tasks.messages.models import Status
 from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings
 
 
@@ -12,7 +15,7 @@ from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings
 @click.option("--from-start", is_flag=True, help="With --follow: the history first.")
 @click.option("--request-id", default=None, help="This request's outcome (its record).")
 @click.option("--batch-id", default=None)
-@click.option("--status", type=click.Choice(["created", "exists", "updated", "failed", "rejected"]))
+@click.option("--status", type=click.Choice(list(get_args(Status))))
 @click.option("--since", default=None, help="ISO 8601 time, or an age: 30s, 15m, 2h, 1d.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N outcomes.")
 def results(

@@ -101,6 +101,34 @@ class GrantClient:
         """Enqueue one request; returns its request id (also the Celery task id)."""
         return self.submit_many([request])[0]
 
+    def revoke(
+        self,
+        *,
+        client_id: str | None = None,
+        default_for: str | None = None,
+        audience: str | None = None,
+        subject_type: str | None = None,
+        grant_id: str | None = None,
+        request_id: str | None = None,
+        batch_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Enqueue the revoke of one grant, named by `client_id` (or `default_for`) and
+        `audience` (and `subject_type`), or by `grant_id`; returns its request id. Its outcome
+        is `revoked` or `absent` (both done), or `rejected` with `protected`.
+
+        Raises `tasks.errors.RequestInvalid` naming each broken rule.
+        """
+        envelope: dict[str, Any] = {"action": "revoke"}
+        named = {"client_id": client_id, "default_for": default_for, "audience": audience,
+                 "subject_type": subject_type}  # fmt: skip
+        if any(value is not None for value in named.values()):
+            envelope["grant"] = {name: value for name, value in named.items() if value is not None}
+        extra = {"grant_id": grant_id, "request_id": request_id, "batch_id": batch_id,
+                 "metadata": metadata}  # fmt: skip
+        envelope.update({name: value for name, value in extra.items() if value is not None})
+        return self.submit(envelope)
+
     def submit_many(self, requests: Iterable[GrantRequest | dict[str, Any] | str]) -> list[str]:
         """Enqueue requests; returns their ids in order.
 

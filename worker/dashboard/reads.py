@@ -51,7 +51,7 @@ from grant_worker.tasks.outcomes.windows import (
     json_object,
 )
 
-STATUSES = ("created", "exists", "updated", "failed", "rejected")
+STATUSES = ("created", "exists", "updated", "revoked", "absent", "failed", "rejected")
 # Bounds of every read (entries or items); a page never reads more than these.
 RECENT_OUTCOMES = 1000
 DEAD_WINDOW = 500

@@ -17,8 +17,10 @@ ROW_ORDER = {
     "exists_differs": 2,
     "cancelled": 3,
     "updated": 4,
-    "exists": 5,
-    "created": 6,
+    "revoked": 5,
+    "exists": 6,
+    "created": 7,
+    "absent": 8,
 }
 ATTENTION = ("failed", "rejected", "exists_differs")
 STATE_LABELS = {"exists_differs": "exists, differs"}

@@ -144,7 +144,7 @@ def _resume(client: GrantClient, checked: Checked) -> _Run:
     """Which rows ended already, which an earlier run left on the queue, which are new."""
     # The ledger first, the records second: a row that ends in between is then found ended,
     # never taken for one no run has sent (workers keep working while a rerun starts).
-    queued = _queued_before(client, checked.rows)
+    queued = queued_before(client, checked.rows)
     outcomes = client.recorded_many([row.request_id for row in checked.rows])
     queued -= set(outcomes)
     waiting = [row for row in checked.rows if row.request_id not in outcomes]
@@ -156,7 +156,7 @@ def _resume(client: GrantClient, checked: Checked) -> _Run:
     return _Run(checked, outcomes, set(outcomes) | queued)
 
 
-def _queued_before(client: GrantClient, rows: list[Row]) -> set[str]:
+def queued_before(client: GrantClient, rows: list[Row]) -> set[str]:
     """Request ids the batch ledger has as enqueued and not yet ended."""
     pipe = client.redis.pipeline(transaction=False)
     for row in rows:
