@@ -211,6 +211,8 @@ def test_grants_revoke_needs_exactly_one_way_to_name_the_grant(settings: Setting
                       "--audience", API)  # fmt: skip
     half = grants_cli(settings, "revoke", "--client-id", "c")
     assert (both.exit_code, half.exit_code) == (2, 2)
+    assert "by --grant-id (not both)" in both.output
+    assert "--client-id and --audience go together" in half.output
     assert (
         redis.Redis.from_url(settings.redis_url.get_secret_value()).llen(settings.grants_queue) == 0
     )
