@@ -44,6 +44,7 @@ from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.conflicts import (
     Mode,
     effective_mode,
+    full_replace_patch,
     is_equal,
     lookup_filters,
     pick,
@@ -183,6 +184,10 @@ class _Run(PacedRun):
 
     def provision(self, request: GrantRequest) -> Resolution:
         requested = request.creates
+        if request.grant_id is not None:
+            replaced = self._replace_listed(request)
+            if replaced is not None:
+                return replaced
         recreates = 0
         while True:
             try:
@@ -192,6 +197,45 @@ class _Run(PacedRun):
                 if resolution is not None:
                     return resolution
                 recreates = self._before_recreate(requested, recreates)
+
+    def _replace_listed(self, request: GrantRequest) -> Resolution | None:
+        """A replace naming the grant its sender just listed under the request's key: one PATCH
+        that makes it equal to the request, instead of a POST, its 409, a lookup and the PATCH.
+        None when the grant is gone (create it as usual). Under the grant's lock, as a 409's
+        PATCH is."""
+        locks = self.owner.grant_locks
+        if locks is None:
+            return self._patch_listed(request, None)
+        try:
+            with locks.hold(request.creates, wait_s=self.budget.remaining_s()) as held:
+                return self._patch_listed(request, held)
+        except GrantBusy as exc:
+            raise ReturnToQueue(str(exc), delay_s=GRANT_BUSY_DELAY_S) from exc
+
+    def _patch_listed(self, request: GrantRequest, held: HeldGrant | None) -> Resolution | None:
+        grant_id = request.grant_id
+        assert grant_id is not None
+        patch = full_replace_patch(request.creates)
+
+        def call() -> Grant:
+            if held is not None:
+                held.renew()
+            return self.api.update_grant(grant_id, patch)
+
+        try:
+            updated = self._retrying(call)
+        except NotFound:
+            return None
+        if pick(request.creates, [updated]) is None:
+            # Ids are never reused, so only a sender that named the wrong grant gets here.
+            raise GrantConflict(
+                f"grant {grant_id} is not the grant the request names "
+                f"({request.creates.client_id or request.creates.default_for} on "
+                f"{request.creates.audience}); it was PATCHed to the request's settings",
+                http_status=409,
+            )
+        log.info("grant %s replaced as listed: %s", grant_id, sorted(patch))
+        return Resolution("updated", updated, None, self.attempts)
 
     def _create(self, requested: CreateClientGrant) -> Resolution:
         body = requested.body()

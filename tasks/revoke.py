@@ -5,7 +5,9 @@ The story of one revoke, under the same pace, breaker and retry budget as a crea
 
 1. Look the grant up: by id (`GET /client-grants/{id}`, 404 = not there) or by its uniqueness
    key (the listing, filtered). Auth0 answers DELETE with 204 whether or not the grant was there,
-   so whether there was anything to delete comes from this lookup, never from the DELETE.
+   so whether there was anything to delete comes from this lookup, never from the DELETE. A
+   request naming the grant by both id and key (`grants sync`, from its listing) skips it: see
+   `_as_listed`.
 2. Nothing there → `absent`; but when an earlier delivery (or this one) may have sent a DELETE
    whose reply was lost (`sent_before`, kept by the `SentMarker`), the grant is gone because we
    deleted it → `revoked`, `resolved_by="lookup"`.
@@ -109,7 +111,9 @@ class _RevokeRun(PacedRun):
         self.marker = marker
 
     def revoke(self, request: GrantRequest) -> Revocation:
-        target = self._retrying(lambda: self._look_up(request))
+        target = _as_listed(request)
+        if target is None:
+            target = self._retrying(lambda: self._look_up(request))
         if target is None:
             return self._nothing_there()
         reason = self.revoker.protected.reason(target)
@@ -122,7 +126,7 @@ class _RevokeRun(PacedRun):
         if locks is None:
             return self._delete(request, target)
         try:
-            with locks.hold(_identity(target), wait_s=self.budget.remaining_s()):
+            with locks.hold(grant_key(target), wait_s=self.budget.remaining_s()):
                 return self._delete(request, target)
         except GrantBusy as exc:
             raise ReturnToQueue(str(exc), delay_s=GRANT_BUSY_DELAY_S) from exc
@@ -194,7 +198,28 @@ class _RevokeRun(PacedRun):
             return False
 
 
-def _identity(grant: Grant) -> CreateClientGrant:
+def _as_listed(request: GrantRequest) -> Grant | None:
+    """The grant a request names by both id and key, as its sender listed it; None otherwise.
+
+    The sender's listing stands in for the lookup: grant ids are never reused and a grant's
+    owner, audience and subject type never change, so the protection rules hold on the key as
+    they would on the looked-up grant (a system grant Auth0 refuses to delete by itself). The
+    cost is that such a revoke cannot tell `absent` (deleted by someone else meanwhile) from
+    `revoked`: DELETE answers 204 either way, and it says `revoked`.
+    """
+    if request.grant_id is None or request.grant is None:
+        return None
+    key = request.grant
+    return Grant(
+        id=request.grant_id,
+        client_id=key.client_id,
+        default_for=key.default_for,
+        audience=key.audience,
+        subject_type=key.effective_subject_type,
+    )
+
+
+def grant_key(grant: Grant) -> CreateClientGrant:
     """The uniqueness key of `grant`, as the grant locks name grants."""
     named = {"audience": grant.audience, "subject_type": grant.subject_type or "client"}
     if grant.client_id is not None:

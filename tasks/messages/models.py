@@ -136,7 +136,10 @@ class GrantRequest(BaseModel):
     request_id: RequestId | None = None
     action: Action = "create"
     # A create carries the grant to create; a revoke names its grant by `grant` (the
-    # uniqueness key only) or by `grant_id`, exactly one of the two.
+    # uniqueness key only) or by `grant_id`. Both at once, on a revoke or on a create with
+    # `on_conflict: replace`, say the sender has just listed the grant `grant_id` under that
+    # key (`grants sync`): the worker then spends one call on it (a DELETE, or a PATCH) instead
+    # of looking it up first (`tasks.revoke`, `tasks.provision`).
     grant: CreateClientGrant | None = None
     grant_id: Annotated[str, StringConstraints(pattern=GRANT_ID_PATTERN)] | None = None
     on_conflict: OnConflict = "keep"
@@ -162,11 +165,13 @@ class GrantRequest(BaseModel):
         if self.action == "create":
             if self.grant is None:
                 raise ValueError("grant: is required")
-            if self.grant_id is not None:
-                raise ValueError('grant_id: only a revoke names a grant by id (action "revoke")')
+            if self.grant_id is not None and self.on_conflict != "replace":
+                raise ValueError(
+                    'grant_id: a create names the grant it replaces only with on_conflict "replace"'
+                )
             return self
-        if (self.grant is None) == (self.grant_id is None):
-            raise ValueError("a revoke names its grant by exactly one of grant or grant_id")
+        if self.grant is None and self.grant_id is None:
+            raise ValueError("a revoke names its grant by grant or grant_id")
         if self.grant is not None:
             extra = sorted(self.grant.model_fields_set - REVOKE_GRANT_FIELDS)
             if extra:

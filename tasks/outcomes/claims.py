@@ -37,7 +37,7 @@ def normalised(request: GrantRequest) -> dict[str, Any]:
     shape it always had, so that records written before revokes existed still match."""
     if request.action == "revoke":
         target: dict[str, Any] = {"grant_id": request.grant_id}
-        if request.grant is not None:
+        if request.grant_id is None and request.grant is not None:
             grant = request.grant
             target = {
                 "grant": {

@@ -27,12 +27,12 @@ def test_a_revoke_names_its_grant_by_key_or_by_id() -> None:
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        ({"action": "revoke"}, "exactly one of grant or grant_id"),
+        ({"action": "revoke"}, "names its grant by grant or grant_id"),
         ({"action": "revoke", "grant_id": "nope"}, "grant_id: must match"),
         ({"action": "revoke", "grant": {"client_id": "c", "audience": API, "scope": ["a"]}},
          "grant.scope: not allowed in a revoke"),
         ({"grant_id": "cgr_abc", "grant": {"client_id": "c", "audience": API}},
-         "grant_id: only a revoke"),
+         'only with on_conflict "replace"'),
         ({"action": "remove", "grant_id": "cgr_abc"}, "action: must be one of"),
     ],
 )  # fmt: skip
@@ -101,3 +101,45 @@ def test_sync_rows_must_be_on_the_audience_and_name_each_grant_once() -> None:
     texts = [text for problem in problems for text in problem.problems]
     assert any("the same grant as line 1" in text for text in texts)
     assert any("grant.audience: must be" in text for text in texts)
+
+
+def test_sync_names_the_listed_grant_so_updates_and_revokes_take_one_call() -> None:
+    rows, _problems = desired_rows(
+        _checked({"client_id": "b", "audience": API, "scope": ["x", "y"]}), API, "s-1"
+    )
+    existing = [
+        Grant(id="cgr_b", client_id="b", audience=API, scope=["x"]),
+        Grant(id="cgr_z", client_id="z", audience=API),
+    ]
+    update, revoke = decide(rows, existing, audience=API, prune=True,
+                            protected=ProtectedGrants(MGMT, "worker"), batch_id="s-1")  # fmt: skip
+    assert update.request is not None and revoke.request is not None
+    assert (update.request.grant_id, update.request.on_conflict) == ("cgr_b", "replace")
+    assert revoke.request.grant_id == "cgr_z"
+    assert revoke.request.grant is not None and revoke.request.grant.client_id == "z"
+    # The listed id is a hint: the request id and fingerprint are the row's own.
+    plain = rows[0].request
+    assert update.request_id == plain.request_id
+    assert fingerprint(update.request) == fingerprint(plain)
+
+
+def test_a_create_names_a_grant_id_only_to_replace_it() -> None:
+    grant = {"client_id": "c", "audience": API}
+    named = parse_request({"grant": grant, "grant_id": "cgr_abc", "on_conflict": "replace"})
+    assert named.grant_id == "cgr_abc"
+    with pytest.raises(RequestInvalid):
+        parse_request({"grant": grant, "grant_id": "cgr_abc", "on_conflict": "merge"})
+
+
+def test_the_full_replace_patch_resets_what_the_request_leaves_out() -> None:
+    from grant_worker.tasks.conflicts import full_replace_patch
+    from grant_worker.tasks.messages.models import CreateClientGrant
+
+    plain = CreateClientGrant(client_id="c", audience=API, scope=["b", "a", "b"])
+    assert full_replace_patch(plain) == {
+        "allow_all_scopes": None, "organization_usage": None, "allow_any_organization": None,
+        "authorization_details_types": [], "scope": ["b", "a"],
+    }  # fmt: skip
+    everything = CreateClientGrant(client_id="c", audience=API, allow_all_scopes=True)
+    assert full_replace_patch(everything)["allow_all_scopes"] is True
+    assert "scope" not in full_replace_patch(everything)

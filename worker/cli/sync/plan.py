@@ -3,9 +3,10 @@
 Each row of the file is a desired grant on the audience: it becomes a create with
 `on_conflict: replace`. Deciding from one listing of the audience which rows need anything
 keeps the sync to the calls it needs: a row whose grant is there and equal is `unchanged` (no
-request at all), a missing one a `create`, a differing one an `update` (the worker's create
-meets the 409 and PATCHes it equal). With prune, each grant on the audience whose client no row
-names is a `revoke` (by grant id), unless it is protected (`tasks.revoke.ProtectedGrants`).
+request at all), a missing one a `create`, a differing one an `update` (naming the listed
+grant's id, so that the worker PATCHes it equal in one call). With prune, each grant on the
+audience whose client no row names is a `revoke` (by grant id and key: one DELETE), unless it
+is protected (`tasks.revoke.ProtectedGrants`).
 
 Request ids derive from the batch and the content, as `grants bulk` derives them, so that a
 rerun of the same command finds what an earlier run enqueued or finished.
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from grant_worker.tasks.conflicts import pick, replace_patch
 from grant_worker.tasks.messages.models import Grant, GrantRequest
-from grant_worker.tasks.revoke import ProtectedGrants
+from grant_worker.tasks.revoke import ProtectedGrants, grant_key
 from grant_worker.worker.cli.bulk.rows import (
     Checked,
     Row,
@@ -146,7 +147,9 @@ def _for_row(row: Row, on_audience: list[Grant]) -> SyncAction:
     patch = replace_patch(requested, actual)
     if patch is None:
         return SyncAction("unchanged", grant_id=actual.id, **common)
-    return SyncAction("update", grant_id=actual.id, patch=patch, request=row.request, **common)
+    # Naming the listed grant lets the worker PATCH it at once (no POST, 409 and lookup).
+    request = row.request.model_copy(update={"grant_id": actual.id})
+    return SyncAction("update", grant_id=actual.id, patch=patch, request=request, **common)
 
 
 def _for_leftover(grant: Grant, protected: ProtectedGrants, batch_id: str) -> SyncAction:
@@ -163,7 +166,9 @@ def _for_leftover(grant: Grant, protected: ProtectedGrants, batch_id: str) -> Sy
     request = GrantRequest(
         request_id=derive_request_id(batch_id, f"revoke {grant.id}"),
         action="revoke",
+        # Id and key both: the worker DELETEs at once, its lookup being this listing.
         grant_id=grant.id,
+        grant=grant_key(grant),
         batch_id=batch_id,
     )
     return SyncAction("revoke", request=request, **common)
