@@ -221,4 +221,7 @@ def csv_row_to_request(row: dict[str, str | None]) -> dict[str, Any] | RowProble
                 return RowProblem(0, [f"{column}: not valid JSON ({exc.msg})"])
         elif column in ENVELOPE_COLUMNS:
             envelope[column] = value
+    if not grant and "grant_id" in envelope:
+        # A revoke by id in a file whose other rows name grants: its grant cells are empty.
+        return envelope
     return {**envelope, "grant": grant}
