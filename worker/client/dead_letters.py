@@ -53,7 +53,7 @@ class DeadLetter:
     def summary(self) -> dict[str, Any]:
         error = self.letter.get("error") or {}
         # The keys of the other commands' JSON (bulk report, results): one vocabulary.
-        return {
+        line = {
             "entry_id": self.entry_id,
             "request_id": self.request_id,
             "batch_id": self.batch_id,
@@ -63,6 +63,12 @@ class DeadLetter:
             "attempts": self.letter.get("attempts"),
             "finished_at": self.letter.get("finished_at"),
         }
+        request = self.letter.get("request")
+        # A replay of a revoke deletes a grant: the list must tell it from a create's letter
+        # without a `show` of each. Marked as the bulk report marks revoke rows.
+        if isinstance(request, dict) and request.get("action") == "revoke":
+            line.update(action="revoke", grant_id=request.get("grant_id"))
+        return line
 
 
 @dataclass(frozen=True)
