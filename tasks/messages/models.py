@@ -131,7 +131,7 @@ class GrantRequest(BaseModel):
     request_id: RequestId | None = None
     grant: CreateClientGrant
     on_conflict: OnConflict = "keep"
-    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    batch_id: RequestId | None = None
     metadata: dict[str, Any] | None = None
 
     @field_validator("metadata")

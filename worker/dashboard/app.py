@@ -6,9 +6,11 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import redis
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -32,6 +34,7 @@ from grant_worker.worker.dashboard.security import (
     check_bind,
 )
 from grant_worker.worker.dashboard.views import human_seconds
+from grant_worker.worker.shown import shown
 
 HERE = Path(__file__).parent
 
@@ -54,12 +57,21 @@ class Dashboard:
         return DeadLetters(GrantClient(self.settings, client=self.redis))
 
 
+def _shown(value: Any) -> Any:
+    """Every `{{ … }}`: control and bidi characters made visible (HTML escaping does not touch
+    them); markup the code built itself (`Markup`, e.g. the charts' SVG) is left as it is."""
+    if isinstance(value, Markup) or value is None or isinstance(value, int | float):
+        return value
+    return shown(value, multiline=True)
+
+
 def make_templates() -> Jinja2Templates:
     # Autoescape everything: request ids, batch ids, metadata and raw dead requests are
     # producer-controlled text.
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
+        finalize=_shown,
     )
     env.filters["seconds"] = human_seconds
     return Jinja2Templates(env=env)
