@@ -252,6 +252,7 @@ class ManagementApi:
                 response.content,
                 now_epoch_s=self._epoch_clock(),
                 secrets=(secret,),
+                client_id=credentials.client_id,
             )
         return _issued_token(response.content)
 
@@ -294,6 +295,7 @@ class ManagementApi:
                     response.content,
                     now_epoch_s=self._epoch_clock(),
                     secrets=self._secrets_of(token),
+                    client_id=self._credentials.client_id if self._credentials else None,
                 )
             try:
                 return json.loads(response.content)

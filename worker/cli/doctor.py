@@ -325,7 +325,9 @@ def check_tenant(settings: Settings) -> list[Check]:
             )
         )
     else:
-        remaining = response.headers.get("x-ratelimit-remaining")
+        # Only numbers are repeated: a header is text from outside, and may echo anything.
+        remaining = response.headers.get("x-ratelimit-remaining", "")
+        limit, remaining = (v if v.isdigit() else "unreadable" for v in (limit, remaining))
         checks.append(
             Check("tenant", "rate-limit headers", "pass", f"limit {limit}, remaining {remaining}")
         )
