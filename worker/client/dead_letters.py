@@ -23,6 +23,7 @@ import redis
 
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import GrantRequest
 from grant_worker.tasks.messages.validation import parse_request
 from grant_worker.tasks.outcomes.replays import DeadLetterReplays
 from grant_worker.tasks.outcomes.streams import entries_between
@@ -35,6 +36,8 @@ PAGE = 500
 class DeadLetter:
     entry_id: str
     letter: dict[str, Any]
+    # The request id the stream entry is listed under (its own field), when it has one.
+    listed_id: str | None = None
 
     @property
     def request_id(self) -> str:
@@ -89,7 +92,7 @@ class DeadLetters:
         while True:
             entries = entries_between(self._redis, self._keys.dead, low=low, count=PAGE)
             for entry_id, fields in entries:
-                letter = DeadLetter(entry_id, json.loads(fields["dead"]))
+                letter = DeadLetter(entry_id, json.loads(fields["dead"]), fields.get("request_id"))
                 if (code is None or letter.code == code) and (
                     batch_id is None or letter.batch_id == batch_id
                 ):
@@ -104,7 +107,7 @@ class DeadLetters:
             entries = entries_between(self._redis, self._keys.dead, low=ident, high=ident)
             if entries:
                 entry_id, fields = entries[0]
-                return DeadLetter(entry_id, json.loads(fields["dead"]))
+                return DeadLetter(entry_id, json.loads(fields["dead"]), fields.get("request_id"))
         newest = None
         for letter in self.all():
             if letter.request_id == ident:
@@ -121,6 +124,11 @@ class DeadLetters:
             except RequestInvalid as exc:
                 results.append(
                     ReplayResult(letter.entry_id, letter.request_id, "invalid", exc.message)
+                )
+                continue
+            if disagreement := _disagreement(letter, request):
+                results.append(
+                    ReplayResult(letter.entry_id, letter.request_id, "invalid", disagreement)
                 )
                 continue
             if letter.code == "request_id_reused":
@@ -161,3 +169,25 @@ class DeadLetters:
         if not letters:
             return 0
         return int(self._redis.xdel(self._keys.dead, *[letter.entry_id for letter in letters]))
+
+
+def _disagreement(letter: DeadLetter, request: GrantRequest) -> str | None:
+    """Why the letter's parts name different requests, or None when they agree.
+
+    A replay runs the nested request and forgets the records of the listed id: were they
+    different, the operator would see one request replayed and another run, and the records of
+    the one seen cleared for the sake of the other.
+    """
+    listed = letter.request_id
+    if letter.listed_id is not None and letter.listed_id != listed:
+        return f"listed as {letter.listed_id!r} but the letter is of {listed!r}; not replayed"
+    if request.request_id is not None and request.request_id != listed:
+        return (
+            f"the letter is of {listed!r} but its request is {request.request_id!r}; not replayed"
+        )
+    if request.batch_id != letter.batch_id:
+        return (
+            f"the letter is of batch {letter.batch_id!r} but its request of "
+            f"{request.batch_id!r}; not replayed"
+        )
+    return None

@@ -74,6 +74,8 @@ class DeadWindow:
 class DeadEntry:
     entry_id: str
     letter: dict[str, Any]
+    # The request id the stream entry is listed under (replay refuses a letter that differs).
+    listed_id: str | None = None
 
     @property
     def request_id(self) -> str:
@@ -247,7 +249,8 @@ class DashboardReads:
         if not entries:
             return None
         found_id, fields = entries[0]
-        return DeadEntry(found_id, json_object(fields.get("dead")))
+        listed = fields.get("request_id")
+        return DeadEntry(found_id, json_object(fields.get("dead")), listed)
 
     def dead_count(self) -> int:
         return int(self._client.xlen(self._keys.dead))

@@ -221,7 +221,10 @@ async def dead_act(request: Request) -> Response:
 
 def _act(request: Request, action: str, ids: list[str]) -> str:
     operations = request.app.state.dashboard.dead_letters
-    letters = [DeadLetter(entry.entry_id, entry.letter) for entry in _selected(request, ids)]
+    letters = [
+        DeadLetter(entry.entry_id, entry.letter, entry.listed_id)
+        for entry in _selected(request, ids)
+    ]
     if action == "purge":
         return f"purged {operations.purge(letters)} dead letters"
     results = operations.replay(letters)
