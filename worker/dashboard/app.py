@@ -18,6 +18,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import make_redis
@@ -27,12 +28,13 @@ from grant_worker.worker.dashboard import routes
 from grant_worker.worker.dashboard.reads import DashboardReads
 from grant_worker.worker.dashboard.security import (
     SESSION_COOKIE,
-    SESSION_MAX_AGE_S,
     LoginRequired,
     SecurityHeaders,
     allowed_hosts,
     check_bind,
+    trusted_proxies,
 )
+from grant_worker.worker.dashboard.sessions import SESSION_MAX_AGE_S, SessionStore
 from grant_worker.worker.dashboard.views import human_seconds
 from grant_worker.worker.shown import shown
 
@@ -48,6 +50,7 @@ class Dashboard:
     redis: redis.Redis
     templates: Jinja2Templates
     token: str | None
+    sessions: SessionStore
 
     @cached_property
     def dead_letters(self) -> DeadLetters:
@@ -88,19 +91,27 @@ def create_app(
     token_text = token.get_secret_value() if token is not None else None
     check_bind(host, token_text)
     client = client or make_redis(settings)
+    keys = Keys(settings.grants_key_prefix)
+    proxies = trusted_proxies(settings.grants_dashboard_trusted_proxies)
     dashboard = Dashboard(
         settings=settings,
-        reads=DashboardReads(client, Keys(settings.grants_key_prefix), settings.grants_queue),
+        reads=DashboardReads(client, keys, settings.grants_queue),
         redis=client,
         templates=make_templates(),
         token=token_text or None,
+        sessions=SessionStore(client, keys, idle_s=settings.grants_dashboard_idle_s),
     )
+    # Behind a TLS-terminating proxy the browser speaks https to the proxy: believing the
+    # proxy's X-Forwarded-Proto makes the request's origin the browser's (the cross-site check
+    # passes) and its X-Forwarded-For names the client that login throttling counts.
+    proxy = [Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)] if proxies else []
     app = Starlette(
         routes=[
             *[Route(path, endpoint, methods=methods) for path, endpoint, methods in routes.ROUTES],
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[
+            *proxy,
             Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host)),
             Middleware(SecurityHeaders),
             Middleware(
@@ -110,8 +121,9 @@ def create_app(
                 session_cookie=SESSION_COOKIE,
                 max_age=SESSION_MAX_AGE_S,
                 same_site="strict",
+                https_only=bool(proxies),
             ),
-            Middleware(LoginRequired, token=dashboard.token),
+            Middleware(LoginRequired, token=dashboard.token, sessions=dashboard.sessions),
         ],
     )
     app.state.dashboard = dashboard

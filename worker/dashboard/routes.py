@@ -9,6 +9,7 @@ confirmation page first.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -24,11 +25,15 @@ from grant_worker.worker.client.dead_letters import DeadLetter
 from grant_worker.worker.dashboard.charts import line_chart
 from grant_worker.worker.dashboard.reads import DEAD_WINDOW, STATUSES, WORKER_STALE_S, DeadEntry
 from grant_worker.worker.dashboard.security import (
+    SESSION_ID,
     CsrfRefused,
     checked_form,
+    client_address,
     csrf_token,
+    logged_in,
     token_matches,
 )
+from grant_worker.worker.dashboard.sessions import NOTICE_MAX_CHARS
 from grant_worker.worker.dashboard.views import (
     STATE_LABELS,
     batch_ids,
@@ -36,6 +41,9 @@ from grant_worker.worker.dashboard.views import (
     batch_rows,
     rows_needing_records,
 )
+from grant_worker.worker.shown import shown
+
+log = logging.getLogger(__name__)
 
 CHART_SECONDS = 15 * 60
 ACTIONS = ("replay", "purge")
@@ -49,7 +57,7 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
     dashboard = request.app.state.dashboard
     context = {
         "csrf": csrf_token(request),
-        "logged_in": bool(dashboard.token) and request.session.get("authenticated") is True,
+        "logged_in": logged_in(request) is not None,
         "prefix": dashboard.settings.grants_key_prefix,
         "queue": dashboard.settings.grants_queue,
         **context,
@@ -156,7 +164,7 @@ def dead(request: Request) -> Response:
         "batches": window.batches,
         "code": code,
         "batch_filter": batch_filter,
-        "notice": request.session.pop("notice", None),
+        "notice": _pop_notice(request),
     }
     return _render(request, "dead.html", context)
 
@@ -186,7 +194,7 @@ async def dead_confirm(request: Request) -> Response:
     ids = [str(one)] if one else [str(value) for value in form.getlist("id")]
     letters = await run_in_threadpool(_selected, request, ids)
     if not letters:
-        request.session["notice"] = "nothing selected"
+        _set_notice(request, "nothing selected")
         return RedirectResponse(_back_to_list(form), status_code=303)
     context = {
         "action": action,
@@ -215,7 +223,7 @@ async def dead_act(request: Request) -> Response:
         return PlainTextResponse("action: confirm a replay or a purge", status_code=400)
     ids = [str(value) for value in form.getlist("id")]
     notice = await run_in_threadpool(_act, request, str(action), ids)
-    request.session["notice"] = notice
+    await run_in_threadpool(_set_notice, request, notice)
     return RedirectResponse(_back_to_list(form), status_code=303)
 
 
@@ -234,6 +242,23 @@ def _act(request: Request, action: str, ids: list[str]) -> str:
     if invalid:
         notice += f"; still invalid, kept: {', '.join(invalid)}"
     return notice
+
+
+def _set_notice(request: Request, notice: str) -> None:
+    """What an action did, for the next page: server-side once logged in, else in the cookie,
+    and cut either way (a cookie of hundreds of ids is one browsers drop)."""
+    if (session := logged_in(request)) is not None:
+        request.app.state.dashboard.sessions.set_notice(session.session_id, notice)
+    else:
+        short = notice if len(notice) <= NOTICE_MAX_CHARS else notice[: NOTICE_MAX_CHARS - 1]
+        request.session["notice"] = short if short == notice else short + "…"
+
+
+def _pop_notice(request: Request) -> str | None:
+    if (session := logged_in(request)) is not None:
+        return request.app.state.dashboard.sessions.pop_notice(session.session_id)
+    notice = request.session.pop("notice", None)
+    return notice if isinstance(notice, str) else None
 
 
 # -- search ---------------------------------------------------------------------------------
@@ -270,13 +295,21 @@ async def login(request: Request) -> Response:
         form = await checked_form(request)
     except CsrfRefused as exc:
         return PlainTextResponse(f"refused: {exc}", status_code=403)
+    sessions = dashboard.sessions
+    who = client_address(request)
+    if not await run_in_threadpool(sessions.login_allowed, who):
+        log.warning("dashboard login refused: too many wrong tokens lately (from %s)", shown(who))
+        return _render(request, "login.html", {"failed": True, "throttled": True}, status=429)
     given = form.get("token")
-    if not isinstance(given, str) or not token_matches(given, dashboard.token):
-        # A pause per wrong guess makes guessing slow without locking anybody out.
+    if not isinstance(given, str) or not given.strip() or not token_matches(given, dashboard.token):
+        log.warning("dashboard login failed: wrong token (from %s)", shown(who))
+        # A pause per wrong guess, and the count above across requests, make guessing slow.
         await asyncio.sleep(FAILED_LOGIN_PAUSE_S)
         return _render(request, "login.html", {"failed": True}, status=401)
+    await run_in_threadpool(sessions.forget_attempts, who)
+    session = await run_in_threadpool(sessions.open, dashboard.token)
     request.session.clear()
-    request.session["authenticated"] = True
+    request.session[SESSION_ID] = session.session_id
     return RedirectResponse("/", status_code=303)
 
 
@@ -285,6 +318,9 @@ async def logout(request: Request) -> Response:
         await checked_form(request)
     except CsrfRefused as exc:
         return PlainTextResponse(f"refused: {exc}", status_code=403)
+    await run_in_threadpool(
+        request.app.state.dashboard.sessions.end, request.session.get(SESSION_ID)
+    )
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
