@@ -104,6 +104,8 @@ class BatchView:
     first_enqueued_at: float | None
     first_outcome_at: float | None
     last_outcome_at: float | None
+    # Ledger fields that are not whole numbers (read as 0 or "not yet").
+    unreadable: tuple[str, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -225,12 +227,27 @@ def request_of_message(envelope: Any) -> dict[str, Any] | None:
 
 
 def _view(batch_id: str, fields: dict[str, str], in_flight: int) -> BatchView:
+    # Only the Lua writers touch a ledger, but a hand-edited field must cost that field, not
+    # the page or command that lists every batch: it reads as 0 (or not yet) and is named.
+    unreadable: list[str] = []
+
+    def whole(name: str) -> int | None:
+        value = fields.get(name)
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            if name not in unreadable:
+                unreadable.append(name)
+            return None
+
     def count(name: str) -> int:
-        return max(0, int(fields.get(name, 0)))
+        return max(0, whole(name) or 0)
 
     def moment(name: str) -> float | None:
-        value = fields.get(name)
-        return int(value) / 1000 if value else None
+        value = whole(name)
+        return value / 1000 if value else None
 
     # `queued` in the ledger is "enqueued, no outcome yet": what workers hold is part of it.
     in_flight = min(in_flight, count(QUEUED))
@@ -243,6 +260,7 @@ def _view(batch_id: str, fields: dict[str, str], in_flight: int) -> BatchView:
         first_enqueued_at=moment("first_enqueued_ms"),
         first_outcome_at=moment("first_outcome_ms"),
         last_outcome_at=moment("last_outcome_ms"),
+        unreadable=tuple(sorted(unreadable)),
     )
 
 

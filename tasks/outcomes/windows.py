@@ -26,7 +26,14 @@ from typing import Any, cast
 import redis
 
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.outcomes import letters
 from grant_worker.tasks.scripts import register
+
+# What `matching` reads of each entry, and of a window in all: a page's script stays short
+# (a few milliseconds: copying an entry into Lua costs about 2 ms a megabyte) and its answer
+# small, however large entries grow.
+HEAD_BYTES = 4096
+BUDGET_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,10 @@ class RecentOutcome:
     outcome: dict[str, Any]
     # The batch ledger's name for how it ended (`batches.STATES`); the status where not given.
     ledger_state: str = ""
+    # Why the entry is not an outcome (`letters.outcome_problem`), None when it is one.
+    unreadable: str | None = None
+    # The size of the whole JSON when `outcome` holds only its first fields.
+    cut_from: int | None = None
 
     @property
     def state(self) -> str:
@@ -74,13 +85,26 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
-class Matches:
-    """What `OutcomeWindows.matching` found: (entry id, JSON) newest first, and the error codes
-    and batches seen over the window (for filters)."""
+class Matched:
+    """One entry `OutcomeWindows.matching` found: its JSON's first `head` bytes (all of it
+    when `size` is no more) and the request id it is listed under."""
 
-    entries: list[tuple[str, str]]
+    entry_id: str
+    listed_id: str
+    size: int
+    head: str
+
+
+@dataclass(frozen=True)
+class Matches:
+    """What `OutcomeWindows.matching` found, newest first, the error codes and batches seen
+    over the window (for filters), and how many entries it read (the byte budget may stop it
+    before the window)."""
+
+    entries: list[Matched]
     codes: list[str]
     batches: list[str]
+    read: int
 
 
 class OutcomeWindows:
@@ -128,14 +152,20 @@ class OutcomeWindows:
         request_id: str = "",
         code: str = "",
         batch: str = "",
+        head: int = HEAD_BYTES,
+        budget: int = BUDGET_BYTES,
     ) -> Matches:
         """The newest `window` entries of `stream` (`Keys.results` or `Keys.dead`) whose JSON
-        in `field_name` is of `request_id`, `code` and `batch` (each: any when empty)."""
-        found, codes, batches = cast(
+        in `field_name` is of `request_id`, `code` and `batch` (each: any when empty), read
+        until `budget` bytes of JSON were looked at; each the first `head` bytes of its JSON."""
+        found, codes, batches, read = cast(
             list[Any],
-            self._matching(keys=[stream], args=[window, field_name, request_id, code, batch]),
+            self._matching(
+                keys=[stream], args=[window, field_name, request_id, code, batch, head, budget]
+            ),
         )
-        return Matches([(str(m[0]), str(m[1])) for m in found], list(codes), list(batches))
+        entries = [Matched(str(m[0]), str(m[1]), int(m[2]), str(m[3])) for m in found]
+        return Matches(entries, list(codes), list(batches), int(read))
 
 
 def dead_by_code(client: redis.Redis, keys: Keys, limit: int) -> tuple[dict[str, int], int]:
@@ -143,12 +173,8 @@ def dead_by_code(client: redis.Redis, keys: Keys, limit: int) -> tuple[dict[str,
     how many were counted."""
     counts: Counter[str] = Counter()
     entries: list[Any] = client.xrevrange(keys.dead, count=limit) or []
-    for _entry_id, fields in entries:
-        try:
-            error = json.loads((fields or {}).get("dead", "{}")).get("error") or {}
-        except (json.JSONDecodeError, AttributeError):
-            error = {}
-        counts[str(error.get("code") or "unknown")] += 1
+    for entry_id, fields in entries:
+        counts[letters.dead_letter(entry_id, fields or {}).code or "unknown"] += 1
     return dict(counts.most_common()), len(entries)
 
 
@@ -168,11 +194,18 @@ def finished_per_s(
 
 def json_object(raw: Any) -> dict[str, Any]:
     """`raw` decoded as a JSON object; {} for anything else."""
-    try:
-        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return letters.json_object(raw)[0]
+
+
+def recent_outcome(found: Matched) -> RecentOutcome:
+    """A results entry `matching` found, readable or not."""
+    outcome, why = letters.head_object(found.head, found.size) if found.size else ({}, None)
+    cut = found.size if len(found.head.encode()) < found.size else None
+    if why is None and cut is None:
+        why = letters.outcome_problem(outcome) if found.size else "no outcome in the entry"
+    if not isinstance(outcome.get("request_id"), str):
+        outcome = {**outcome, "request_id": found.listed_id}
+    return RecentOutcome(found.entry_id, outcome, unreadable=why, cut_from=cut)
 
 
 def _compact(raw: Any) -> RecentOutcome:
@@ -205,22 +238,26 @@ def _request_of(message: dict[str, Any]) -> dict[str, Any] | None:
     body = message.get("body")
     if not isinstance(body, str):
         return None
-    properties = message.get("properties") or {}
+    properties = _object(message.get("properties"))
     try:
         if properties.get("body_encoding") == "base64":
             body = base64.b64decode(body).decode("utf-8")
         decoded = json.loads(body)
     except (ValueError, TypeError):
         return None
-    headers = message.get("headers") or {}
+    headers = _object(message.get("headers"))
     request: Any = None
     if isinstance(decoded, list) and len(decoded) >= 2 and isinstance(decoded[1], dict):
         request = decoded[1].get("request")
-    if isinstance(request, str):
-        request = json_object(request)
-    if not isinstance(request, dict):
-        request = {}
+    request = json_object(request) if isinstance(request, str) else _object(request)
+    request_id = request.get("request_id") or headers.get("id")
+    batch_id = request.get("batch_id")
+    # Anyone can push onto the queue: what is not text is no request id or batch of ours.
     return {
-        "request_id": request.get("request_id") or headers.get("id"),
-        "batch_id": request.get("batch_id"),
+        "request_id": request_id if isinstance(request_id, str) else None,
+        "batch_id": batch_id if isinstance(batch_id, str) else None,
     }
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -22,9 +22,10 @@ def describe(view: BatchView) -> str:
     )
     rate = f"{view.rate_per_s:.1f}/s" if view.rate_per_s else "rate unknown"
     eta = "ETA unknown" if view.eta_s is None else f"ETA {human_duration(view.eta_s)}"
+    unreadable = f" (unreadable: {', '.join(view.unreadable)})" if view.unreadable else ""
     return (
         f"{view.batch_id}: {view.finished}/{view.total} ended ({ended or 'none yet'}), "
-        f"{view.queued} queued, {view.in_flight} in flight, {rate}, {eta}"
+        f"{view.queued} queued, {view.in_flight} in flight, {rate}, {eta}{unreadable}"
     )
 
 

@@ -35,7 +35,7 @@ from grant_worker.worker.dashboard.security import (
     trusted_proxies,
 )
 from grant_worker.worker.dashboard.sessions import SESSION_MAX_AGE_S, SessionStore
-from grant_worker.worker.dashboard.views import human_seconds
+from grant_worker.worker.dashboard.views import cut, human_seconds, json_cut
 from grant_worker.worker.shown import shown
 
 HERE = Path(__file__).parent
@@ -77,6 +77,8 @@ def make_templates() -> Jinja2Templates:
         finalize=_shown,
     )
     env.filters["seconds"] = human_seconds
+    env.filters["cut"] = cut
+    env.filters["json_cut"] = json_cut
     return Jinja2Templates(env=env)
 
 

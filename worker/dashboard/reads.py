@@ -24,8 +24,9 @@ from grant_worker.tasks.activity import (
     CALL_SERIES,
     RATE_LIMITED_SERIES,
     outcome_series,
-    slot,
+    read_activity,
 )
+from grant_worker.tasks.delivery.ledger import delivery_count
 from grant_worker.tasks.fleet import WorkerBeat, read_beats
 from grant_worker.tasks.flow.breaker import BreakerState, read_breaker
 from grant_worker.tasks.flow.pace import PaceState, read_pace
@@ -37,6 +38,8 @@ from grant_worker.tasks.outcomes.batches import (
     read_batches,
     recent_batch_ids,
 )
+from grant_worker.tasks.outcomes.letters import DeadLetter, dead_letter, dead_letter_head
+from grant_worker.tasks.outcomes.letters import json_object as letter_json
 from grant_worker.tasks.outcomes.records import (
     Pointer,
     outcome_texts,
@@ -45,10 +48,11 @@ from grant_worker.tasks.outcomes.records import (
 )
 from grant_worker.tasks.outcomes.streams import Entry
 from grant_worker.tasks.outcomes.windows import (
+    Matched,
     OutcomeWindows,
     RecentOutcome,
     Snapshot,
-    json_object,
+    recent_outcome,
 )
 
 STATUSES = ("created", "exists", "updated", "failed", "rejected")
@@ -65,30 +69,11 @@ WORKER_STALE_S = 30
 
 @dataclass(frozen=True)
 class DeadWindow:
-    letters: list[DeadEntry]
+    letters: list[DeadLetter]
     codes: list[str]
     batches: list[str]
-
-
-@dataclass(frozen=True)
-class DeadEntry:
-    entry_id: str
-    letter: dict[str, Any]
-    # The request id the stream entry is listed under (replay refuses a letter that differs).
-    listed_id: str | None = None
-
-    @property
-    def request_id(self) -> str:
-        return str(self.letter.get("request_id", ""))
-
-    @property
-    def code(self) -> str:
-        error = self.letter.get("error") or {}
-        return str(error.get("code") or "")
-
-    @property
-    def batch_id(self) -> str:
-        return str(self.letter.get("batch_id") or "")
+    # Entries looked at: the window, or fewer where their size reached the byte budget.
+    read: int
 
 
 class DashboardReads:
@@ -126,23 +111,12 @@ class DashboardReads:
     def activity(self, now: float, seconds: int) -> tuple[int, dict[str, list[int]]]:
         """Counts per second for the `seconds` up to `now`: (first second, {series: counts}).
 
-        One HGETALL per minute touched (16 for a quarter of an hour), pipelined.
+        One HGETALL per minute touched (16 for a quarter of an hour), pipelined; a field that
+        cannot be read is left out (`tasks.activity.read_activity`).
         """
-        end = int(now)
-        start = end - seconds + 1
-        minutes = range(slot(start)[0], slot(end)[0] + 1)
-        pipe = self._client.pipeline(transaction=False)
-        for minute in minutes:
-            pipe.hgetall(self._keys.activity(minute))
-        hashes = cast(list[dict[str, str]], pipe.execute())
+        start = int(now) - seconds + 1
         names = [outcome_series(s) for s in STATUSES] + [CALL_SERIES, RATE_LIMITED_SERIES]
-        series = {name: [0] * seconds for name in names}
-        for minute, counts in zip(minutes, hashes, strict=True):
-            for key, value in counts.items():
-                second, _, name = key.partition(":")
-                index = minute * 60 + int(second) - start
-                if name in series and 0 <= index < seconds:
-                    series[name][index] += int(value)
+        series = read_activity(self._client, self._keys, start=start, seconds=seconds, names=names)
         return start, series
 
     # -- outcomes --------------------------------------------------------------------------
@@ -158,12 +132,12 @@ class DashboardReads:
         pipe.exists(self._keys.lock(request_id))
         deliveries, sent, locked = pipe.execute()
         return {
-            "deliveries": int(deliveries or 0),
+            "deliveries": delivery_count(deliveries),
             "sent": bool(sent),
             "locked": bool(locked),
         }
 
-    def history(self, request_id: str) -> tuple[list[RecentOutcome], list[DeadEntry]]:
+    def history(self, request_id: str) -> tuple[list[RecentOutcome], list[DeadLetter]]:
         """Outcomes and dead letters of `request_id` among the newest entries (bounded)."""
         outcomes = self._windows.matching(
             self._keys.results, window=RECENT_OUTCOMES, field_name="outcome", request_id=request_id
@@ -172,8 +146,8 @@ class DashboardReads:
             self._keys.dead, window=DEAD_WINDOW, field_name="dead", request_id=request_id
         )
         return (
-            [RecentOutcome(entry_id, json_object(body)) for entry_id, body in outcomes.entries],
-            [DeadEntry(entry_id, json_object(body)) for entry_id, body in letters.entries],
+            [recent_outcome(found) for found in outcomes.entries],
+            [_letter(found) for found in letters.entries],
         )
 
     # -- batches ---------------------------------------------------------------------------
@@ -206,15 +180,15 @@ class DashboardReads:
                 continue
             if raw.startswith("{"):
                 # A record that holds the whole outcome JSON, not a pointer: shown as it is.
-                found[rid] = json_object(raw)
+                found[rid] = _readable(*letter_json(raw))
                 continue
             try:
                 pointers[rid] = parse_pointer(raw)
             except ValueError:
-                found[rid] = {}
+                found[rid] = _readable({}, "not an outcome record")
         for rid, text in outcome_texts(self._client, self._keys, pointers).items():
             found[rid] = (
-                json_object(text)
+                _readable(*letter_json(text))
                 if text
                 else trimmed_outcome(rid, pointers[rid]).model_dump(mode="json")
             )
@@ -239,21 +213,27 @@ class DashboardReads:
             self._keys.dead, window=DEAD_WINDOW, field_name="dead", code=code, batch=batch_id
         )
         return DeadWindow(
-            letters=[DeadEntry(entry_id, json_object(body)) for entry_id, body in found.entries],
+            letters=[_letter(entry) for entry in found.entries],
+            read=found.read,
             codes=sorted(found.codes),
             batches=sorted(found.batches),
         )
 
-    def dead_letter(self, entry_id: str) -> DeadEntry | None:
+    def dead_letter(self, entry_id: str) -> DeadLetter | None:
         entries = cast(list[Entry], self._client.xrange(self._keys.dead, entry_id, entry_id))
-        if not entries:
-            return None
-        found_id, fields = entries[0]
-        listed = fields.get("request_id")
-        return DeadEntry(found_id, json_object(fields.get("dead")), listed)
+        return dead_letter(*entries[0]) if entries else None
 
     def dead_count(self) -> int:
         return int(self._client.xlen(self._keys.dead))
 
     def results_count(self) -> int:
         return int(self._client.xlen(self._keys.results))
+
+
+def _letter(found: Matched) -> DeadLetter:
+    return dead_letter_head(found.entry_id, found.listed_id, found.head, found.size)
+
+
+def _readable(outcome: dict[str, Any], why: str | None) -> dict[str, Any]:
+    """An outcome for a page: as it is, or marked unreadable with why (shown as its status)."""
+    return {"status": "unreadable", "unreadable": why} if why else outcome

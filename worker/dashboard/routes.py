@@ -21,9 +21,9 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from grant_worker.tasks.activity import CALL_SERIES, RATE_LIMITED_SERIES, outcome_series
 from grant_worker.tasks.messages.models import is_request_id
 from grant_worker.tasks.outcomes.batches import STATES
-from grant_worker.worker.client.dead_letters import DeadLetter
+from grant_worker.tasks.outcomes.letters import DeadLetter
 from grant_worker.worker.dashboard.charts import line_chart
-from grant_worker.worker.dashboard.reads import DEAD_WINDOW, STATUSES, WORKER_STALE_S, DeadEntry
+from grant_worker.worker.dashboard.reads import STATUSES, WORKER_STALE_S
 from grant_worker.worker.dashboard.security import (
     SESSION_ID,
     CsrfRefused,
@@ -50,6 +50,8 @@ ACTIONS = ("replay", "purge")
 MAX_SELECTION = 100
 DEAD_SHOWN = 200
 ROWS_SHOWN = 500
+# The most characters of one letter its own page shows.
+WHOLE_CHARS = 1_000_000
 FAILED_LOGIN_PAUSE_S = 1.0
 
 
@@ -158,7 +160,7 @@ def dead(request: Request) -> Response:
     context = {
         "letters": window.letters[:DEAD_SHOWN],
         "matching": len(window.letters),
-        "window": DEAD_WINDOW,
+        "window": window.read,
         "total": reads.dead_count(),
         "codes": window.codes,
         "batches": window.batches,
@@ -169,7 +171,19 @@ def dead(request: Request) -> Response:
     return _render(request, "dead.html", context)
 
 
-def _selected(request: Request, ids: list[str]) -> list[DeadEntry]:
+def dead_letter(request: Request) -> Response:
+    """One dead letter whole, as indented JSON: what the list cuts. Bounded too (a letter may
+    hold any request a producer sent); `grants dlq show` prints all of it."""
+    entry_id = request.path_params["entry_id"]
+    letter = (
+        request.app.state.dashboard.reads.dead_letter(entry_id) if _entry_id(entry_id) else None
+    )
+    if letter is None:
+        return PlainTextResponse("no such dead letter", status_code=404)
+    return _render(request, "dead_letter.html", {"letter": letter, "limit": WHOLE_CHARS})
+
+
+def _selected(request: Request, ids: list[str]) -> list[DeadLetter]:
     reads = request.app.state.dashboard.reads
     found = (reads.dead_letter(entry_id) for entry_id in ids[:MAX_SELECTION] if _entry_id(entry_id))
     return [letter for letter in found if letter is not None]
@@ -229,10 +243,7 @@ async def dead_act(request: Request) -> Response:
 
 def _act(request: Request, action: str, ids: list[str]) -> str:
     operations = request.app.state.dashboard.dead_letters
-    letters = [
-        DeadLetter(entry.entry_id, entry.letter, entry.listed_id)
-        for entry in _selected(request, ids)
-    ]
+    letters = _selected(request, ids)
     if action == "purge":
         return f"purged {operations.purge(letters)} dead letters"
     results = operations.replay(letters)
@@ -332,6 +343,7 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/dead", dead, ["GET"]),
     ("/dead/confirm", dead_confirm, ["POST"]),
     ("/dead/act", dead_act, ["POST"]),
+    ("/dead/{entry_id}", dead_letter, ["GET"]),
     ("/search", search, ["GET"]),
     ("/login", login, ["GET", "POST"]),
     ("/logout", logout, ["POST"]),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from jinja2 import Undefined
 
 from grant_worker.tasks.outcomes.batches import STATES, BatchView
 from grant_worker.tasks.outcomes.windows import RecentOutcome, Snapshot
@@ -22,6 +25,11 @@ ROW_ORDER = {
 }
 ATTENTION = ("failed", "rejected", "exists_differs")
 STATE_LABELS = {"exists_differs": "exists, differs"}
+# The most characters of one field a list page shows (`cut`): a page of a few hundred rows
+# stays a few hundred kilobytes however large producers' requests or tenants' answers grow;
+# the whole is one click away, on a page of its own.
+FIELD_CHARS = 300
+BLOCK_CHARS = 1500
 
 
 @dataclass
@@ -215,3 +223,20 @@ def human_seconds(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def cut(value: Any, limit: int = FIELD_CHARS) -> str:
+    """`value` as text of at most `limit` characters and a marker saying how much is left out."""
+    if value is None or isinstance(value, Undefined):
+        return ""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def json_cut(value: Any, limit: int = BLOCK_CHARS) -> str:
+    """`value` as indented JSON, cut like `cut`."""
+    if isinstance(value, Undefined):
+        return ""
+    return cut(json.dumps(value, indent=2, ensure_ascii=False, default=str), limit)
