@@ -1,7 +1,8 @@
 """Bytes and Redis script time of the dashboard's pages when entries are large: 104 dead
-letters (and their failed outcomes) of about 58 KB each, on a Redis of its own.
+letters (and their failed outcomes, all of one batch) of about 58 KB each, and 200 queued
+messages of that batch of about as much each, on a Redis of its own.
 
-    .venv/bin/python bench/large_letters.py [--letters 104] [--kb 58] [--repeat 10]
+    .venv/bin/python bench/large_letters.py [--letters 104] [--kb 58] [--queued 200] [--repeat 10]
 
 Run by hand (the large-entries case of `dashboard_pages.py`). Printed per page: the bytes of
 the answer, the script calls' (EVALSHA) median and slowest run time from SLOWLOG with every
@@ -12,6 +13,7 @@ script the dashboard runs should block Redis for more than a few milliseconds.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import shutil
 import socket
@@ -74,6 +76,31 @@ def fill(client: redis.Redis, keys: Keys, letters: int, kb: int) -> None:
     client.zadd(keys.batches, {BATCH: time.time()})
 
 
+def queue_big(client: redis.Redis, keys: Keys, queue: str, count: int, kb: int) -> None:
+    """`count` messages of the batch waiting on the queue, each a request of about `kb` KB in
+    kombu's envelope (base64 body: a third more on the wire)."""
+    half = kb * 1024 // 2
+    for n in range(count):
+        rid = f"queued-{n:04d}"
+        request = {
+            "request_id": rid,
+            "grant": {"client_id": "svc-1", "audience": "r" * half, "scope": ["s" * half]},
+            "batch_id": BATCH,
+        }
+        body = json.dumps([[], {"request": request}, {"callbacks": None}])
+        envelope = {
+            "body": base64.b64encode(body.encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"task": "grants.create", "id": rid},
+            "properties": {"body_encoding": "base64", "delivery_tag": rid},
+        }
+        client.lpush(queue, json.dumps(envelope))
+        client.hset(keys.batch_rows(BATCH), rid, "queued")
+    client.hincrby(keys.batch(BATCH), "total", count)
+    client.hincrby(keys.batch(BATCH), "queued", count)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -94,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--letters", type=int, default=104)
     parser.add_argument("--kb", type=int, default=58)
+    parser.add_argument("--queued", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
     port, workdir = free_port(), tempfile.mkdtemp(prefix="bench-letters-")
@@ -116,6 +144,7 @@ def main() -> None:
             _env_file=None, redis_url=url, grants_key_prefix="big:", grants_queue="big-queue"
         )
         fill(client, Keys("big:"), args.letters, args.kb)
+        queue_big(client, Keys("big:"), "big-queue", args.queued, args.kb)
         client.config_set("slowlog-log-slower-than", 0)
         client.config_set("slowlog-max-len", 1000)
         with TestClient(create_app(settings), base_url="http://127.0.0.1:8808") as browser:
@@ -134,7 +163,10 @@ def main() -> None:
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{args.letters} dead letters and failed outcomes of ~{args.kb} KB each")
+    print(
+        f"{args.letters} dead letters and failed outcomes and {args.queued} queued messages"
+        f" of ~{args.kb} KB each"
+    )
     print(f"{'page':<18}{'bytes':>12}{'script ms median / max':>26}{'server ms':>12}")
     for name, size, median_ms, max_ms, server_ms in rows:
         print(f"{name:<18}{size:>12,}{median_ms:>17.2f} / {max_ms:>6.2f}{server_ms:>12.1f}")
