@@ -19,7 +19,6 @@ recorded). Readers, pure reads for the CLI and the dashboard: `read_batch`, `rea
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from redis.commands.core import Script
 
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
+from grant_worker.tasks.outcomes.queued import unacked_request
 from grant_worker.tasks.scripts import register
 
 # How a request ended, as the ledger counts it. `exists_differs`: an `exists` whose grant does
@@ -199,31 +199,10 @@ def in_flight_by_batch(client: redis.Redis, keys: Keys) -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     for raw in cast(list[Any], client.hvals(keys.unacked)):
-        try:
-            envelope = json.loads(raw)[0]
-        except (ValueError, TypeError, IndexError, KeyError):
-            continue
-        request = request_of_message(envelope)
-        batch_id = request.get("batch_id") if request else None
-        if isinstance(batch_id, str):
+        batch_id = unacked_request(raw).batch_id
+        if batch_id is not None:
             counts[batch_id] = counts.get(batch_id, 0) + 1
     return counts
-
-
-def request_of_message(envelope: Any) -> dict[str, Any] | None:
-    """The `request` kwarg of a kombu/Celery protocol-2 message as the Redis transport stores
-    it (JSON envelope, base64 body), or None when it is not one we can read."""
-    try:
-        body = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        _args, kwargs, _embed = json.loads(body)
-        request = kwargs["request"]
-        if isinstance(request, str):
-            request = json.loads(request)
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    return request if isinstance(request, dict) else None
 
 
 def _view(batch_id: str, fields: dict[str, str], in_flight: int) -> BatchView:
