@@ -48,6 +48,7 @@ from grant_worker.tasks.outcomes.records import (
 )
 from grant_worker.tasks.outcomes.streams import Entry
 from grant_worker.tasks.outcomes.windows import (
+    BUDGET_BYTES,
     Matched,
     OutcomeWindows,
     RecentOutcome,
@@ -63,8 +64,20 @@ QUEUE_SAMPLE = 1000
 BATCH_LIST = 20
 BATCH_ROWS_READ = 5000
 WORKERS_READ = 100
+# Bytes of outcome JSON a batch page looks at for its rows' details (beyond the snapshot's).
+RECORDS_BUDGET = BUDGET_BYTES
 # A worker whose last beat is older than this shows as silent.
 WORKER_STALE_S = 30
+
+
+@dataclass(frozen=True)
+class RecordHeads:
+    """Outcomes of a page's rows (`DashboardReads.outcome_record_heads`): each by request id,
+    the size of those cut to their leading fields, and how many the byte budget left unread."""
+
+    outcomes: dict[str, dict[str, Any]]
+    cut_from: dict[str, int]
+    unread: int
 
 
 @dataclass(frozen=True)
@@ -165,10 +178,48 @@ class DashboardReads:
         return read_batch_rows(self._client, self._keys, batch_id, BATCH_ROWS_READ)
 
     def outcome_records(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The recorded outcomes of `request_ids` (one MGET of the records, then one pipeline
-        of their results entries; callers bound the list)."""
+        """The recorded outcomes of `request_ids`, whole (one MGET of the records, then one
+        pipeline of their results entries; callers bound the list to a few)."""
+        found, pointers = self._records(request_ids)
+        for rid, text in outcome_texts(self._client, self._keys, pointers).items():
+            found[rid] = (
+                _readable(*letter_json(text))
+                if text
+                else trimmed_outcome(rid, pointers[rid]).model_dump(mode="json")
+            )
+        return found
+
+    def outcome_record_heads(self, request_ids: list[str]) -> RecordHeads:
+        """The recorded outcomes of `request_ids`, in order, each its leading fields where
+        it is longer than `HEAD_BYTES`, until `RECORDS_BUDGET` bytes of outcomes were looked
+        at (`OutcomeWindows.heads`): a page of hundreds of rows reads a bounded amount."""
+        found, pointers = self._records(request_ids)
+        entries, looked = self._windows.heads(
+            self._keys.results,
+            [pointer.entry_id for pointer in pointers.values()],
+            field_name="outcome",
+            budget=RECORDS_BUDGET,
+        )
+        by_entry = {(m.entry_id, m.listed_id): m for m in entries}
+        cut: dict[str, int] = {}
+        for rid, pointer in list(pointers.items())[:looked]:
+            match = by_entry.get((pointer.entry_id, rid))
+            if match is None:
+                found[rid] = trimmed_outcome(rid, pointer).model_dump(mode="json")
+                continue
+            outcome = recent_outcome(match)
+            found[rid] = _readable(outcome.outcome, outcome.unreadable)
+            if outcome.cut_from is not None:
+                cut[rid] = outcome.cut_from
+        return RecordHeads(found, cut, unread=len(pointers) - looked)
+
+    def _records(
+        self, request_ids: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, Pointer]]:
+        """The records of `request_ids` (one MGET): those that hold an outcome themselves (or
+        cannot be read), and the pointers into the results stream of the rest."""
         if not request_ids:
-            return {}
+            return {}, {}
         raws = cast(
             list[str | None],
             self._client.mget([self._keys.outcome_record(rid) for rid in request_ids]),
@@ -186,21 +237,16 @@ class DashboardReads:
                 pointers[rid] = parse_pointer(raw)
             except ValueError:
                 found[rid] = _readable({}, "not an outcome record")
-        for rid, text in outcome_texts(self._client, self._keys, pointers).items():
-            found[rid] = (
-                _readable(*letter_json(text))
-                if text
-                else trimmed_outcome(rid, pointers[rid]).model_dump(mode="json")
-            )
-        return found
+        return found, pointers
 
     def active_batches(self) -> list[str] | None:
         """Batch ids by last activity from the ledgers' index, or None while there is none."""
         return recent_batch_ids(self._client, self._keys, BATCH_LIST) or None
 
     def snapshot(self, batch_id: str = "") -> Snapshot:
-        """The queue's head, the in-flight messages and the newest outcomes, atomically; the
-        outcomes of `batch_id` come whole, the others as id, status and batch only."""
+        """The queue's head, the in-flight messages and the newest outcomes, atomically, each
+        bounded by count and bytes; the outcomes of `batch_id` come as their leading fields,
+        the others as id, status and batch only."""
         return self._windows.snapshot(
             self._queue, sample=QUEUE_SAMPLE, window=RECENT_OUTCOMES, batch_id=batch_id
         )
@@ -222,6 +268,13 @@ class DashboardReads:
     def dead_letter(self, entry_id: str) -> DeadLetter | None:
         entries = cast(list[Entry], self._client.xrange(self._keys.dead, entry_id, entry_id))
         return dead_letter(*entries[0]) if entries else None
+
+    def dead_letter_heads(self, entry_ids: list[str]) -> tuple[list[DeadLetter], int]:
+        """The dead letters of `entry_ids` still in the stream, each its leading fields where
+        longer than `HEAD_BYTES`, until `BUDGET_BYTES` of letters were looked at; and how many
+        of the ids were not looked up (the budget stopped the read before them)."""
+        found, looked = self._windows.heads(self._keys.dead, entry_ids, field_name="dead")
+        return [_letter(entry) for entry in found], len(entry_ids) - looked
 
     def dead_count(self) -> int:
         return int(self._client.xlen(self._keys.dead))

@@ -39,6 +39,7 @@ from grant_worker.worker.dashboard.views import (
     batch_ids,
     batch_progress,
     batch_rows,
+    read_limits,
     rows_needing_records,
 )
 from grant_worker.worker.shown import shown
@@ -139,13 +140,19 @@ def batch(request: Request) -> Response:
     snapshot = reads.snapshot(batch_id)
     progress = batch_progress(batch_id, snapshot, reads.batch_ledger(batch_id), time.time())
     row_states = reads.batch_row_states(batch_id)
-    records = None
+    records, cut_from, unread = None, None, 0
     if row_states is not None:
         wanted = rows_needing_records(snapshot, batch_id, row_states, ROWS_SHOWN)
-        records = reads.outcome_records(wanted)
-    rows = batch_rows(snapshot, batch_id, row_states, records)
+        heads = reads.outcome_record_heads(wanted)
+        records, cut_from, unread = heads.outcomes, heads.cut_from, heads.unread
+    rows = batch_rows(snapshot, batch_id, row_states, records, cut_from)
     template = "_batch.html" if _fragment(request) else "batch.html"
-    context = {"batch": progress, "rows": rows[:ROWS_SHOWN], "rows_seen": len(rows)}
+    context = {
+        "batch": progress,
+        "rows": rows[:ROWS_SHOWN],
+        "rows_seen": len(rows),
+        "limits": read_limits(snapshot, unread),
+    }
     return _render(request, template, context)
 
 
@@ -206,13 +213,17 @@ async def dead_confirm(request: Request) -> Response:
     if action not in ACTIONS:
         return PlainTextResponse("action: must be replay or purge", status_code=400)
     ids = [str(one)] if one else [str(value) for value in form.getlist("id")]
-    letters = await run_in_threadpool(_selected, request, ids)
+    wanted = [entry_id for entry_id in ids[:MAX_SELECTION] if _entry_id(entry_id)]
+    letters, unread = await run_in_threadpool(
+        request.app.state.dashboard.reads.dead_letter_heads, wanted
+    )
     if not letters:
         _set_notice(request, "nothing selected")
         return RedirectResponse(_back_to_list(form), status_code=303)
     context = {
         "action": action,
         "letters": letters,
+        "unread": unread,
         "code": form.get("code", ""),
         "batch_filter": form.get("batch", ""),
         "back": _back_to_list(form),

@@ -72,6 +72,8 @@ class Row:
     attempts: int | None
     finished_at: str
     differences: Any
+    # The size of the outcome's JSON when only its leading fields were read.
+    cut_from: int | None = None
 
 
 def latest_per_request(outcomes: Iterable[RecentOutcome]) -> dict[str, RecentOutcome]:
@@ -131,6 +133,8 @@ def batch_progress(
     notes = ["estimated from the queue and the newest outcomes: no batch ledger"]
     if not snapshot.queue_fully_read:
         notes.append("the queue is longer than the part read: more may be waiting")
+    if snapshot.unknown_batch:
+        notes.append(f"{snapshot.unknown_batch} messages read are cut or unreadable: batch unknown")
     partial = bool(
         snapshot.window_full and snapshot.recent and snapshot.recent[-1].batch_id == batch_id
     )
@@ -160,7 +164,9 @@ def row_state(outcome: dict[str, Any]) -> str:
     return status
 
 
-def _row(request_id: str, state: str, outcome: dict[str, Any] | None) -> Row:
+def _row(
+    request_id: str, state: str, outcome: dict[str, Any] | None, cut_from: int | None = None
+) -> Row:
     outcome = outcome or {}
     error = outcome.get("error") or {}
     return Row(
@@ -171,6 +177,7 @@ def _row(request_id: str, state: str, outcome: dict[str, Any] | None) -> Row:
         attempts=outcome.get("attempts"),
         finished_at=str(outcome.get("finished_at") or ""),
         differences=outcome.get("differences"),
+        cut_from=cut_from,
     )
 
 
@@ -183,13 +190,17 @@ def batch_rows(
     batch_id: str,
     row_states: dict[str, str] | None = None,
     records: dict[str, dict[str, Any]] | None = None,
+    records_cut_from: dict[str, int] | None = None,
 ) -> list[Row]:
     """The batch's rows: failed, rejected, "exists, differs" first, then the rest, then pending.
 
     With the ledger's `row_states`, every row it lists (details from the newest outcomes, else
-    from `records`); without, the rows seen in the snapshot.
+    from `records`, of which `records_cut_from` were cut); without, the rows seen in the
+    snapshot.
     """
-    seen = {rid: o.outcome for rid, o in _batch_outcomes(snapshot, batch_id).items()}
+    newest = _batch_outcomes(snapshot, batch_id)
+    seen = {rid: o.outcome for rid, o in newest.items()}
+    cut = {**(records_cut_from or {}), **{r: o.cut_from for r, o in newest.items() if o.cut_from}}
     if row_states is None:
         states = {rid: row_state(outcome) for rid, outcome in seen.items()}
         pending = snapshot.pending_ids_by_batch.get(batch_id, set())
@@ -197,7 +208,10 @@ def batch_rows(
         states = {rid: st for rid, st in row_states.items() if st != "queued"}
         pending = {rid for rid, st in row_states.items() if st == "queued"}
     ended = sorted(states, key=lambda rid: _order(states[rid], rid))
-    rows = [_row(rid, states[rid], seen.get(rid) or (records or {}).get(rid)) for rid in ended]
+    rows = [
+        _row(rid, states[rid], seen.get(rid) or (records or {}).get(rid), cut.get(rid))
+        for rid in ended
+    ]
     rows.extend(_row(rid, "pending", None) for rid in sorted(pending))
     return rows
 
@@ -212,6 +226,24 @@ def rows_needing_records(
         key=lambda rid: _order(row_states[rid], rid),
     )
     return first[:limit]
+
+
+def read_limits(snapshot: Snapshot, records_unread: int = 0) -> list[str]:
+    """What a batch page says when a byte budget, not its count, stopped a read."""
+    said = []
+    if snapshot.queue_cut:
+        said.append(
+            f"the queue's sample stopped at its byte budget ({len(snapshot.queued)} messages read)"
+        )
+    if snapshot.outcomes_cut:
+        said.append(
+            f"the newest outcomes were read up to a byte budget ({len(snapshot.recent)} read)"
+        )
+    if records_unread:
+        said.append(
+            f"details of {records_unread} rows not read: the page's byte budget was reached"
+        )
+    return said
 
 
 def human_seconds(seconds: float | None) -> str:
