@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     grants_heartbeat_ttl_s: float = Field(default=10.0, gt=0)
     # Required by `grants dashboard` on any address but loopback; every visitor then logs in.
     grants_dashboard_token: SecretStr | None = None
+    # A dashboard session ends after this long without a request (and after 12 h in any case).
+    grants_dashboard_idle_s: int = Field(default=1800, ge=60, le=12 * 3600)
+    # Comma-separated addresses of TLS-terminating proxies whose X-Forwarded-For/-Proto the
+    # dashboard believes ("*": any); with one set, its cookie is sent only over HTTPS.
+    grants_dashboard_trusted_proxies: str = ""
 
     # Operations. Logs: json or text; unset, JSON unless stderr is a terminal.
     grants_log_format: Literal["json", "text"] | None = None

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from grant_worker.emulator import admin
 from grant_worker.emulator.errors import ApiError, OAuthError, reason_phrase
-from grant_worker.emulator.faults import Fault, FaultSettings, fault_body
+from grant_worker.emulator.faults import Fault, FaultSettings, echo_body, fault_body
 from grant_worker.emulator.oauth import exchange
 from grant_worker.emulator.ratelimit import (
     TOO_MANY_REQUESTS_BODY,
@@ -217,6 +217,12 @@ async def _with_fault(
     if fault is Fault.ERROR:
         em.stats.injected_errors += 1
         return json_response(fault_body(faults.error_status), faults.error_status)
+    if fault is Fault.ECHO:
+        received = (await request.read()).decode("utf-8", "replace")
+        authorization = request.headers.get("Authorization", "")
+        return json_response(
+            echo_body(faults.echo_status, authorization, received), faults.echo_status
+        )
     if fault is Fault.HANG:
         em.stats.hung += 1
         await asyncio.sleep(faults.hang_s)

@@ -20,7 +20,7 @@
 Third-party exceptions (`requests`) and HTTP statuses are translated into this tree in one
 place only, `tasks.auth0.translate` (used by `tasks.auth0.api` alone). Messages never carry
 secrets: they are built from status codes and Auth0's own error bodies, never from request
-headers, and any secret an answer echoes is redacted.
+headers, and any secret an answer echoes is redacted (`tasks.auth0.translate.redact`).
 
 Every `Auth0Error` that leaves `Provisioner.provision` carries `attempts` (Management API calls
 made for the request) and `endpoint` (the call that failed: `create_grant`, `list_grants`,

@@ -8,6 +8,7 @@ import sys
 from typing import Any, NoReturn
 
 from grant_worker.config.settings import Settings, SettingsInvalid, load_settings
+from grant_worker.worker.shown import shown
 
 EXIT_DONE = 0  # created / exists / updated
 EXIT_FAILED = 1  # failed or rejected
@@ -22,7 +23,7 @@ ERROR_PREFIX = "error: "
 
 def fail_usage(message: str) -> NoReturn:
     """One line on stderr, exit 2: the operator's mistake is not a crash."""
-    print(f"{ERROR_PREFIX}{message}", file=sys.stderr, flush=True)
+    print(f"{ERROR_PREFIX}{shown(message)}", file=sys.stderr, flush=True)
     sys.exit(EXIT_USAGE)
 
 

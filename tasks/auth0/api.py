@@ -265,6 +265,7 @@ class ManagementApi:
                 response.content,
                 now_epoch_s=self._epoch_clock(),
                 secrets=(secret,),
+                client_id=credentials.client_id,
             )
         return issued_token(response.content)
 
@@ -309,6 +310,7 @@ class ManagementApi:
                     response.content,
                     now_epoch_s=self._epoch_clock(),
                     secrets=self._secrets_of(token),
+                    client_id=self._credentials.client_id if self._credentials else None,
                 )
             try:
                 return json.loads(response.content)

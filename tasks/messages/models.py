@@ -143,7 +143,7 @@ class GrantRequest(BaseModel):
     grant: CreateClientGrant | None = None
     grant_id: Annotated[str, StringConstraints(pattern=GRANT_ID_PATTERN)] | None = None
     on_conflict: OnConflict = "keep"
-    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    batch_id: RequestId | None = None
     metadata: dict[str, Any] | None = None
 
     @field_validator("metadata")

@@ -26,6 +26,7 @@ from grant_worker.config.settings import Settings, unknown_grants_variables
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.validation import describe_errors
+from grant_worker.worker.cli.base import echo_json, rich_safe
 from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED
 
 Verdict = Literal["pass", "warn", "fail"]
@@ -324,7 +325,9 @@ def check_tenant(settings: Settings) -> list[Check]:
             )
         )
     else:
-        remaining = response.headers.get("x-ratelimit-remaining")
+        # Only numbers are repeated: a header is text from outside, and may echo anything.
+        remaining = response.headers.get("x-ratelimit-remaining", "")
+        limit, remaining = (v if v.isdigit() else "unreadable" for v in (limit, remaining))
         checks.append(
             Check("tenant", "rate-limit headers", "pass", f"limit {limit}, remaining {remaining}")
         )
@@ -357,18 +360,17 @@ _MARKS: dict[Verdict, str] = {
 def doctor_command(as_json: bool) -> None:
     """Check the configuration, Redis, the tenant and the clocks; exit 1 on any failure."""
     from rich.console import Console
-    from rich.markup import escape
 
     checks = run_checks(dict(os.environ))
     if as_json:
         for check in checks:
-            click.echo(json.dumps(asdict(check)))
+            echo_json(asdict(check))
     else:
         console = Console(file=sys.stdout, soft_wrap=True)
         for check in checks:
             line = f"{check.area}/{check.name}: {check.detail}"
-            console.print(f"{_MARKS[check.verdict]} {escape(line)}", highlight=False)
+            console.print(f"{_MARKS[check.verdict]} {rich_safe(line)}", highlight=False)
             if check.fix and check.verdict != "pass":
-                console.print(f"      fix: {escape(check.fix)}", highlight=False)
+                console.print(f"      fix: {rich_safe(check.fix)}", highlight=False)
     failed = sum(check.verdict == "fail" for check in checks)
     sys.exit(EXIT_FAILED if failed else EXIT_DONE)

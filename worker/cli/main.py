@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.broker_faults import classify
 from grant_worker.worker.exit_codes import EXIT_BROKER_UNAVAILABLE, fail_usage
+from grant_worker.worker.shown import shown
 
 
 class GrantsGroup(click.Group):
@@ -36,7 +37,7 @@ class GrantsGroup(click.Group):
             text = f"{type(exc).__name__}: {_scrubbed(exc)}"
             if refused:
                 fail_usage(f"Redis at REDIS_URL refused the credentials: {text}")
-            click.echo(f"error: broker unavailable (Redis at REDIS_URL): {text}", err=True)
+            click.echo(f"error: broker unavailable (Redis at REDIS_URL): {shown(text)}", err=True)
             sys.exit(EXIT_BROKER_UNAVAILABLE)
 
 

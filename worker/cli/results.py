@@ -7,7 +7,7 @@ from typing import get_args
 import click
 
 from grant_worker.tasks.messages.models import Status
-from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings
+from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings, say
 
 
 @click.command()
@@ -41,12 +41,17 @@ def results(
             since_ms=since_ms,
             follow=follow,
             from_start=from_start,
+            on_unreadable=_skipped,
         )
         try:
             for outcome in islice(found, limit):
                 echo_outcome(outcome)
         except KeyboardInterrupt:
             pass
+
+
+def _skipped(entry_id: str, why: str) -> None:
+    say(f"skipped results entry {entry_id}: unreadable, {why}", err=True)
 
 
 _AGE_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -13,6 +13,7 @@ from grant_worker.worker.cli.base import (
     exit_code_for,
     fail_usage,
     load_settings,
+    say,
 )
 from grant_worker.worker.exit_codes import EXIT_FAILED, EXIT_TIMEOUT
 
@@ -49,7 +50,7 @@ def revoke(
             from grant_worker.worker.client.reuse import earlier_use
 
             if refusal := earlier_use(client, request_id):
-                click.echo(f"error: {refusal}", err=True)
+                say(f"error: {refusal}", err=True)
                 sys.exit(EXIT_FAILED)
         try:
             submitted = client.revoke(
@@ -62,13 +63,13 @@ def revoke(
             )
         except RequestInvalid as exc:
             fail_usage(f"invalid request: {exc.message}")
-        click.echo(submitted)
+        say(submitted)
         if not wait:
             return
         try:
             outcome = client.wait(submitted, timeout_s=timeout_s)
         except WaitTimeout as exc:
-            click.echo(f"timeout: {exc}", err=True)
+            say(f"timeout: {exc}", err=True)
             sys.exit(EXIT_TIMEOUT)
     echo_outcome(outcome)
     sys.exit(exit_code_for([outcome]))

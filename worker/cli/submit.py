@@ -15,6 +15,7 @@ from grant_worker.worker.cli.base import (
     exit_code_for,
     fail_usage,
     load_settings,
+    say,
 )
 from grant_worker.worker.exit_codes import EXIT_FAILED, EXIT_TIMEOUT
 
@@ -87,7 +88,7 @@ def submit(
             from grant_worker.worker.client.reuse import earlier_use
 
             if refusal := earlier_use(client, request_id):
-                click.echo(f"error: {refusal}", err=True)
+                say(f"error: {refusal}", err=True)
                 sys.exit(EXIT_FAILED)
         try:
             submitted = client.submit(envelope)
@@ -99,11 +100,11 @@ def submit(
         try:
             outcome = client.wait(submitted, timeout_s=timeout_s)
         except WaitTimeout as exc:
-            click.echo(f"timeout: {exc}", err=True)
+            say(f"timeout: {exc}", err=True)
             sys.exit(EXIT_TIMEOUT)
     echo_outcome(outcome)
     if outcome.status == "exists" and outcome.differences:
-        click.echo(drift_note(outcome.differences), err=True)
+        say(drift_note(outcome.differences), err=True, multiline=True)
     sys.exit(exit_code_for([outcome]))
 
 

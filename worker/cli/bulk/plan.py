@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import click
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +26,7 @@ from grant_worker.tasks.errors import NotFound
 from grant_worker.tasks.flow.pace import make_pace
 from grant_worker.tasks.messages.models import Grant
 from grant_worker.tasks.revoke import ProtectedGrants, protected_grants
+from grant_worker.worker.cli.base import echo_json, rich_safe
 from grant_worker.worker.cli.bulk.rows import Checked, Row
 
 Action = Literal["create", "exists", "exists_differs", "revoke", "absent", "invalid", "duplicate"]
@@ -228,15 +228,15 @@ def run_plan(settings: Settings, checked: Checked, *, terminal: bool) -> int:
                 how = f"same request as line {row.duplicate_of}"
             table.add_row(
                 str(row.line),
-                row.client_id or row.default_for or "",
-                row.audience or "",
+                rich_safe(row.client_id or row.default_for or ""),
+                rich_safe(row.audience or ""),
                 row.action.replace("_", ", "),
-                row.then or "",
-                how,
+                rich_safe(row.then or ""),
+                rich_safe(how),
             )
         Console().print(table)
     else:
         for row in planned:
-            click.echo(json.dumps(row.as_dict()))
-    click.echo(json.dumps({"batch_id": checked.batch_id, **summarise(planned)}))
+            echo_json(row.as_dict())
+    echo_json({"batch_id": checked.batch_id, **summarise(planned)})
     return 0

@@ -8,7 +8,6 @@ the report, and the command that resumes it (exit 130).
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from rich.table import Table
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import QUEUED
+from grant_worker.worker.cli.base import echo_json, rich_safe
 from grant_worker.worker.cli.bulk.report import (
     SUMMARY_STATES,
     report_lines,
@@ -46,6 +46,7 @@ from grant_worker.worker.exit_codes import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
 )
+from grant_worker.worker.shown import shown
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def run_bulk(settings: Settings, path: Path, options: BulkOptions) -> int:
                 run = _resume(client, checked)
                 _enqueue(client, run, settings, stop)
             if not stop.requested:
-                click.echo(batch_id)
+                click.echo(shown(batch_id))
                 if not options.wait:
                     return _exit_code(run, waited=False)
                 try:
@@ -218,7 +219,7 @@ def _finish(run: _Run, options: BulkOptions) -> None:
         write_report(options.report, report_lines(run.checked, run.outcomes, run.sent))
     counts = summary(run.checked, run.outcomes, run.sent)
     if sys.stderr.isatty():
-        table = Table(title=f"batch {counts['batch_id']}")
+        table = Table(title=f"batch {rich_safe(counts['batch_id'])}")
         table.add_column("rows")
         table.add_column("count", justify="right")
         for state in (*SUMMARY_STATES, "duplicates"):
@@ -233,7 +234,7 @@ def _finish(run: _Run, options: BulkOptions) -> None:
             f"{counts['exists_differs']} grants exist but differ from their rows "
             "(see differences in the report); on_conflict merge adds missing scopes"
         )
-    click.echo(json.dumps(counts))
+    echo_json(counts)
 
 
 def _exit_code(run: _Run, *, waited: bool) -> int:

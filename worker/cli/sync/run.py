@@ -23,6 +23,7 @@ from rich.table import Table
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.revoke import protected_grants
+from grant_worker.worker.cli.base import echo_json, rich_safe
 from grant_worker.worker.cli.bulk.plan import paced_api
 from grant_worker.worker.cli.bulk.report import write_report
 from grant_worker.worker.cli.bulk.rows import Format, Row, check_file, guess_format
@@ -43,6 +44,7 @@ from grant_worker.worker.exit_codes import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
 )
+from grant_worker.worker.shown import shown
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _execute(
         finally:
             meter.close()
         if not stop.requested:
-            click.echo(batch_id)
+            click.echo(shown(batch_id))
             if not options.wait:
                 return EXIT_DONE
             try:
@@ -213,23 +215,24 @@ def _finish(
     for entry in lines:
         statuses[entry["status"]] = statuses.get(entry["status"], 0) + 1
     say(", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "nothing")
-    click.echo(json.dumps({"batch_id": batch_id, **summarise(actions), "statuses": statuses}))
+    echo_json({"batch_id": batch_id, **summarise(actions), "statuses": statuses})
 
 
 def _print_plan(batch_id: str, actions: list[SyncAction], *, terminal: bool) -> None:
     summary = {"batch_id": batch_id, **summarise(actions)}
     if not terminal:
         for action in actions:
-            click.echo(json.dumps(action.as_dict()))
-        click.echo(json.dumps(summary))
+            echo_json(action.as_dict())
+        echo_json(summary)
         return
-    table = Table(title=f"sync plan of batch {batch_id}")
+    table = Table(title=f"sync plan of batch {rich_safe(batch_id)}")
     for column in ("action", "line", "client / default_for", "subject", "grant", "how"):
         table.add_column(column)
     for action in actions:
         how = json.dumps(action.patch) if action.patch else (action.reason or "")
         table.add_row(action.action, str(action.line or ""),
-                      action.client_id or action.default_for or "", action.subject_type,
-                      action.grant_id or "", how)  # fmt: skip
+                      rich_safe(action.client_id or action.default_for or ""),
+                      rich_safe(action.subject_type), rich_safe(action.grant_id or ""),
+                      rich_safe(how))  # fmt: skip
     Console().print(table)
     Console().print(", ".join(f"{summary[name]} {name}" for name in ACTIONS))
