@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # Operations. Logs: json or text; unset, JSON unless stderr is a terminal.
     grants_log_format: Literal["json", "text"] | None = None
     grants_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Celery task events (task-received, -started, -succeeded, ...) for Flower and `celery
+    # events`: off by default, as each is one more Redis publish per task state.
+    grants_task_events: bool = False
     # Several workers on one host: each takes the first free port of
     # GRANTS_METRICS_PORT … GRANTS_METRICS_PORT + count - 1.
     grants_metrics_port_count: int = Field(default=1, ge=1, le=1000)

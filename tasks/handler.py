@@ -255,5 +255,5 @@ def _printable(raw: Any) -> Any:
 
 
 def _count(outcome: Outcome) -> None:
-    metrics.OUTCOMES.labels(outcome.status, outcome.error.code if outcome.error else "").inc()
+    metrics.count_outcome(outcome)
     log_outcome(outcome)
