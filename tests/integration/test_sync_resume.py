@@ -95,6 +95,10 @@ def test_an_interrupted_sync_prints_its_summary_and_the_rerun_sends_nothing_twic
     deadline = time.monotonic() + 60
     while sum(spent(before, calls(emulator)).values()) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
+    # The fleet stops first (what it has not begun goes back to the queue), so that however
+    # long the interrupted command takes to exit on a busy machine, the rerun still finds both
+    # finished and still queued requests of the first run.
+    worker.stop(timeout_s=30)
     first.send_signal(signal.SIGINT)
     stdout, stderr = first.communicate(timeout=60)
     assert first.returncode == 130, stderr
@@ -103,9 +107,6 @@ def test_an_interrupted_sync_prints_its_summary_and_the_rerun_sends_nothing_twic
     assert statuses.get("pending", 0) > 0, statuses
     assert sum(statuses.get(s, 0) for s in ("created", "updated", "revoked")) > 0, statuses
 
-    # The fleet stops too (its unfinished messages go back to the queue), so that the rerun
-    # finds both finished and still queued requests of the first run.
-    worker.stop(timeout_s=30)
     rerun = sync_process(settings, *command)
     start_worker(settings)
     _out, rerun_err = rerun.communicate(timeout=120)
