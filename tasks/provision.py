@@ -49,6 +49,7 @@ from grant_worker.tasks.conflicts import (
     pick,
     plan,
 )
+from grant_worker.tasks.delivery.fences import WriteFences
 from grant_worker.tasks.delivery.locks import GrantBusy, GrantLocks, HeldGrant
 from grant_worker.tasks.errors import (
     Auth0Error,
@@ -325,11 +326,12 @@ class _Run:
     ) -> Resolution | None:
         """Apply `mode` to the existing grant (under `held`, renewed before each call)."""
 
-        def locked(call: Callable[[], T]) -> Callable[[], T]:
+        def locked(call: Callable[[], T], *, write: bool = False) -> Callable[[], T]:
             def run() -> T:
-                if held is not None:
-                    held.renew()
-                return call()
+                if held is None:
+                    return call()
+                held.renew()
+                return held.write(call) if write else call()
 
             return run
 
@@ -350,7 +352,9 @@ class _Run:
             return Resolution("exists", existing, decided.differences, self.attempts)
         patch = decided.patch
         try:
-            updated = self._retrying(locked(lambda: self.api.update_grant(existing.id, patch)))
+            updated = self._retrying(
+                locked(lambda: self.api.update_grant(existing.id, patch), write=True)
+            )
         except NotFound:
             return None
         log.info("grant %s updated (on_conflict %s): %s", existing.id, mode, sorted(patch))
@@ -522,6 +526,7 @@ def make_provisioner(
     Raises `ValueError` when AUTH0_DOMAIN or the credentials are missing.
     """
     api = make_api(settings, session if session is not None else make_session(settings))
+    call_s = settings.grants_connect_timeout_s + settings.grants_read_timeout_s
     return Provisioner(
         api,
         # Naps for a slot end at SIGTERM too: the request goes back to the queue.
@@ -532,7 +537,8 @@ def make_provisioner(
             redis_client,
             Keys(settings.grants_key_prefix),
             # One call at a time: renewed before each, so a dead holder frees it in seconds.
-            ttl_s=settings.grants_connect_timeout_s + settings.grants_read_timeout_s + 5.0,
+            ttl_s=call_s + 5.0,
+            fences=WriteFences(redis_client, landing_s=call_s + settings.grants_write_landing_s),
         ),
         breaker=make_breaker(settings, redis_client),
         slot_wait_s=settings.grants_slot_wait_s,
