@@ -32,7 +32,7 @@ import random as _random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 import redis
 import requests
@@ -50,6 +50,7 @@ from grant_worker.tasks.conflicts import (
     plan,
 )
 from grant_worker.tasks.delivery.fences import WriteFences
+from grant_worker.tasks.delivery.ledger import SentMarker
 from grant_worker.tasks.delivery.locks import GrantBusy, GrantLocks, HeldGrant
 from grant_worker.tasks.errors import (
     Auth0Error,
@@ -82,22 +83,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A request that finds its grant locked by another for its whole budget waits on the queue.
 GRANT_BUSY_DELAY_S = 1.0
-
-
-class SentMarker(Protocol):
-    """Where a request's "may have been sent" state lives across deliveries (the ledger)."""
-
-    def sending(self) -> bool:
-        """Just before a POST; True when no earlier state was there."""
-
-    def refused(self) -> None:
-        """The POST was cleanly refused (or never connected): take back this send's mark."""
-
-    def lost(self) -> None:
-        """The POST's reply was lost: it may have created the grant."""
-
-    def created(self) -> None:
-        """The POST answered 201."""
 
 
 # A request whose fleet slot is further off than this goes back to the queue (GRANTS_SLOT_WAIT_S).
