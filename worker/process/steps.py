@@ -25,7 +25,12 @@ from grant_worker.worker.process.breaker_watch import (
 )
 from grant_worker.worker.process.broker.monitor import BrokerMonitor, guard_broker
 from grant_worker.worker.process.broker.qos import track_as
-from grant_worker.worker.process.intake_bridge import STOP_WAIT_S, IntakeBridge, make_intake_bridge
+from grant_worker.worker.process.intake_bridge import (
+    LIVENESS_S,
+    STOP_WAIT_S,
+    IntakeBridge,
+    make_intake_bridge,
+)
 from grant_worker.worker.process.recovery import Recovery, RecoveryLoop, kombu_restore
 from grant_worker.worker.process.watchdog import Watchdog, bridge_liveness, make_watchdog
 
@@ -83,6 +88,7 @@ class WatchdogStep(bootsteps.StartStopStep):
             worker.app.grants_settings,
             hostname=getattr(worker, "hostname", None) or socket.gethostname(),
             bridge_alive=bridge_liveness(worker.app),
+            bridge_window_s=LIVENESS_S,
         )
         _run_in_thread(self._watchdog.run, "watchdog")
 
