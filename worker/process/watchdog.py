@@ -37,6 +37,7 @@ import redis
 from celery.worker import state
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.broker_faults import describe
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.delivery.shutdown import SHUTDOWN
 from grant_worker.tasks.fleet import Identity, beat
@@ -140,18 +141,17 @@ class Watchdog:
                 self.check()
             except redis.RedisError as exc:
                 # The broker is away: that is the reconnect logic's business, not a stall.
-                self._redis_away(self._clock())
-                log.debug("watchdog: %s", type(exc).__name__)
+                self._redis_away(self._clock(), describe(exc))
 
-    def _redis_away(self, since: float) -> None:
+    def _redis_away(self, since: float, why: str) -> None:
         self._answering_since = None
         if self._away_since is None:
             self._away_since = since
-            log.warning("Redis does not answer; waiting for it (not a stall, not an exit)")
+            log.warning("Redis is unavailable (%s); waiting for it, not a stall", why)
 
     def _redis_answered(self, asked_at: float, now: float) -> None:
         if now - asked_at >= REDIS_AWAY_AFTER_S:
-            self._redis_away(asked_at)
+            self._redis_away(asked_at, f"no answer for {now - asked_at:.0f} s")
         if self._answering_since is None:
             away_s = now - (self._away_since or asked_at)
             log.warning(
