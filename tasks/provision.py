@@ -523,7 +523,12 @@ def make_provisioner(
             Keys(settings.grants_key_prefix),
             # One call at a time: renewed before each, so a dead holder frees it in seconds.
             ttl_s=call_s + 5.0,
-            fences=WriteFences(redis_client, landing_s=call_s + settings.grants_write_landing_s),
+            # Armed before the fleet slot is taken: the send may come a slot wait later.
+            fences=WriteFences(
+                redis_client,
+                landing_s=settings.grants_slot_wait_s + call_s + settings.grants_write_landing_s,
+            ),
+            sleep=sleep,
         ),
         breaker=make_breaker(settings, redis_client),
         slot_wait_s=settings.grants_slot_wait_s,

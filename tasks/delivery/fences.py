@@ -7,8 +7,9 @@ after a later request's PATCH, it erases what that one added, while both request
 `updated`. A DELETE whose reply was lost is the same hazard for any write after it.
 
 So every write to a grant is fenced. Before it is sent it arms the grant's fence for as long as
-it could possibly land: both HTTP timeouts (the client's own wait) and GRANTS_WRITE_LANDING_S
-(how long after that the tenant may still carry it out). A definite answer (any HTTP reply that
+it could possibly land: the fleet slot wait (GRANTS_SLOT_WAIT_S), both HTTP timeouts (the
+client's own wait) and GRANTS_WRITE_LANDING_S (how long after that the tenant may still carry
+it out). A definite answer (any HTTP reply that
 is not ambiguous, or a call never sent) takes the write's own entry back at once; a lost reply
 leaves it, and so does a writer that dies mid-call. Whoever takes the grant lock next waits,
 lock released, until the fence has passed, and only then reads the grant: what it reads then

@@ -123,7 +123,7 @@ class Watchdog:
         # within the grace: neither is a stall, and exiting 70 then would cut the grace short.
         self._shutting_down = shutting_down
         self._bridge_alive = bridge_alive
-        # How long the bridge may go without coming round (`IntakeBridge.liveness_s`); it is
+        # How long the bridge may go without coming round (`intake_bridge.LIVENESS_S`); it is
         # judged only once Redis has answered for that long.
         self._bridge_window_s = bridge_window_s
         self._clock = clock
