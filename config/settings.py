@@ -73,6 +73,9 @@ class Settings(BaseSettings):
 
     grants_connect_timeout_s: float = Field(default=3.05, gt=0)
     grants_read_timeout_s: float = Field(default=15.0, gt=0)
+    # How long after its client gave up (both timeouts) a write to a grant may still be carried
+    # out by the tenant: the grant stays fenced that long after a PATCH whose reply was lost.
+    grants_write_landing_s: float = Field(default=30.0, ge=0)
     # How long a per-request outcome record is kept for deduplicating redeliveries and replays.
     grants_record_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     # Approximate cap on the results / dead streams (XADD MAXLEN ~); 0 keeps everything.

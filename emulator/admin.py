@@ -15,6 +15,10 @@
     POST /__emulator/outage            {"seconds": 30, "mode": "error" | "drop" | "hang"}: every
                                        Auth0 call (token included) fails until then
     DELETE /__emulator/outage          the tenant is back
+    POST /__emulator/late-writes       {"method": "PATCH", "count": 1, "apply_after_s": 20,
+                                       "reply": "late" | "never"}: the next writes of that
+                                       method are carried out that long after they arrived
+                                       (the client gone or not), then answered or not
     POST /__emulator/rotate-secret     {"client_secret": "new", "client_id": (the worker)}:
                                        issued tokens stay valid until they expire, as in Auth0
     POST /__emulator/revoke-tokens     every token issued so far is refused (401)
@@ -36,6 +40,7 @@ import pydantic
 from aiohttp import web
 
 from grant_worker.emulator.errors import ApiError
+from grant_worker.emulator.faults import LateWrite
 from grant_worker.emulator.ratelimit import RateLimitSettings
 from grant_worker.emulator.seed import ClientSpec, ResourceServerSpec, Seed
 from grant_worker.emulator.state import Emulator
@@ -115,6 +120,10 @@ def _start_outage(em: Emulator, body: Any) -> dict[str, Any]:
     return {"outage_left_s": em.outage_left_s(), "mode": em.outage_mode}
 
 
+def _hold_writes(em: Emulator, body: Any) -> None:
+    em.hold_writes(LateWrite.model_validate(body))
+
+
 def _end_outage(em: Emulator, _: Any) -> None:
     em.end_outage()
 
@@ -189,6 +198,7 @@ def add_routes(app: web.Application, key: web.AppKey[Emulator]) -> None:
     route("PUT", "/seed", _reseed, reads_body=True)
     route("POST", "/outage", _start_outage, reads_body=True)
     route("DELETE", "/outage", _end_outage)
+    route("POST", "/late-writes", _hold_writes, reads_body=True)
     route("POST", "/rotate-secret", _rotate_secret, reads_body=True)
     route("POST", "/revoke-tokens", _revoke_tokens)
     route("PUT", "/worker-scopes", _set_scopes, reads_body=True)

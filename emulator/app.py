@@ -28,7 +28,7 @@ from aiohttp import web
 
 from grant_worker.emulator import admin
 from grant_worker.emulator.errors import ApiError, OAuthError, reason_phrase
-from grant_worker.emulator.faults import Fault, FaultSettings, echo_body, fault_body
+from grant_worker.emulator.faults import Fault, FaultSettings, LateWrite, echo_body, fault_body
 from grant_worker.emulator.oauth import exchange
 from grant_worker.emulator.ratelimit import (
     TOO_MANY_REQUESTS_BODY,
@@ -235,6 +235,21 @@ async def _with_fault(
     return response
 
 
+async def _carried_out_late(
+    request: web.Request, handler: Handler, late: LateWrite
+) -> web.StreamResponse | None:
+    """Read the write now, carry it out `late.apply_after_s` from now even if the client has
+    gone meanwhile (shielded from the handler's cancellation), then answer or not."""
+    await request.read()
+
+    async def later() -> web.StreamResponse:
+        await asyncio.sleep(late.apply_after_s)
+        return await _answer(request, handler)
+
+    response = await asyncio.shield(asyncio.ensure_future(later()))
+    return response if late.reply == "late" else None
+
+
 def _drop(request: web.Request) -> web.StreamResponse:
     if request.transport is not None:
         request.transport.close()
@@ -271,6 +286,8 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
             em.stats.rate_limited += 1
             body = TOO_MANY_REQUESTS_BODY if kind == "management" else TOO_MANY_REQUESTS_OAUTH_BODY
             response = json_response(body, 429)
+        elif kind == "management" and (late := em.take_late_write(request.method)) is not None:
+            response = await _carried_out_late(request, handler, late)
         elif faulty and faults.any_fault and faults.hits(request.method):
             response = await _with_fault(
                 request, handler, em, faults, faults.choose(em.rng.random())

@@ -17,6 +17,11 @@ rates are exact shares of the traffic (their sum must stay ≤ 1):
 `fault_methods` limits the faults to some HTTP methods (["DELETE"]: lost deletes, answered
 lookups). `create_latency_ms` slows creates only (a slow write while reads stay fast): the create is
 carried out after the wait, whether or not the client is still there.
+
+A `LateWrite` holds the next `count` writes of one method (PATCH, DELETE, POST): each is read
+when it arrives and carried out `apply_after_s` later, whether or not the client is still
+there, then answered (`reply: late`) or not at all (`never`). A tenant that carries out a write
+after the client gave up on it, which is what makes a timed-out write dangerous.
 """
 
 from __future__ import annotations
@@ -107,6 +112,18 @@ class FaultSettings(BaseModel):
     def any_fault(self) -> bool:
         rates = (self.drop_rate, self.error_rate, self.commit_lost_rate, self.hang_rate)
         return sum(rates) + self.echo_rate > 0
+
+
+class LateWrite(BaseModel):
+    """Hold the next `count` writes of `method`; carry each out `apply_after_s` after it
+    arrived, then answer it (`late`) or close the connection (`never`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["PATCH", "DELETE", "POST"] = "PATCH"
+    count: int = Field(default=1, ge=1, le=1000)
+    apply_after_s: float = Field(gt=0.0, le=3600.0)
+    reply: Literal["late", "never"] = "late"
 
 
 FAULT_MESSAGES = {

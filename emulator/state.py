@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from grant_worker.emulator.config import EmulatorConfig
-from grant_worker.emulator.faults import FaultSettings
+from grant_worker.emulator.faults import FaultSettings, LateWrite
 from grant_worker.emulator.grants import ClientGrants
 from grant_worker.emulator.ratelimit import RateLimitSettings, TokenBucket, make_bucket
 from grant_worker.emulator.seed import ClientSpec, ResourceServerSpec, Seed, default_seed
@@ -41,6 +41,8 @@ class Emulator:
     token_lifetime_s: float
     # Other applications of the tenant spending its Management API bucket (requests/s).
     background_rps: float
+    # Writes to hold and carry out late (`hold_writes`), each with the holds it has left.
+    late_writes: list[tuple[LateWrite, int]]
     # An outage: until this monotonic time every Auth0 call fails in `outage_mode`.
     outage_until: float
     outage_mode: OutageMode
@@ -61,6 +63,7 @@ class Emulator:
         self.set_rate_limit(self.config.rate_limit)
         self.token_lifetime_s = self.config.token_lifetime_s
         self.background_rps = self.config.background_rps
+        self.late_writes = []
         self.end_outage()
 
     # -- tenant faults (admin API) ------------------------------------------------------------
@@ -69,6 +72,22 @@ class Emulator:
         """Every Auth0 call (token included) fails for `seconds`: 503, dropped or hanging."""
         self.outage_until = time.monotonic() + seconds
         self.outage_mode = mode
+
+    def hold_writes(self, late: LateWrite) -> None:
+        """The next `late.count` writes of `late.method` are carried out late (`LateWrite`)."""
+        self.late_writes.append((late, late.count))
+
+    def take_late_write(self, method: str) -> LateWrite | None:
+        """The hold the write just arrived (of `method`) falls under, if one is armed."""
+        for index, (late, left) in enumerate(self.late_writes):
+            if late.method == method:
+                if left <= 1:
+                    del self.late_writes[index]
+                else:
+                    self.late_writes[index] = (late, left - 1)
+                self.stats.late_writes += 1
+                return late
+        return None
 
     def end_outage(self) -> None:
         self.outage_until = 0.0

@@ -10,6 +10,7 @@ Read with `GET /__emulator/stats`; the keys are a contract with the test suites:
     injected_errors       5xx sent by the error fault
     commit_lost           requests carried out whose reply was then lost
     hung                  requests held for hang_s
+    late_writes           writes held and carried out late (`LateWrite`)
     tokens_issued         successful /oauth/token replies
     grants                grants stored now
     posts_by_grant_key    {"owner|audience|subject_type": n}: every POST /client-grants
@@ -49,6 +50,7 @@ class Stats:
         self.injected_errors = 0
         self.commit_lost = 0
         self.hung = 0
+        self.late_writes = 0
         self.tokens_issued = 0
         self.background_calls = 0
         self.background_rate_limited = 0
@@ -79,6 +81,7 @@ class Stats:
             "injected_errors": self.injected_errors,
             "commit_lost": self.commit_lost,
             "hung": self.hung,
+            "late_writes": self.late_writes,
             "tokens_issued": self.tokens_issued,
             "grants": grants,
             "posts_by_grant_key": dict(self.posts_by_grant_key),

@@ -127,6 +127,14 @@ class EmulatorAdmin:
     def end_outage(self) -> None:
         self._call("DELETE", "/outage")
 
+    def hold_writes(
+        self, apply_after_s: float, *, method: str = "PATCH", count: int = 1, reply: str = "late"
+    ) -> None:
+        """Carry the next `count` writes of `method` out `apply_after_s` after they arrive,
+        the client gone or not; then answer them ("late") or not ("never")."""
+        body = {"method": method, "count": count, "apply_after_s": apply_after_s, "reply": reply}
+        self._call("POST", "/late-writes", body)
+
     def rotate_secret(self, new_secret: str, client_id: str | None = None) -> None:
         """Change the worker's (or `client_id`'s) secret; issued tokens stay valid."""
         self._call("POST", "/rotate-secret", {"client_secret": new_secret, "client_id": client_id})

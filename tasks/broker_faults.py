@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import redis
@@ -31,7 +32,7 @@ def classify(exc: BaseException) -> FaultKind | None:
     ):
         return "auth"
     if isinstance(exc, redis.ResponseError):
-        text = str(exc)
+        text = _reply(exc)
         if text.startswith(_AUTH_RESPONSES):
             return "auth"
         if isinstance(exc, redis.exceptions.OutOfMemoryError | redis.exceptions.ReadOnlyError):
@@ -44,6 +45,15 @@ def classify(exc: BaseException) -> FaultKind | None:
     return None
 
 
+# redis-py puts this before the reply of a command that failed inside a pipeline or MULTI.
+_PIPELINE_ERROR = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ", re.DOTALL)
+
+
+def _reply(exc: BaseException) -> str:
+    """The error reply as Redis sent it: a pipeline's `NOREPLICAS` is still `NOREPLICAS`."""
+    return _PIPELINE_ERROR.sub("", str(exc), count=1)
+
+
 def is_broker_fault(exc: BaseException) -> bool:
     """Redis failing (away, full, read-only, refusing us) rather than the request or the code."""
     return classify(exc) is not None
@@ -52,7 +62,7 @@ def is_broker_fault(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     """`Type: CODE`: the class and the first word of a Redis error (its code; the rest may be
     long, and nothing past the code is needed to act on it)."""
-    words = str(exc).split()
+    words = _reply(exc).split()
     return f"{type(exc).__name__}: {words[0] if words else ''}".rstrip(": ")
 
 

@@ -118,8 +118,12 @@ class Keys:
 
         Hashed: an audience is a URL, and the key must stay short and printable.
         """
-        digest = hashlib.sha256(f"{owner}\n{audience}\n{subject_type}".encode()).hexdigest()
-        return f"{self.prefix}grant-lock:{digest[:32]}"
+        return f"{self.prefix}grant-lock:{_grant_digest(owner, audience, subject_type)}"
+
+    def grant_fence(self, owner: str, audience: str, subject_type: str) -> str:
+        """The writes to a grant that may still land (`tasks.delivery.fences`): a sorted set
+        of write tokens scored by the Redis time (ms) each may land until."""
+        return f"{self.prefix}grant-fence:{_grant_digest(owner, audience, subject_type)}"
 
     @property
     def workers(self) -> str:
@@ -196,3 +200,8 @@ class Keys:
     def probe(self, hostname: str) -> str:
         """A worker's small expiring write that shows Redis takes its writes (broker faults)."""
         return f"{self.prefix}probe:{hostname}"
+
+
+def _grant_digest(owner: str, audience: str, subject_type: str) -> str:
+    # An audience is a URL: the key names a hash of Auth0's uniqueness key, short and printable.
+    return hashlib.sha256(f"{owner}\n{audience}\n{subject_type}".encode()).hexdigest()[:32]

@@ -32,7 +32,7 @@ import random as _random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 import redis
 import requests
@@ -50,6 +50,8 @@ from grant_worker.tasks.conflicts import (
     pick,
     plan,
 )
+from grant_worker.tasks.delivery.fences import WriteFences
+from grant_worker.tasks.delivery.ledger import SentMarker
 from grant_worker.tasks.delivery.locks import GrantBusy, GrantLocks, HeldGrant
 from grant_worker.tasks.errors import (
     Auth0Error,
@@ -77,22 +79,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A request that finds its grant locked by another for its whole budget waits on the queue.
 GRANT_BUSY_DELAY_S = 1.0
-
-
-class SentMarker(Protocol):
-    """Where a request's "may have been sent" state lives across deliveries (the ledger)."""
-
-    def sending(self) -> bool:
-        """Just before a POST; True when no earlier state was there."""
-
-    def refused(self) -> None:
-        """The POST was cleanly refused (or never connected): take back this send's mark."""
-
-    def lost(self) -> None:
-        """The POST's reply was lost: it may have created the grant."""
-
-    def created(self) -> None:
-        """The POST answered 201."""
 
 
 @dataclass(frozen=True)
@@ -218,9 +204,11 @@ class _Run(PacedRun):
         patch = full_replace_patch(request.creates)
 
         def call() -> Grant:
-            if held is not None:
-                held.renew()
-            return self.api.update_grant(grant_id, patch)
+            if held is None:
+                return self.api.update_grant(grant_id, patch)
+            held.renew()
+            # Fenced as every PATCH is: a late one must not undo a later writer's.
+            return held.write(lambda: self.api.update_grant(grant_id, patch))
 
         try:
             updated = self._retrying(call)
@@ -338,11 +326,12 @@ class _Run(PacedRun):
     ) -> Resolution | None:
         """Apply `mode` to the existing grant (under `held`, renewed before each call)."""
 
-        def locked(call: Callable[[], T]) -> Callable[[], T]:
+        def locked(call: Callable[[], T], *, write: bool = False) -> Callable[[], T]:
             def run() -> T:
-                if held is not None:
-                    held.renew()
-                return call()
+                if held is None:
+                    return call()
+                held.renew()
+                return held.write(call) if write else call()
 
             return run
 
@@ -363,7 +352,9 @@ class _Run(PacedRun):
             return Resolution("exists", existing, decided.differences, self.attempts)
         patch = decided.patch
         try:
-            updated = self._retrying(locked(lambda: self.api.update_grant(existing.id, patch)))
+            updated = self._retrying(
+                locked(lambda: self.api.update_grant(existing.id, patch), write=True)
+            )
         except NotFound:
             return None
         log.info("grant %s updated (on_conflict %s): %s", existing.id, mode, sorted(patch))
@@ -402,6 +393,7 @@ def make_provisioner(
     Raises `ValueError` when AUTH0_DOMAIN or the credentials are missing.
     """
     api = make_api(settings, session if session is not None else make_session(settings))
+    call_s = settings.grants_connect_timeout_s + settings.grants_read_timeout_s
     return Provisioner(
         api,
         # Naps for a slot end at SIGTERM too: the request goes back to the queue.
@@ -412,7 +404,13 @@ def make_provisioner(
             redis_client,
             Keys(settings.grants_key_prefix),
             # One call at a time: renewed before each, so a dead holder frees it in seconds.
-            ttl_s=settings.grants_connect_timeout_s + settings.grants_read_timeout_s + 5.0,
+            ttl_s=call_s + 5.0,
+            # Armed before the fleet slot is taken: the send may come a slot wait later.
+            fences=WriteFences(
+                redis_client,
+                landing_s=settings.grants_slot_wait_s + call_s + settings.grants_write_landing_s,
+            ),
+            sleep=sleep,
         ),
         breaker=make_breaker(settings, redis_client),
         slot_wait_s=settings.grants_slot_wait_s,

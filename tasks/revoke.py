@@ -27,7 +27,8 @@ from typing import Literal
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.conflicts import lookup_filters, pick
-from grant_worker.tasks.delivery.locks import GrantBusy, GrantLocks
+from grant_worker.tasks.delivery.ledger import SentMarker
+from grant_worker.tasks.delivery.locks import GrantBusy, GrantLocks, HeldGrant
 from grant_worker.tasks.errors import (
     Auth0Error,
     NotFound,
@@ -37,7 +38,7 @@ from grant_worker.tasks.errors import (
 )
 from grant_worker.tasks.messages.models import CreateClientGrant, Grant, GrantRequest
 from grant_worker.tasks.paced_run import FlowParts, PacedRun
-from grant_worker.tasks.provision import GRANT_BUSY_DELAY_S, SentMarker
+from grant_worker.tasks.provision import GRANT_BUSY_DELAY_S
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,8 @@ class _RevokeRun(PacedRun):
         if locks is None:
             return self._delete(request, target)
         try:
-            with locks.hold(grant_key(target), wait_s=self.budget.remaining_s()):
-                return self._delete(request, target)
+            with locks.hold(grant_key(target), wait_s=self.budget.remaining_s()) as held:
+                return self._delete(request, target, held)
         except GrantBusy as exc:
             raise ReturnToQueue(str(exc), delay_s=GRANT_BUSY_DELAY_S) from exc
 
@@ -146,9 +147,11 @@ class _RevokeRun(PacedRun):
             return Revocation("revoked", None, self.attempts, resolved_by="lookup")
         return Revocation("absent", None, self.attempts)
 
-    def _delete(self, request: GrantRequest, target: Grant) -> Revocation:
+    def _delete(
+        self, request: GrantRequest, target: Grant, held: HeldGrant | None = None
+    ) -> Revocation:
         try:
-            return self._retrying(lambda: self._delete_once(request, target))
+            return self._retrying(lambda: self._delete_once(request, target, held))
         except RetryableError:
             # About to end as network_error / upstream_error / rate_limited: a DELETE that may
             # have been applied is looked for once more.
@@ -156,7 +159,9 @@ class _RevokeRun(PacedRun):
                 return Revocation("revoked", target, self.attempts, resolved_by="lookup")
             raise
 
-    def _delete_once(self, request: GrantRequest, target: Grant) -> Revocation:
+    def _delete_once(
+        self, request: GrantRequest, target: Grant, held: HeldGrant | None
+    ) -> Revocation:
         sent = False
         fresh_mark = False
         marker = self.marker
@@ -167,8 +172,17 @@ class _RevokeRun(PacedRun):
                 fresh_mark = marker.sending()
             sent = True
 
-        try:
+        def delete() -> None:
             self.api.delete_grant(target.id, before_send=mark_sent)
+
+        try:
+            if held is None:
+                delete()
+            else:
+                # Fenced: a DELETE whose reply is lost may still land, and the next writer of
+                # this grant (a create after the revoke) must not be undone by it.
+                held.renew()
+                held.write(delete)
         except RetryableError as exc:
             if sent and exc.ambiguous:
                 self.maybe_sent = True

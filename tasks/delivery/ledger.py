@@ -18,6 +18,8 @@ A clean refusal (409, 400, a connect error: Auth0 certainly created nothing) tak
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import redis
 
 from grant_worker.tasks.keys import Keys
@@ -26,6 +28,22 @@ from grant_worker.tasks.scripts import register
 SENDING = "sending"
 LOST = "lost"
 CREATED = "created"
+
+
+class SentMarker(Protocol):
+    """Where a request's "may have been sent" state lives across deliveries (the ledger)."""
+
+    def sending(self) -> bool:
+        """Just before a POST; True when no earlier state was there."""
+
+    def refused(self) -> None:
+        """The POST was cleanly refused (or never connected): take back this send's mark."""
+
+    def lost(self) -> None:
+        """The POST's reply was lost: it may have created the grant."""
+
+    def created(self) -> None:
+        """The POST answered 201."""
 
 
 class DeliveryLedger:
@@ -100,7 +118,7 @@ def delivery_count(raw: str | None) -> int | None:
 
 
 class LedgerMarker:
-    """Adapts the ledger to `tasks.provision.SentMarker` for one request."""
+    """Adapts the ledger to `SentMarker` for one request."""
 
     def __init__(self, ledger: DeliveryLedger, request_id: str) -> None:
         self._ledger = ledger

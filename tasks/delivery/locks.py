@@ -24,6 +24,11 @@ second read what the first wrote. The grant is named by Auth0's uniqueness key, 
 default_for, audience, subject_type), which is known before its id is. It lives for one HTTP
 call at a time (`HeldGrant.renew` before each call), so a holder that dies releases it within
 seconds, while a live holder keeps it for as long as its calls take.
+
+A call that timed out at the client is not over at the tenant: a write whose reply was lost
+keeps the grant fenced (`tasks.delivery.fences`) until it can no longer land, and whoever takes
+the grant lock first waits, lock released, for the fence to pass. Writes under the lock go
+through `HeldGrant.write`, which arms the fence; a DELETE fits it as a PATCH does.
 """
 
 from __future__ import annotations
@@ -31,17 +36,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import TypeVar
 
 import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
+from grant_worker.tasks.delivery.fences import WriteFences
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import CreateClientGrant
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How often a waiter asks again for a taken lock.
 POLL_S = 0.2
@@ -138,10 +146,16 @@ class RequestLocks:
 
 
 class HeldGrant:
-    """A held grant lock; `renew` before each call made under it."""
+    """A held grant lock; `renew` before each call made under it, `write` around each write."""
 
-    def __init__(self, lock: Lock) -> None:
+    def __init__(self, lock: Lock, fences: WriteFences | None = None, fence: str = "") -> None:
         self._lock = lock
+        self._fences = fences
+        self._fence = fence
+
+    def write(self, call: Callable[[], T]) -> T:
+        """Run `call`, a write to the grant (PATCH, DELETE), fenced while it may still land."""
+        return call() if self._fences is None else self._fences.write(self._fence, call)
 
     def renew(self) -> None:
         """Give the lock its full lifetime again; raises `GrantBusy` if it lapsed meanwhile."""
@@ -152,10 +166,22 @@ class HeldGrant:
 
 
 class GrantLocks:
-    def __init__(self, client: redis.Redis, keys: Keys, *, ttl_s: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        ttl_s: float,
+        fences: WriteFences | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client = client
         self._keys = keys
         self._ttl_s = ttl_s
+        self._fences = fences
+        self._clock = clock
+        self._sleep = sleep
 
     @contextmanager
     def hold(self, grant: CreateClientGrant, *, wait_s: float) -> Iterator[HeldGrant]:
@@ -164,20 +190,36 @@ class GrantLocks:
         Raises `GrantBusy` when it is not free in time.
         """
         owner = grant.client_id or f"default_for:{grant.default_for}"
-        key = self._keys.grant_lock(owner, grant.audience, grant.effective_subject_type)
-        lock = _acquire(
-            self._client,
-            key,
-            ttl_s=self._ttl_s,
-            wait_s=max(wait_s, GRANT_POLL_S),
-            poll_s=GRANT_POLL_S,
-        )
-        if lock is None:
-            raise GrantBusy(
-                f"the grant of {owner} on {grant.audience} stayed locked by another request "
-                f"for {wait_s:.1f} s"
+        names = (owner, grant.audience, grant.effective_subject_type)
+        key, fence = self._keys.grant_lock(*names), self._keys.grant_fence(*names)
+        deadline = self._clock() + wait_s
+        while True:
+            lock = _acquire(
+                self._client,
+                key,
+                ttl_s=self._ttl_s,
+                wait_s=max(deadline - self._clock(), GRANT_POLL_S),
+                poll_s=GRANT_POLL_S,
             )
+            if lock is None:
+                raise GrantBusy(
+                    f"the grant of {owner} on {grant.audience} stayed locked by another "
+                    f"request for {wait_s:.1f} s"
+                )
+            fenced_s = self._fences.left_s(fence) if self._fences is not None else 0.0
+            if not fenced_s:
+                break
+            # A write whose reply was lost may still land: read the grant only after it.
+            _release(lock)
+            left_s = deadline - self._clock()
+            if fenced_s > left_s:
+                raise GrantBusy(
+                    f"the grant of {owner} on {grant.audience} is fenced for {fenced_s:.1f} s "
+                    "more: an earlier write whose reply was lost may still land"
+                )
+            log.info("grant fenced for %.1f s: an earlier write may still land", fenced_s)
+            self._sleep(fenced_s)
         try:
-            yield HeldGrant(lock)
+            yield HeldGrant(lock, self._fences, fence)
         finally:
             _release(lock)

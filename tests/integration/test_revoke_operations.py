@@ -47,7 +47,15 @@ def test_a_revoke_failed_by_the_tenant_is_dead_lettered_and_its_replay_ends_revo
     # A short budget so the 5xx replies exhaust it quickly. Each 503 to the DELETE is followed
     # by a lookup that the tenant answers, so the fleet never sees a sustained outage: the
     # breaker stays closed and the revoke ends `failed` instead of waiting on the queue.
-    settings = settings_factory(grants_retry_budget_s=2.0)
+    # A 503 leaves open whether the DELETE was carried out, so each one fences the grant while
+    # it may still land; short timeouts and landing time keep that fence, which the replay
+    # waits out, to a few seconds.
+    settings = settings_factory(
+        grants_retry_budget_s=2.0,
+        grants_read_timeout_s=2.0,
+        grants_slot_wait_s=1.0,
+        grants_write_landing_s=1.0,
+    )
     start_worker(settings)
     owner, bystander = next_client_id(), next_client_id()
     with GrantClient(settings) as client:

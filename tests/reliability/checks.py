@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 
+from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import Outcome
 
 
@@ -41,3 +42,16 @@ def grant_duplicates(grants: list[dict[str, Any]]) -> dict[tuple[str, str, str],
         for g in grants
     )
     return {key: n for key, n in keys.items() if n > 1}
+
+
+def shipped_defaults() -> dict[str, Any]:
+    """The shipped defaults of the settings the test fixtures shorten (`make_settings`): for
+    scenarios whose goal is stated at default settings."""
+    fields = Settings.model_fields
+    names = (
+        "grants_retry_budget_s",
+        "grants_concurrency",
+        "grants_restore_interval_s",
+        "grants_rate_limit",
+    )
+    return {name: fields[name].default for name in names}

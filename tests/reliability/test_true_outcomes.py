@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 from grant_worker.config.settings import Settings
@@ -16,7 +17,7 @@ from grant_worker.worker.client.dead_letters import DeadLetters
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import next_client_id
-from tests.reliability.checks import grant_duplicates, outcomes_by_request
+from tests.reliability.checks import grant_duplicates, outcomes_by_request, shipped_defaults
 from tests.reliability.test_crash_recovery import wait_until
 
 API = "https://api.example.com/"
@@ -167,3 +168,47 @@ def test_creates_slower_than_the_read_timeout_end_created_not_failed(
             len(v) for v in outcomes_by_request(redis_client, client.keys.results).values()
         ),
     )
+
+
+@pytest.mark.timeout(150)
+def test_a_patch_the_tenant_carries_out_late_does_not_erase_a_later_merge(
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    emulator: Any,
+    figures: Callable[..., None],
+) -> None:
+    # Default settings: a 15 s read timeout, and R1's first PATCH carried out 20 s after it
+    # arrived; R2 merges one second after that PATCH was sent.
+    settings = settings_factory(**shipped_defaults())
+    start_worker(settings)
+    owner = next_client_id()
+    late_s = 20.0
+    with GrantClient(settings) as client:
+        base = {"grant": {"client_id": owner, "audience": API, "scope": ["s0"]}}
+        assert client.wait(client.submit(base), timeout_s=30).status == "created"
+        emulator.admin.hold_writes(late_s, method="PATCH", reply="late")
+        merge = {"client_id": owner, "audience": API}
+        first = client.submit({"grant": {**merge, "scope": ["a"]}, "on_conflict": "merge"})
+        wait_until(lambda: emulator.admin.stats()["late_writes"] == 1, 30, "R1's PATCH held")
+        held_at = time.monotonic()
+        time.sleep(1.0)
+        second = client.submit({"grant": {**merge, "scope": ["b"]}, "on_conflict": "merge"})
+        outcomes = {rid: client.wait(rid, timeout_s=120) for rid in (first, second)}
+        done_s = time.monotonic() - held_at
+        # Past the moment the tenant carried out R1's first PATCH, whatever the outcomes said.
+        time.sleep(max(0.0, late_s + 2.0 - (time.monotonic() - held_at)))
+    held = set(grant_of(emulator, owner)["scope"])
+    claimed = {rid: set((o.grant or {}).get("scope", [])) for rid, o in outcomes.items()}
+    figures(
+        held_by_the_tenant=sorted(held),
+        statuses=[o.status for o in outcomes.values()],
+        claimed=[sorted(c) for c in claimed.values()],
+        both_done_after_s=round(done_s, 1),
+        patches=emulator.admin.stats()["requests_by_route"].get(
+            "PATCH /api/v2/client-grants/{id}", 0
+        ),
+    )
+    assert [o.status for o in outcomes.values()] == ["updated", "updated"]
+    assert held == {"s0", "a", "b"}, f"the tenant holds {sorted(held)}"
+    for rid, scopes in claimed.items():
+        assert scopes <= held, f"{rid} claims {sorted(scopes - held)}, which the tenant lacks"

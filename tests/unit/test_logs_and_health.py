@@ -138,3 +138,18 @@ def test_celery_task_lines_keep_the_task_id_not_the_request_body(captured: io.St
     logging.getLogger("celery.worker.strategy").info("Task received", extra={"data": data})
     (line,) = lines(captured)
     assert line["data"] == {"id": "r-1", "name": "grants.create"}
+
+
+def test_the_start_line_names_every_sentinel_and_no_password(captured: io.StringIO) -> None:
+    from grant_worker.config.settings import Settings
+    from grant_worker.worker.process.startup import log_start
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        redis_url="sentinel://:s3cret@10.0.0.1:26379;sentinel://:s3cret@10.0.0.2:26380",
+        grants_sentinel_master="mymaster",
+    )
+    log_start(settings, "celery@host")
+    text = captured.getvalue()
+    assert "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26380" in text
+    assert "s3cret" not in text

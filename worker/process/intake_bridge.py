@@ -47,6 +47,9 @@ MAX_CLAIMS = 5
 RESTART_FIRST_S = 0.5
 RESTART_MAX_S = 30.0
 PREVIEW_CHARS = 1024
+# A bridge whose loop has not come round for this long is dead: one blocking read, the longest
+# pause between restarts, and a margin.
+LIVENESS_S = BLOCK_MS / 1000 + RESTART_MAX_S + 5
 # How long a stopping worker waits for the bridge's thread: one blocking read, and a margin.
 STOP_WAIT_S = BLOCK_MS / 1000 + 2
 
@@ -153,8 +156,7 @@ class IntakeBridge:
     def alive(self, *, now: float | None = None) -> bool:
         """Whether the loop runs and came round recently (a pause between restarts counts)."""
         now = time.monotonic() if now is None else now
-        limit_s = BLOCK_MS / 1000 + RESTART_MAX_S + 5
-        return self._running and now - self._last_loop < limit_s
+        return self._running and now - self._last_loop < LIVENESS_S
 
     def pump_once(self, *, block_ms: int | None = None) -> int:
         """Move one batch (its own pending entries first, then stale entries of others, then

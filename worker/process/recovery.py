@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import redis
@@ -40,6 +41,7 @@ from grant_worker.tasks import metrics
 from grant_worker.tasks.fleet import Identity, is_alive, registered, release
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.process.broker.qos import return_taken
+from grant_worker.worker.process.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -119,21 +121,29 @@ def _text(value: Any) -> str:
 
 
 class RecoveryLoop:
-    """Runs `Recovery.sweep` every `interval_s` in a thread of its own."""
+    """Runs `Recovery.sweep` every `interval_s` in a thread of its own, after the
+    reconciler's look at the master (`worker.process.reconcile`), when there is one."""
 
-    def __init__(self, recovery: Recovery, *, interval_s: float) -> None:
+    def __init__(
+        self, recovery: Recovery, *, interval_s: float, reconciler: Reconciler | None = None
+    ) -> None:
         self._recovery = recovery
         self._interval_s = interval_s
+        self._reconciler = reconciler
         self._stop = threading.Event()
 
     def run(self) -> None:
         while not self._stop.wait(self._interval_s):
-            try:
-                self._recovery.sweep()
-            except (redis.RedisError, OSError) as exc:
-                log.debug("recovery sweep: %s", type(exc).__name__)
-            except Exception:
-                log.exception("recovery sweep failed")
+            steps = [self._recovery.sweep]
+            if self._reconciler is not None:
+                steps.insert(0, self._reconciler.check)
+            for step in steps:
+                try:
+                    step()
+                except (redis.RedisError, OSError) as exc:
+                    log.debug("recovery: %s", type(exc).__name__)
+                except Exception:
+                    log.exception("recovery failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -150,6 +160,15 @@ def kombu_restore(app: Any) -> Callable[[str], None]:
                 connection = app.connection_for_write()
                 state["connection"] = connection
                 state["channel"] = connection.default_channel
-            state["channel"].qos.restore_by_tag(tag)
+            try:
+                state["channel"].qos.restore_by_tag(tag)
+            except Exception:
+                # Redis failed or the master moved: the next restore starts on a connection of
+                # its own, which finds the master afresh.
+                connection = state.pop("connection")
+                state.pop("channel")
+                with suppress(Exception):
+                    connection.release()
+                raise
 
     return restore

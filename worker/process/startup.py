@@ -135,14 +135,12 @@ def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> l
 
 def log_start(settings: Settings, hostname: str) -> None:
     """What Celery's banner says, as one log event (the banner is not JSON)."""
-    parts = urlsplit(settings.redis_url.get_secret_value())
-    broker = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
     log.info(
         "worker %s starting: %d threads on queue %s, broker %s",
         hostname,
         settings.grants_concurrency,
         settings.grants_queue,
-        broker + parts.path,
+        ";".join(_shown(url) for url in settings.redis_url.get_secret_value().split(";")),
         extra={
             "event": "worker_start",
             "node": hostname,
@@ -153,6 +151,13 @@ def log_start(settings: Settings, hostname: str) -> None:
             "metrics_port": settings.grants_metrics_port,
         },
     )
+
+
+def _shown(url: str) -> str:
+    """One URL of REDIS_URL without its credentials (Sentinel's form is several, `;`-joined)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 def _effective_level(ours: str, celery_level: Any) -> int:

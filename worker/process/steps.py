@@ -25,7 +25,13 @@ from grant_worker.worker.process.breaker_watch import (
 )
 from grant_worker.worker.process.broker.monitor import BrokerMonitor, guard_broker
 from grant_worker.worker.process.broker.qos import track_as
-from grant_worker.worker.process.intake_bridge import STOP_WAIT_S, IntakeBridge, make_intake_bridge
+from grant_worker.worker.process.intake_bridge import (
+    LIVENESS_S,
+    STOP_WAIT_S,
+    IntakeBridge,
+    make_intake_bridge,
+)
+from grant_worker.worker.process.reconcile import Reconciler
 from grant_worker.worker.process.recovery import Recovery, RecoveryLoop, kombu_restore
 from grant_worker.worker.process.watchdog import Watchdog, bridge_liveness, make_watchdog
 
@@ -83,6 +89,7 @@ class WatchdogStep(bootsteps.StartStopStep):
             worker.app.grants_settings,
             hostname=getattr(worker, "hostname", None) or socket.gethostname(),
             bridge_alive=bridge_liveness(worker.app),
+            bridge_window_s=LIVENESS_S,
         )
         _run_in_thread(self._watchdog.run, "watchdog")
 
@@ -107,15 +114,26 @@ class RecoveryStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         settings = worker.app.grants_settings
+        restore = kombu_restore(worker.app)
         recovery = Recovery(
             make_redis(settings),
             self._keys,
             me=self.identity,
-            restore_by_tag=kombu_restore(worker.app),
+            restore_by_tag=restore,
             queue=settings.grants_queue,
         )
         worker.grants_recovery = recovery
-        self._loop = RecoveryLoop(recovery, interval_s=settings.grants_heartbeat_interval_s)
+        reconciler = Reconciler(
+            recovery.client,
+            self._keys,
+            me=self.identity,
+            restore_by_tag=restore,
+            # Past it, kombu's own restore of unacknowledged messages has done the same.
+            window_s=settings.visibility_timeout_s,
+        )
+        self._loop = RecoveryLoop(
+            recovery, interval_s=settings.grants_heartbeat_interval_s, reconciler=reconciler
+        )
         _run_in_thread(self._loop.run, "recovery")
 
     def stop(self, worker: Any) -> None:

@@ -8,6 +8,14 @@ have waited while the worker had room and took nothing for `stall_after_s`, it l
 and ends the process with `STALLED_EXIT_CODE`, so the supervisor (systemd, Kubernetes, compose)
 starts a fresh one. Unacknowledged messages come back by the visibility timeout.
 
+Redis away is no stall. A Redis that stops answering while keeping its connections open (a
+network stall, a long fork for a snapshot, a paused VM) holds every thread that talks to it,
+the intake bridge's included: its loop does not come round however healthy it is. The watchdog
+times its own round trip to Redis; while that fails or hangs, Redis is away, the worker waits
+(not ready, logged) and the bridge is not judged. Once Redis answers again the bridge gets its
+whole liveness window, counted from that moment, before it is taken for dead: only a bridge
+stuck while Redis answers ends the worker.
+
 It also writes the worker's heartbeat (`tasks.fleet.beat`) with what it saw, every
 GRANTS_HEARTBEAT_INTERVAL_S, expiring after GRANTS_HEARTBEAT_TTL_S: dashboards read it, and the
 other workers take a lapsed heartbeat for a dead worker and put its messages back on the queue
@@ -29,6 +37,7 @@ import redis
 from celery.worker import state
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.broker_faults import describe
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.delivery.shutdown import SHUTDOWN
 from grant_worker.tasks.fleet import Identity, beat
@@ -42,6 +51,9 @@ log = logging.getLogger(__name__)
 
 STALLED_EXIT_CODE = EXIT_STALLED
 _last_taken = time.monotonic()
+# A round trip to Redis slower than this means Redis was away (stalled, paused) meanwhile: a
+# healthy one answers LLEN in well under a millisecond, a busy one in a few.
+REDIS_AWAY_AFTER_S = 5.0
 
 
 def note_message_taken() -> None:
@@ -69,6 +81,10 @@ class StallDetector:
             self._since = now
         return now - self._since >= self.stall_after_s
 
+    def restart(self) -> None:
+        """Forget what was seen: Redis was away, and a consumer waiting for it is no stall."""
+        self._since = None
+
 
 class Watchdog:
     def __init__(
@@ -87,6 +103,8 @@ class Watchdog:
         paused: Callable[[], bool] = lambda: False,
         bridge_alive: Callable[[], bool] | None = None,
         shutting_down: Callable[[], bool] = lambda: SHUTDOWN.started,
+        bridge_window_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -105,6 +123,13 @@ class Watchdog:
         # within the grace: neither is a stall, and exiting 70 then would cut the grace short.
         self._shutting_down = shutting_down
         self._bridge_alive = bridge_alive
+        # How long the bridge may go without coming round (`intake_bridge.LIVENESS_S`); it is
+        # judged only once Redis has answered for that long.
+        self._bridge_window_s = bridge_window_s
+        self._clock = clock
+        # Since when Redis has answered every round trip promptly; None while it is away.
+        self._answering_since: float | None = clock()
+        self._away_since: float | None = None
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -116,11 +141,33 @@ class Watchdog:
                 self.check()
             except redis.RedisError as exc:
                 # The broker is away: that is the reconnect logic's business, not a stall.
-                log.debug("watchdog: %s", type(exc).__name__)
+                self._redis_away(self._clock(), describe(exc))
+
+    def _redis_away(self, since: float, why: str) -> None:
+        self._answering_since = None
+        if self._away_since is None:
+            self._away_since = since
+            log.warning("Redis is unavailable (%s); waiting for it, not a stall", why)
+
+    def _redis_answered(self, asked_at: float, now: float) -> None:
+        if now - asked_at >= REDIS_AWAY_AFTER_S:
+            self._redis_away(asked_at, f"no answer for {now - asked_at:.0f} s")
+        if self._answering_since is None:
+            away_s = now - (self._away_since or asked_at)
+            log.warning(
+                "Redis answers again after %.1f s away; the worker carries on where it waited",
+                away_s,
+            )
+            self._answering_since = now
+            self._away_since = None
+            if self._detector is not None:
+                self._detector.restart()
 
     def check(self) -> bool:
-        now = time.monotonic()
+        asked_at = self._clock()
         queued = 0 if self._paused() else int(self._client.llen(self._queue))
+        now = self._clock()
+        self._redis_answered(asked_at, now)
         busy = len(state.reserved_requests)
         broker_ready = broker_state.ready
         # An open breaker or a broker fault holds the consumer off on purpose: that is no stall.
@@ -139,6 +186,9 @@ class Watchdog:
         bridge_alive = (
             self._bridge_alive() if self._bridge_alive is not None and not stopping else None
         )
+        if bridge_alive is False and not self._redis_answered_for(now, self._bridge_window_s):
+            # Blocked on the Redis that was away: give it its window from Redis's return.
+            bridge_alive = None
         facts: dict[str, Any] = {
             "pid": os.getpid(),
             "queued": queued,
@@ -167,6 +217,10 @@ class Watchdog:
             return True
         return stalled
 
+    def _redis_answered_for(self, now: float, window_s: float) -> bool:
+        since = self._answering_since
+        return since is not None and now - since >= window_s
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -190,7 +244,11 @@ def bridge_liveness(app: Any) -> Callable[[], bool]:
 
 
 def make_watchdog(
-    settings: Settings, *, hostname: str, bridge_alive: Callable[[], bool]
+    settings: Settings,
+    *,
+    hostname: str,
+    bridge_alive: Callable[[], bool],
+    bridge_window_s: float = 0.0,
 ) -> Watchdog:
     """The watchdog of one worker process: it exits the process on a stall."""
     interval_s = settings.grants_heartbeat_interval_s
@@ -211,4 +269,5 @@ def make_watchdog(
         identity=tracked_identity() or Identity(hostname, "-"),
         paused=lambda: read_breaker(client, keys).is_open,
         bridge_alive=bridge_alive,
+        bridge_window_s=bridge_window_s,
     )
