@@ -31,7 +31,7 @@ connect error, a 408, a failed token request).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from grant_worker.tasks.messages.models import ErrorCode, ErrorInfo
 
@@ -158,14 +158,40 @@ class ConflictUnresolved(UpstreamError):
     """
 
 
+NetworkCause = Literal[
+    "dns",
+    "refused",
+    "connect_timeout",
+    "tls",
+    "proxy",
+    "read_timeout",
+    "dropped",
+    "not_sent",
+    "other",
+]
+
+
 class NetworkError(RetryableError):
-    """Raised when no HTTP answer arrived: refused, reset, dropped, or timed out."""
+    """Raised when no HTTP answer arrived: refused, reset, dropped, or timed out.
+
+    `cause` says which, so that an operator can be told the fix (`tasks.auth0.diagnosis`);
+    `target` is the `host:port` the call went to, when known.
+    """
 
     code: ErrorCode = "network_error"
 
-    def __init__(self, message: str, *, ambiguous: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        ambiguous: bool,
+        cause: NetworkCause = "other",
+        target: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
+        self.cause: NetworkCause = cause
+        self.target = target
 
 
 class FinalError(Auth0Error):
