@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 SOFT_LIMIT_MARGIN_S = 2.0
 HARD_LIMIT_MARGIN_S = 5.0
 VISIBILITY_MARGIN_S = 5.0
+# Threads per worker process: beyond this, one process's share of the tenant's rate is too
+# thin for its threads to be anything but idle.
+MAX_CONCURRENCY = 256
 
 
 def is_loopback_host(host: str) -> bool:
@@ -60,7 +63,7 @@ class Settings(BaseSettings):
 
     grants_queue: str = Field(default="grants", min_length=1)
     grants_key_prefix: str = "grants:"
-    grants_concurrency: int = Field(default=8, ge=1, le=256)
+    grants_concurrency: int = Field(default=8, ge=1, le=MAX_CONCURRENCY)
     # How fast the fleet calls the Management API, shared by every worker process through
     # Redis: "auto" learns the tenant's free rate from its x-ratelimit-* headers; a number is
     # an explicit ceiling (calls/s) on top of that; 0 turns pacing off (429s still pause).
