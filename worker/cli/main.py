@@ -4,7 +4,6 @@ one block (`_register_commands`). Exit codes: `worker.exit_codes`.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +12,7 @@ from pydantic import ValidationError
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.broker_faults import classify
-from grant_worker.worker.exit_codes import EXIT_BROKER_UNAVAILABLE, fail_usage
+from grant_worker.worker.exit_codes import EXIT_BROKER_UNAVAILABLE, fail, fail_usage
 
 
 class GrantsGroup(click.Group):
@@ -28,16 +27,21 @@ class GrantsGroup(click.Group):
         import kombu.exceptions
         import redis
 
+        from grant_worker.worker.client.broker import BrokerUnavailable
+
         try:
             return super().invoke(ctx)
+        except BrokerUnavailable as exc:
+            if exc.credentials_refused:
+                fail_usage(exc.message)
+            fail(f"broker unavailable: {exc.message}", EXIT_BROKER_UNAVAILABLE)
         except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
             cause = exc.__cause__ or exc.__context__
             refused = classify(exc) == "auth" or (cause is not None and classify(cause) == "auth")
             text = f"{type(exc).__name__}: {_scrubbed(exc)}"
             if refused:
                 fail_usage(f"Redis at REDIS_URL refused the credentials: {text}")
-            click.echo(f"error: broker unavailable (Redis at REDIS_URL): {text}", err=True)
-            sys.exit(EXIT_BROKER_UNAVAILABLE)
+            fail(f"broker unavailable (Redis at REDIS_URL): {text}", EXIT_BROKER_UNAVAILABLE)
 
 
 def _scrubbed(exc: BaseException) -> str:

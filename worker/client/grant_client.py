@@ -13,11 +13,13 @@ second, and a batch's ledger is written in the same step (`tasks.outcomes.batche
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 import redis
 from kombu import serialization
@@ -32,6 +34,7 @@ from grant_worker.tasks.outcomes.batches import register_mark_queued
 from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.tasks.outcomes.records import resolve
 from grant_worker.tasks.outcomes.streams import entries_after, entries_between, newest_id
+from grant_worker.worker.client.broker import broker_errors
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -47,8 +50,37 @@ class WaitTimeout(TimeoutError):
     """Raised when an outcome did not arrive within the timeout."""
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _redis_guarded(
+    method: Callable[Concatenate[GrantClient, P], R],
+) -> Callable[Concatenate[GrantClient, P], R]:
+    """Any Redis error of `method`, or of the iterator it returns, as `BrokerUnavailable`."""
+
+    @functools.wraps(method)
+    def guarded(self: GrantClient, *args: P.args, **kwargs: P.kwargs) -> R:
+        with broker_errors(self.settings):
+            result = method(self, *args, **kwargs)
+        if isinstance(result, types.GeneratorType):
+            return cast(R, _guarded_iterator(self.settings, result))
+        return result
+
+    return guarded
+
+
+def _guarded_iterator(settings: Settings, items: Iterator[Outcome]) -> Iterator[Outcome]:
+    with broker_errors(settings):
+        yield from items
+
+
 class GrantClient:
-    """Producer and reader for one deployment (one Redis, one queue, one key prefix)."""
+    """Producer and reader for one deployment (one Redis, one queue, one key prefix).
+
+    Every call that reaches Redis raises `worker.client.broker.BrokerUnavailable` when Redis
+    fails it (the Redis error as its cause), never a `redis` exception.
+    """
 
     def __init__(
         self,
@@ -101,6 +133,7 @@ class GrantClient:
         """Enqueue one request; returns its request id (also the Celery task id)."""
         return self.submit_many([request])[0]
 
+    @_redis_guarded
     def submit_many(self, requests: Iterable[GrantRequest | dict[str, Any] | str]) -> list[str]:
         """Enqueue requests; returns their ids in order.
 
@@ -158,6 +191,7 @@ class GrantClient:
         }
         return json.dumps(envelope)
 
+    @_redis_guarded
     def recorded_many(self, request_ids: Sequence[str]) -> dict[str, Outcome]:
         """The recorded outcomes of those of `request_ids` that have one (MGET of the records
         in chunks, then their results entries, pipelined; `records.resolve`)."""
@@ -169,10 +203,12 @@ class GrantClient:
             found.update(resolve(self.redis, self.keys, records))
         return found
 
+    @_redis_guarded
     def outcome(self, request_id: str) -> Outcome | None:
         """The recorded outcome of `request_id`, or None while it has none."""
         return self._recorder.recorded(request_id)
 
+    @_redis_guarded
     def wait(self, request_id: str, *, timeout_s: float) -> Outcome:
         """Block until `request_id` has an outcome; raises `WaitTimeout` after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
@@ -187,6 +223,7 @@ class GrantClient:
             time.sleep(min(pause_s, remaining))
             pause_s = min(pause_s * 2, POLL_MAX_S)
 
+    @_redis_guarded
     def wait_many(
         self,
         request_ids: Iterable[str],
@@ -226,6 +263,7 @@ class GrantClient:
                     missing.discard(fields["request_id"])
                     yield Outcome.model_validate_json(fields["outcome"])
 
+    @_redis_guarded
     def results(
         self,
         *,
