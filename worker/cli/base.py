@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -10,7 +10,17 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED, fail_usage, settings_or_exit
 
-__all__ = ["POSITIVE_SECONDS", "echo_outcome", "exit_code_for", "fail_usage", "load_settings"]
+if TYPE_CHECKING:
+    from grant_worker.worker.client.grant_client import GrantClient
+
+__all__ = [
+    "POSITIVE_SECONDS",
+    "echo_outcome",
+    "exit_code_for",
+    "fail_usage",
+    "load_settings",
+    "no_worker_note",
+]
 
 # A wait of 0 or less would time out before anything could happen.
 POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
@@ -27,3 +37,15 @@ def exit_code_for(outcomes: list[Outcome]) -> int:
 
 def echo_outcome(outcome: Outcome) -> None:
     click.echo(outcome.to_json())
+
+
+def no_worker_note(client: GrantClient) -> str:
+    """For a `--wait` that timed out: why nothing answered, when no worker is registered."""
+    from grant_worker.tasks.fleet import read_beats
+
+    if any(beat.current for beat in read_beats(client.redis, client.keys)):
+        return ""
+    return (
+        f"; no worker is registered on queue {client.settings.grants_queue} (GRANTS_QUEUE) "
+        "under this key prefix: start one with `grants worker`"
+    )

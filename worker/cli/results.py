@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings
+from grant_worker.worker.exit_codes import EXIT_TIMEOUT, fail
 
 
 @click.command()
@@ -14,7 +15,15 @@ from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings
 @click.option("--batch-id", default=None)
 @click.option("--status", type=click.Choice(["created", "exists", "updated", "failed", "rejected"]))
 @click.option("--since", default=None, help="ISO 8601 time, or an age: 30s, 15m, 2h, 1d.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N outcomes.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="At most N outcomes, oldest first."
+)
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The newest N outcomes (printed oldest first).",
+)
 def results(
     follow: bool,
     from_start: bool,
@@ -23,14 +32,23 @@ def results(
     status: str | None,
     since: str | None,
     limit: int | None,
+    last: int | None,
 ) -> None:
-    """Print outcomes from the results stream as JSON lines."""
+    """Print outcomes from the results stream as JSON lines; exit 3 when --request-id has none."""
     from itertools import islice
 
     from grant_worker.worker.client.grant_client import GrantClient
 
+    if last is not None and (follow or limit is not None or request_id is not None):
+        fail_usage("--last reads what is recorded: it takes no --follow, --limit or --request-id")
     since_ms = parse_since(since) if since is not None else None
     with GrantClient(load_settings()) as client:
+        if last is not None:
+            for outcome in client.newest_results(
+                last, batch_id=batch_id, status=status, since_ms=since_ms
+            ):
+                echo_outcome(outcome)
+            return
         found = client.results(
             request_id=request_id,
             batch_id=batch_id,
@@ -39,11 +57,15 @@ def results(
             follow=follow,
             from_start=from_start,
         )
+        printed = 0
         try:
             for outcome in islice(found, limit):
                 echo_outcome(outcome)
+                printed += 1
         except KeyboardInterrupt:
-            pass
+            return
+    if request_id is not None and not printed:
+        fail(f"request {request_id} has no outcome (unknown id, or not finished yet)", EXIT_TIMEOUT)
 
 
 _AGE_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -15,8 +15,9 @@ from grant_worker.worker.cli.base import (
     exit_code_for,
     fail_usage,
     load_settings,
+    no_worker_note,
 )
-from grant_worker.worker.exit_codes import EXIT_FAILED, EXIT_TIMEOUT
+from grant_worker.worker.exit_codes import EXIT_FAILED, EXIT_TIMEOUT, fail
 
 
 @click.command()
@@ -83,24 +84,33 @@ def submit(
         except json.JSONDecodeError as exc:
             fail_usage(f"--metadata: not valid JSON ({exc.msg})")
     with GrantClient(load_settings()) as client:
+        try:
+            prepared = client.prepare(envelope)
+        except RequestInvalid as exc:
+            fail_usage(f"invalid request: {exc.message}")
+        earlier = None
         if request_id is not None:
             from grant_worker.worker.client.reuse import earlier_use
 
-            if refusal := earlier_use(client, request_id):
-                click.echo(f"error: {refusal}", err=True)
-                sys.exit(EXIT_FAILED)
-        try:
-            submitted = client.submit(envelope)
-        except RequestInvalid as exc:
-            fail_usage(f"invalid request: {exc.message}")
-        click.echo(submitted)
-        if not wait:
-            return
-        try:
-            outcome = client.wait(submitted, timeout_s=timeout_s)
-        except WaitTimeout as exc:
-            click.echo(f"timeout: {exc}", err=True)
-            sys.exit(EXIT_TIMEOUT)
+            earlier = earlier_use(client, prepared)
+        if earlier is not None and not earlier.same_request:
+            fail(earlier.refusal, EXIT_FAILED)
+        if earlier is not None and earlier.outcome is not None:
+            # The worker would answer this very request with its recorded outcome: a retrying
+            # script is given it now, and nothing is enqueued again.
+            click.echo(earlier.outcome.request_id)
+            outcome = earlier.outcome
+        else:
+            # In flight under this id already: waiting for it is all a retry can do.
+            submitted = prepared.request_id if earlier is not None else client.submit(prepared)
+            assert submitted is not None
+            click.echo(submitted)
+            if not wait:
+                return
+            try:
+                outcome = client.wait(submitted, timeout_s=timeout_s)
+            except WaitTimeout as exc:
+                fail(f"timeout: {exc}{no_worker_note(client)}", EXIT_TIMEOUT)
     echo_outcome(outcome)
     if outcome.status == "exists" and outcome.differences:
         click.echo(drift_note(outcome.differences), err=True)

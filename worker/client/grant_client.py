@@ -33,7 +33,12 @@ from grant_worker.tasks.messages.validation import parse_request
 from grant_worker.tasks.outcomes.batches import register_mark_queued
 from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.tasks.outcomes.records import resolve
-from grant_worker.tasks.outcomes.streams import entries_after, entries_between, newest_id
+from grant_worker.tasks.outcomes.streams import (
+    entries_after,
+    entries_before,
+    entries_between,
+    newest_id,
+)
 from grant_worker.worker.client.broker import broker_errors
 
 if TYPE_CHECKING:
@@ -287,6 +292,35 @@ class GrantClient:
         if request_id is not None:
             return self._one_result(request_id, follow=follow, after=now_id)
         return self._results(batch_id, status, since_ms, follow, from_start, now_id)
+
+    @_redis_guarded
+    def newest_results(
+        self,
+        count: int,
+        *,
+        batch_id: str | None = None,
+        status: str | None = None,
+        since_ms: int | None = None,
+    ) -> list[Outcome]:
+        """The newest `count` outcomes matching the filters, oldest first among them (the
+        results stream read backwards, a page at a time, until enough match)."""
+        found: list[Outcome] = []
+        low = f"{since_ms}-0" if since_ms is not None else "-"
+        high = "+"
+        while len(found) < count:
+            page = entries_before(
+                self.redis, self.keys.results, high=high, low=low, count=STREAM_PAGE
+            )
+            for entry_id, fields in page:
+                high = f"({entry_id}"
+                outcome = _matching(fields, batch_id, status)
+                if outcome is not None:
+                    found.append(outcome)
+                    if len(found) == count:
+                        break
+            if len(page) < STREAM_PAGE:
+                break
+        return found[::-1]
 
     def _results(
         self,
