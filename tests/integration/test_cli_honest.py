@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from grant_worker.config.settings import Settings
 from grant_worker.worker.client.grant_client import GrantClient
@@ -81,3 +82,13 @@ def test_a_wait_timeout_with_no_worker_says_so(settings: Settings) -> None:
     assert done.returncode == 3
     assert f"no worker is registered on queue {settings.grants_queue}" in done.stderr
     assert done.stderr.startswith("error: timeout:")
+
+
+def test_bulk_plan_exits_1_when_a_row_is_invalid(settings: Settings, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"client_id,audience,subject_type\n{next_client_id()},{API},robot\n")
+    done = grants(settings, "bulk", str(rows), "--plan")
+    assert done.returncode == 1, done.stdout + done.stderr
+    (invalid, summary) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert invalid["action"] == "invalid" and invalid["audience"] == API
+    assert summary["invalid"] == 1

@@ -25,7 +25,8 @@ from grant_worker.tasks.conflicts import plan as conflict_plan
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.flow.pace import make_pace
 from grant_worker.tasks.messages.models import Grant
-from grant_worker.worker.cli.bulk.rows import Checked, Row
+from grant_worker.worker.cli.bulk.rows import Checked, Row, RowProblem
+from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED
 
 Action = Literal["create", "exists", "exists_differs", "invalid", "duplicate"]
 # What the row's on_conflict makes of it: nothing to do, a PATCH, or a `conflict` failure.
@@ -80,7 +81,7 @@ def plan_rows(checked: Checked, existing: dict[str, list[Grant]]) -> list[Planne
     Rows are decided in file order, each seeing the grants the rows before it would create.
     """
     grants = {audience: list(found) for audience, found in existing.items()}
-    planned = [_invalid(line, problems) for line, problems in _problems(checked)]
+    planned = [_invalid(problem) for problem in checked.invalid]
     for row in checked.rows:
         decided = _decide(row, grants.setdefault(row.request.grant.audience, []))
         planned.append(decided)
@@ -137,17 +138,23 @@ def _decide(row: Row, grants: list[Grant]) -> PlannedRow:
     return PlannedRow(action=action, then="nothing", differences=found, **common)
 
 
-def _problems(checked: Checked) -> list[tuple[int, list[str]]]:
-    return [(problem.line, problem.problems) for problem in checked.invalid]
-
-
-def _invalid(line: int, problems: list[str]) -> PlannedRow:
-    return PlannedRow(line=line, action="invalid", problems=tuple(problems))
+def _invalid(problem: RowProblem) -> PlannedRow:
+    found = problem.identity()
+    return PlannedRow(
+        line=problem.line,
+        action="invalid",
+        problems=tuple(problem.problems),
+        request_id=found.get("request_id"),
+        client_id=found.get("client_id"),
+        default_for=found.get("default_for"),
+        audience=found.get("audience"),
+    )
 
 
 def run_plan(settings: Settings, checked: Checked, *, terminal: bool) -> int:
     """Print the plan of `checked` (a table on a terminal, else a JSON line per row), then its
-    summary as one JSON line. Writes nothing anywhere; exit 0."""
+    summary as one JSON line. Writes nothing anywhere; exit 1 when a row is invalid (the run
+    would refuse the file), else 0."""
     audiences = [row.request.grant.audience for row in checked.rows]
     planned = plan_rows(checked, fetch_existing(paced_api(settings), audiences))
     if terminal:
@@ -173,4 +180,4 @@ def run_plan(settings: Settings, checked: Checked, *, terminal: bool) -> int:
         for row in planned:
             click.echo(json.dumps(row.as_dict()))
     click.echo(json.dumps({"batch_id": checked.batch_id, **summarise(planned)}))
-    return 0
+    return EXIT_FAILED if checked.invalid else EXIT_DONE
