@@ -100,6 +100,12 @@ def submit(
             # script is given it now, and nothing is enqueued again.
             click.echo(earlier.outcome.request_id)
             outcome = earlier.outcome
+            if not outcome.done:
+                click.echo(
+                    f"request {outcome.request_id} ended {outcome.status} before and is not "
+                    f"tried again; to retry it, run `grants dlq replay {outcome.request_id}`",
+                    err=True,
+                )
         else:
             # In flight under this id already: waiting for it is all a retry can do.
             submitted = prepared.request_id if earlier is not None else client.submit(prepared)
