@@ -13,6 +13,7 @@
             ├── BadRequest        400
             ├── Unauthorized      401 (a token refresh is tried once before it is final)
             ├── Forbidden         403
+            │   └── InsufficientScope  403 `insufficient_scope`: the token lacks the call's scope
             ├── NotFound          404 (unknown audience or client)
             └── GrantConflict     409 (resolved by a lookup and `on_conflict`)
 
@@ -214,6 +215,11 @@ class Forbidden(FinalError):
     """Raised on 403: the worker's token lacks the scope for the call."""
 
     code: ErrorCode = "forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """Raised on 403 `insufficient_scope`: the token lacks the scope this call needs (a
+    configuration of the tenant, not a fault of the request)."""
 
 
 class NotFound(FinalError):

@@ -18,10 +18,12 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
+from grant_worker.tasks.auth0 import answers
+from grant_worker.tasks.auth0.answers import Client, ResourceServer
 from grant_worker.tasks.auth0.secrets import Credentials
 from grant_worker.tasks.auth0.tokens import (
     DEFAULT_LEEWAY_S,
@@ -43,11 +45,11 @@ log = logging.getLogger(__name__)
 
 GRANTS_PATH = "/api/v2/client-grants"
 TOKEN_PATH = "/oauth/token"
+RESOURCE_SERVERS_PATH = "/api/v2/resource-servers"
+CLIENTS_PATH = "/api/v2/clients"
 PAGE_SIZE = 100
 # A runaway `next` (a tenant handing back the same checkpoint) must not loop for ever.
 MAX_PAGES = 1000
-# Used when /oauth/token omits `expires_in`: short, so a wrong guess costs one extra fetch.
-DEFAULT_TOKEN_LIFETIME_S = 600.0
 # The read timeout never drops below this, however little budget is left: Auth0 answers in
 # well under a second, and a call that is made at all should be given a fair chance.
 MIN_READ_TIMEOUT_S = 2.0
@@ -59,6 +61,8 @@ CREATE_GRANT = "create_grant"
 GET_GRANT = "get_grant"
 UPDATE_GRANT = "update_grant"
 LIST_GRANTS = "list_grants"
+GET_RESOURCE_SERVER = "get_resource_server"
+GET_CLIENT = "get_client"
 
 
 def _nothing(endpoint: str) -> None:
@@ -162,18 +166,18 @@ class ManagementApi:
             data = self._call(
                 CREATE_GRANT, "POST", GRANTS_PATH, json_body=dict(body), before_send=before_send
             )
-            return _grant(data, CREATE_GRANT)
+            return answers.grant(data, CREATE_GRANT)
 
     def get_grant(self, grant_id: str) -> Grant:
         """`GET /api/v2/client-grants/{id}`; raises `NotFound` for an unknown id."""
         with failing_as(GET_GRANT):
-            return _grant(self._call(GET_GRANT, "GET", _grant_path(grant_id)), GET_GRANT)
+            return answers.grant(self._call(GET_GRANT, "GET", _grant_path(grant_id)), GET_GRANT)
 
     def update_grant(self, grant_id: str, patch: Mapping[str, Any]) -> Grant:
         """`PATCH /api/v2/client-grants/{id}` with `patch` (PATCH-able fields only) → the grant."""
         with failing_as(UPDATE_GRANT):
             data = self._call(UPDATE_GRANT, "PATCH", _grant_path(grant_id), json_body=dict(patch))
-            return _grant(data, UPDATE_GRANT)
+            return answers.grant(data, UPDATE_GRANT)
 
     def find_grants(
         self,
@@ -204,7 +208,7 @@ class ManagementApi:
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             data = self._call(LIST_GRANTS, "GET", GRANTS_PATH, params=params)
-            page, next_from = _page(data)
+            page, next_from = answers.page(data, LIST_GRANTS)
             found.extend(page)
             if not next_from or next_from in seen:
                 break
@@ -215,6 +219,26 @@ class ManagementApi:
                 f"listing grants did not end after {MAX_PAGES} pages", ambiguous=False
             )
         return found
+
+    def get_resource_server(self, identifier: str) -> ResourceServer:
+        """`GET /api/v2/resource-servers/{identifier}` (Auth0 takes the audience for the id).
+
+        Needs `read:resource_servers`: without it `InsufficientScope`; `NotFound` for an
+        audience the tenant does not have."""
+        path = f"{RESOURCE_SERVERS_PATH}/{quote(identifier, safe='')}"
+        with failing_as(GET_RESOURCE_SERVER):
+            data = self._call(GET_RESOURCE_SERVER, "GET", path)
+            return answers.resource_server(data, GET_RESOURCE_SERVER)
+
+    def get_client(self, client_id: str) -> Client:
+        """`GET /api/v2/clients/{id}`, only the fields a grant depends on.
+
+        Needs `read:clients`: without it `InsufficientScope`; `NotFound` for an unknown client."""
+        path = f"{CLIENTS_PATH}/{quote(client_id, safe='')}"
+        params = {"fields": "client_id,app_type,is_first_party", "include_fields": "true"}
+        with failing_as(GET_CLIENT):
+            data = self._call(GET_CLIENT, "GET", path, params=params)
+            return answers.client(data, GET_CLIENT)
 
     def probe(self) -> None:
         """`GET /api/v2/client-grants?take=1`: does the tenant answer this worker? (the breaker's
@@ -253,7 +277,7 @@ class ManagementApi:
                 now_epoch_s=self._epoch_clock(),
                 secrets=(secret,),
             )
-        return _issued_token(response.content)
+        return answers.issued_token(response.content)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -390,52 +414,6 @@ def matches(
 
 def _grant_path(grant_id: str) -> str:
     return f"{GRANTS_PATH}/{quote(grant_id, safe='')}"
-
-
-def _grant(data: Any, endpoint: str) -> Grant:
-    try:
-        return Grant.model_validate(data)
-    except ValidationError as exc:
-        # A 2xx we cannot read: for a create, the grant may well exist now.
-        raise UpstreamError(
-            f"{endpoint}: the answer is not a client grant", ambiguous=True
-        ) from exc
-
-
-def _page(data: Any) -> tuple[list[Grant], str | None]:
-    """One page of a list: checkpoint `{client_grants, next}`, offset form, or a bare array."""
-    if isinstance(data, list):
-        items, next_from = data, None
-    elif isinstance(data, dict) and isinstance(data.get("client_grants"), list):
-        items, next_from = data["client_grants"], data.get("next")
-    else:
-        raise UpstreamError(f"{LIST_GRANTS}: the answer is not a list of grants", ambiguous=False)
-    grants = [_grant(item, LIST_GRANTS) for item in items]
-    return grants, next_from if isinstance(next_from, str) and next_from else None
-
-
-def _issued_token(body: bytes) -> IssuedToken:
-    try:
-        data = json.loads(body)
-        access_token = data["access_token"]
-        if not isinstance(access_token, str) or not access_token:
-            raise ValueError("empty access_token")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UpstreamError(
-            "token request: the answer carries no access_token", ambiguous=False
-        ) from exc
-    expires_in = data.get("expires_in")
-    lifetime = (
-        float(expires_in)
-        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
-        else DEFAULT_TOKEN_LIFETIME_S
-    )
-    scope = data.get("scope")
-    return IssuedToken(
-        access_token=SecretStr(access_token),
-        expires_in_s=lifetime,
-        scope=scope if isinstance(scope, str) else None,
-    )
 
 
 def make_api(

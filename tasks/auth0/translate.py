@@ -8,7 +8,7 @@ never from request headers or bodies, and any secret text an answer echoes is re
 |---------------------------------|------------------------------------|---------------------------|
 | 400                             | `BadRequest`                       | `Unauthorized`            |
 | 401                             | `Unauthorized` (after one refresh) | `Unauthorized`            |
-| 403                             | `Forbidden`                        | `Forbidden`               |
+| 403                             | `Forbidden` (`InsufficientScope`)  | `Forbidden`               |
 | 404                             | `NotFound`                         | `Unauthorized`            |
 | 409                             | `GrantConflict`                    | `Unauthorized`            |
 | other 4xx                       | `BadRequest`                       | `Unauthorized`            |
@@ -18,6 +18,9 @@ never from request headers or bodies, and any secret text an answer echoes is re
 | 3xx (never followed)            | `UpstreamError`, not ambiguous     | `UpstreamError`           |
 | connect error / connect timeout | `NetworkError`, not ambiguous      | `NetworkError`            |
 | read timeout, dropped, reset    | `NetworkError`, ambiguous          | `NetworkError`            |
+
+A Management API 403 whose `errorCode` is `insufficient_scope` is `InsufficientScope` (a
+`Forbidden`): callers that can do without a call (the plan's read checks) tell it apart.
 
 `ambiguous` means "the call may have been applied although no usable answer came"; a token
 request creates nothing, so its failures are never ambiguous.
@@ -45,6 +48,7 @@ from grant_worker.tasks.errors import (
     BadRequest,
     Forbidden,
     GrantConflict,
+    InsufficientScope,
     NetworkCause,
     NetworkError,
     NotFound,
@@ -82,6 +86,8 @@ def management_error(
         return UpstreamError(
             f"{message} (redirect to {where!r} not followed)", **kwargs, ambiguous=False
         )
+    if status == 403 and code == "insufficient_scope":
+        return InsufficientScope(message, **kwargs)
     by_status: dict[int, type[Auth0Error]] = {
         401: Unauthorized,
         403: Forbidden,
