@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -11,7 +10,7 @@ import click
 from grant_worker.tasks.outcomes.batches import STATES, BatchView, list_batches, read_batch
 from grant_worker.worker.cli.base import load_settings
 from grant_worker.worker.cli.progress import human_duration
-from grant_worker.worker.exit_codes import EXIT_USAGE
+from grant_worker.worker.exit_codes import fail_usage
 
 
 def describe(view: BatchView) -> str:
@@ -48,8 +47,7 @@ def batch_status(batch_id: str, as_json: bool) -> None:
     with _client() as client:
         view = read_batch(client.redis, client.keys, batch_id)
     if view is None:
-        click.echo(f"error: no batch {batch_id!r}", err=True)
-        sys.exit(EXIT_USAGE)
+        fail_usage(f"no batch {batch_id!r}")
     click.echo(json.dumps(view.as_dict()) if as_json else describe(view))
 
 
