@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.fleet import read_beats
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess, settings_env
 from tests.integration.conftest import next_client_id
@@ -92,3 +94,25 @@ def test_bulk_plan_exits_1_when_a_row_is_invalid(settings: Settings, tmp_path: P
     (invalid, summary) = [json.loads(line) for line in done.stdout.splitlines()]
     assert invalid["action"] == "invalid" and invalid["audience"] == API
     assert summary["invalid"] == 1
+
+
+def test_a_wait_timeout_with_workers_only_on_another_queue_says_none_consumes_it(
+    settings: Settings,
+    settings_factory: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    other = settings_factory(grants_queue=f"{settings.grants_queue}-other")
+    assert other.grants_key_prefix == settings.grants_key_prefix
+    start_worker(other)
+    with GrantClient(settings) as client:
+        deadline = time.monotonic() + 30
+        while not any(b.current for b in read_beats(client.redis, client.keys)):
+            assert time.monotonic() < deadline, "the other worker never beat"
+            time.sleep(0.1)
+    done = grants(
+        settings, "submit", "--client-id", next_client_id(), "--audience", API,
+        "--wait", "--timeout", "0.5",
+    )  # fmt: skip
+    assert done.returncode == 3
+    assert f"no worker is registered on queue {settings.grants_queue}" in done.stderr
+    assert f"live workers here consume {other.grants_queue}" in done.stderr

@@ -40,12 +40,17 @@ def echo_outcome(outcome: Outcome) -> None:
 
 
 def no_worker_note(client: GrantClient) -> str:
-    """For a `--wait` that timed out: why nothing answered, when no worker is registered."""
+    """For a `--wait` that timed out: why nothing answered, when no live worker consumes the
+    queue the request went to (workers on other queues under the prefix are named)."""
     from grant_worker.tasks.fleet import read_beats
 
-    if any(beat.current for beat in read_beats(client.redis, client.keys)):
+    queue = client.settings.grants_queue
+    beats = [beat for beat in read_beats(client.redis, client.keys) if beat.current]
+    if any(beat.may_consume(queue) for beat in beats):
         return ""
+    others = sorted({q for beat in beats for q in beat.queues or ()})
+    elsewhere = f" (live workers here consume {', '.join(others)})" if others else ""
     return (
-        f"; no worker is registered on queue {client.settings.grants_queue} (GRANTS_QUEUE) "
-        "under this key prefix: start one with `grants worker`"
+        f"; no worker is registered on queue {queue} (GRANTS_QUEUE) under this key prefix"
+        f"{elsewhere}: start one with `grants worker`"
     )
