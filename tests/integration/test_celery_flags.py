@@ -92,3 +92,26 @@ def test_a_queue_flag_other_than_grants_queue_is_refused_with_one_line(
     assert len(errors) == 1, log_path.read_text()
     assert "GRANTS_QUEUE" in errors[0] and "-Q other" in errors[0]
     assert READY_MARK not in log_path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("-P", "prefork"), "-P prefork"),
+        (("--pool=solo",), "-P solo"),
+        (("--autoscale", "4,1"), "--autoscale"),
+    ],
+    ids=["prefork", "solo", "autoscale"],
+)
+def test_a_pool_other_than_threads_or_autoscale_is_refused_with_one_line(
+    settings_factory: Callable[..., Settings],
+    celery_worker: Callable[..., tuple[subprocess.Popen[bytes], Path]],
+    flags: tuple[str, ...],
+    named: str,
+) -> None:
+    process, log_path = celery_worker(settings_factory(), *flags)
+    assert process.wait(timeout=30) == 2, log_path.read_text()
+    errors = [line for line in log_path.read_text().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, log_path.read_text()
+    assert "GRANTS_CONCURRENCY" in errors[0] and named in errors[0]
+    assert READY_MARK not in log_path.read_bytes()

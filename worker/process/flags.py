@@ -9,12 +9,20 @@ does another, so each flag is either carried into the settings or refused:
   is built from it (the pool, the HTTP connections, the heartbeat's capacity).
 - `-Q/--queues` and `-X/--exclude-queues` are refused unless they leave exactly GRANTS_QUEUE:
   the breaker pauses, the watchdog watches and recovery refills that one queue.
+- `-P/--pool` other than `threads` and `--autoscale` are refused: the layer (the in-flight
+  register, the HTTP pool, the heartbeat's capacity, the shutdown) lives in one process of
+  GRANTS_CONCURRENCY threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import click
+from click.core import ParameterSource
 
 from grant_worker.config.settings import MAX_CONCURRENCY, Settings
 
@@ -26,6 +34,7 @@ class FlagRefused(ValueError):
 def apply_worker_flags(settings: Settings, options: Mapping[str, Any]) -> None:
     """Carry Celery's `--concurrency` into `settings`; refuse queue flags that would make this
     worker consume anything but GRANTS_QUEUE. Raises `FlagRefused`."""
+    _refuse_other_pools(options.get("pool"), options.get("autoscale"))
     _apply_concurrency(settings, options.get("concurrency"))
     queue = settings.grants_queue
     queues = _names(options.get("queues"))
@@ -40,6 +49,43 @@ def apply_worker_flags(settings: Settings, options: Mapping[str, Any]) -> None:
             f"-X {queue}: GRANTS_QUEUE is the only queue this worker consumes; "
             "set GRANTS_QUEUE to the queue it should consume instead"
         )
+
+
+def _refuse_other_pools(pool: object, autoscale: object) -> None:
+    if autoscale:
+        shown = ",".join(map(str, autoscale)) if isinstance(autoscale, tuple | list) else autoscale
+        raise FlagRefused(
+            f"--autoscale {shown}: the pool has a fixed size; set GRANTS_CONCURRENCY instead"
+        )
+    named = _pool_named_on_command_line(sys.argv)
+    if named is None and pool is not None and not _is_threads(pool):
+        named = getattr(pool, "__module__", str(pool)).rpartition(".")[2]
+    if named is not None and named != "threads":
+        raise FlagRefused(
+            f"-P {named}: the pool is always threads; drop -P and set GRANTS_CONCURRENCY "
+            "for its size"
+        )
+
+
+def _is_threads(pool: object) -> bool:
+    from celery.concurrency import get_implementation
+
+    return pool is get_implementation("threads") or pool == "threads"
+
+
+def _pool_named_on_command_line(argv: Sequence[str]) -> str | None:
+    """The pool `-P`/`--pool` named, read from the command line: Celery turns an explicit
+    `-P prefork` into the app's configured pool (threads) before any signal sees it, so only
+    the words typed tell it from the default."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.get_parameter_source("pool") is not ParameterSource.COMMANDLINE:
+        return None
+    named = None
+    for i, word in enumerate(argv):
+        match = re.fullmatch(r"(?:-P|--pool=?)(.*)", word)
+        if match:
+            named = match.group(1) or (argv[i + 1] if i + 1 < len(argv) else None)
+    return named
 
 
 def _apply_concurrency(settings: Settings, value: object) -> None:
