@@ -1,5 +1,9 @@
-# The project as a container: `grants worker` by default, `python -m grant_worker.emulator` for the emulator.
-FROM python:3.11-slim
+# Two images from one file:
+#   docker build -t grant-worker .                             the worker (the last stage)
+#   docker build --target emulator -t grant-worker-emulator .  the Auth0 emulator, for development
+# The worker's image carries only what the worker needs: neither the emulator's nor the
+# dashboard's libraries (the [emulator] and [dashboard] extras of pyproject.toml).
+FROM python:3.11-slim AS source
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
@@ -12,14 +16,25 @@ COPY tasks ./tasks
 COPY worker ./worker
 COPY emulator ./emulator
 COPY grant_worker ./grant_worker
-RUN pip install --no-cache-dir -c constraints.txt . && rm -rf /app/*
 
+
+FROM source AS emulator
+RUN pip install --no-cache-dir -c constraints.txt ".[emulator]" && rm -rf /app/*
+USER nobody
+EXPOSE 8787
+HEALTHCHECK --interval=5s --timeout=3s --retries=10 \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8787/__emulator/health', timeout=2)"
+CMD ["python", "-m", "grant_worker.emulator", "--host", "0.0.0.0", "--port", "8787"]
+
+
+FROM source AS worker
+RUN pip install --no-cache-dir -c constraints.txt . && rm -rf /app/*
 USER nobody
 # The worker's /metrics, /healthz and /readyz (each container has its own network namespace).
 ENV GRANTS_METRICS_PORT=9108
-EXPOSE 8787 9108
-# Liveness of a worker: its consumer loop turns (see docs/operations.md). Compose overrides it
-# with /readyz; the emulator's service sets its own.
+EXPOSE 9108
+# Liveness of a worker: its consumer loop turns (see docs/operations.md). Not /readyz: a
+# tenant outage makes every worker unready at once, and restarting them cures nothing.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=2)"
 CMD ["grants", "worker"]

@@ -100,10 +100,18 @@ class Settings(BaseSettings):
     grants_heartbeat_ttl_s: float = Field(default=10.0, gt=0)
     # Required by `grants dashboard` on any address but loopback; every visitor then logs in.
     grants_dashboard_token: SecretStr | None = None
+    # A dashboard session ends after this long without a request (and after 12 h in any case).
+    grants_dashboard_idle_s: int = Field(default=1800, ge=60, le=12 * 3600)
+    # Comma-separated addresses of TLS-terminating proxies whose X-Forwarded-For/-Proto the
+    # dashboard believes ("*": any); with one set, its cookie is sent only over HTTPS.
+    grants_dashboard_trusted_proxies: str = ""
 
     # Operations. Logs: json or text; unset, JSON unless stderr is a terminal.
     grants_log_format: Literal["json", "text"] | None = None
     grants_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Celery task events (task-received, -started, -succeeded, ...) for Flower and `celery
+    # events`: off by default, as each is one more Redis publish per task state.
+    grants_task_events: bool = False
     # Several workers on one host: each takes the first free port of
     # GRANTS_METRICS_PORT … GRANTS_METRICS_PORT + count - 1.
     grants_metrics_port_count: int = Field(default=1, ge=1, le=1000)

@@ -31,7 +31,7 @@ from aiohttp import web
 from grant_worker.emulator import admin
 from grant_worker.emulator.directory import Directory
 from grant_worker.emulator.errors import ApiError, OAuthError, reason_phrase
-from grant_worker.emulator.faults import Fault, FaultSettings, fault_body
+from grant_worker.emulator.faults import Fault, FaultSettings, echo_body, fault_body
 from grant_worker.emulator.oauth import exchange
 from grant_worker.emulator.ratelimit import (
     TOO_MANY_REQUESTS_BODY,
@@ -247,6 +247,12 @@ async def _with_fault(
     if fault is Fault.ERROR:
         em.stats.injected_errors += 1
         return json_response(fault_body(faults.error_status), faults.error_status)
+    if fault is Fault.ECHO:
+        received = (await request.read()).decode("utf-8", "replace")
+        authorization = request.headers.get("Authorization", "")
+        return json_response(
+            echo_body(faults.echo_status, authorization, received), faults.echo_status
+        )
     if fault is Fault.HANG:
         em.stats.hung += 1
         await asyncio.sleep(faults.hang_s)
@@ -295,7 +301,7 @@ async def conditions(request: web.Request, handler: Handler) -> web.StreamRespon
             em.stats.rate_limited += 1
             body = TOO_MANY_REQUESTS_BODY if kind == "management" else TOO_MANY_REQUESTS_OAUTH_BODY
             response = json_response(body, 429)
-        elif faulty and faults.any_fault:
+        elif faulty and faults.any_fault and faults.hits(request.method):
             response = await _with_fault(
                 request, handler, em, faults, faults.choose(em.rng.random())
             )

@@ -147,6 +147,21 @@ def replace_patch(requested: CreateClientGrant, actual: Grant) -> dict[str, Any]
     return patch or None
 
 
+def full_replace_patch(requested: CreateClientGrant) -> dict[str, Any]:
+    """The PATCH that makes any grant with the request's key equal to it, whatever it holds now:
+    every PATCH-able field, the ones the request leaves out reset (null, or an empty list where
+    the API takes no null). For a PATCH sent without looking at the grant first."""
+    patch: dict[str, Any] = {
+        "allow_all_scopes": True if requested.allow_all_scopes else None,
+        "organization_usage": requested.organization_usage,
+        "allow_any_organization": requested.allow_any_organization,
+        "authorization_details_types": list(_unique(requested.authorization_details_types or ())),
+    }
+    if not requested.allow_all_scopes:
+        patch["scope"] = list(_unique(requested.scope or ()))
+    return patch
+
+
 def plan(mode: Mode, requested: CreateClientGrant, actual: Grant) -> Plan:
     """What `mode` does with the existing grant `actual` (see the module table)."""
     if mode == "merge":

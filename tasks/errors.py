@@ -3,6 +3,7 @@
     ReturnToQueue                 not an error: back to the queue, not counted     → requeued
     GrantWorkerError
     ├── RequestInvalid            the request itself is bad; nothing is sent     → rejected
+    ├── Protected                 a revoke of a grant that must stay; not sent   → rejected
     └── Auth0Error                the Management API (or the way to it) refused  → failed
         ├── RetryableError        worth another attempt inside the retry budget
         │   ├── RateLimited       429; carries the server's reset / Retry-After
@@ -20,14 +21,14 @@
 Third-party exceptions (`requests`) and HTTP statuses are translated into this tree in one
 place only, `tasks.auth0.translate` (used by `tasks.auth0.api` alone). Messages never carry
 secrets: they are built from status codes and Auth0's own error bodies, never from request
-headers, and any secret an answer echoes is redacted.
+headers, and any secret an answer echoes is redacted (`tasks.auth0.translate.redact`).
 
 Every `Auth0Error` that leaves `Provisioner.provision` carries `attempts` (Management API calls
 made for the request) and `endpoint` (the call that failed: `create_grant`, `list_grants`,
-`update_grant`, `get_grant`, `token`; None when no call was made). `UpstreamError` and
-`NetworkError` carry `ambiguous`: True when the failed call may have reached Auth0 and been
-applied (a 5xx, a read timeout, a dropped connection), False when it certainly was not (a
-connect error, a 408, a failed token request).
+`update_grant`, `get_grant`, `delete_grant`, `token`; None when no call was made).
+`UpstreamError` and `NetworkError` carry `ambiguous`: True when the failed call may have reached
+Auth0 and been applied (a 5xx, a read timeout, a dropped connection), False when it certainly
+was not (a connect error, a 408, a failed token request).
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ class RequestInvalid(GrantWorkerError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems), details={"problems": problems})
         self.problems = problems
+
+
+class Protected(GrantWorkerError):
+    """Raised when a revoke names the worker's own grant or a system grant: never deleted."""
+
+    code: ErrorCode = "protected"
+    # Management API calls made before the grant was found to be protected.
+    attempts: int = 0
 
 
 class Auth0Error(GrantWorkerError):

@@ -14,7 +14,8 @@ beat and each take the other for dead.
 
 Writers: `beat` (the watchdog), `forget` (a clean exit), `release` (the survivor that restored
 a lapsed worker's messages, `worker.process.recovery`). Readers: `registered` and `is_alive`
-for the recovery sweep; `read_beats` for `grants status` and the dashboard.
+for the recovery sweep; `read_beats` for `grants status` and the dashboard; `fleet_reporter`
+for the worker's scrape-time gauges.
 """
 
 from __future__ import annotations
@@ -161,6 +162,16 @@ def read_beats(client: redis.Redis, keys: Keys, *, limit: int | None = None) -> 
     members.sort()
     raws = cast(list[Any], client.mget([keys.heartbeat(m) for m in members]))
     return [_beat_of(member, raw) for member, raw in zip(members, raws, strict=True)]
+
+
+def fleet_reporter(client: redis.Redis, keys: Keys) -> str | None:
+    """The worker that serves the fleet-wide gauges: the live one whose identity sorts first,
+    or None while no worker has a current heartbeat.
+
+    Every worker decides alike from the register, so exactly one serves them once the beats
+    are in, and another takes over within a heartbeat TTL when it goes.
+    """
+    return next((beat.identity for beat in read_beats(client, keys) if beat.current), None)
 
 
 def _beat_of(identity: str, raw: Any) -> WorkerBeat:

@@ -19,7 +19,13 @@ from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.delivery.locks import RequestLocks
 from grant_worker.tasks.delivery.receipt import rejected_outcome
 from grant_worker.tasks.delivery.shutdown import ShutdownSignal
-from grant_worker.tasks.errors import Auth0Error, GrantWorkerError, RequestInvalid, ReturnToQueue
+from grant_worker.tasks.errors import (
+    Auth0Error,
+    GrantWorkerError,
+    Protected,
+    RequestInvalid,
+    ReturnToQueue,
+)
 from grant_worker.tasks.events import log_outcome
 from grant_worker.tasks.messages.decoding import safe_request_id
 from grant_worker.tasks.messages.models import (
@@ -32,7 +38,8 @@ from grant_worker.tasks.messages.models import (
 from grant_worker.tasks.messages.validation import parse_request
 from grant_worker.tasks.outcomes.claims import Claim, RequestClaims
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
-from grant_worker.tasks.provision import Provisioner
+from grant_worker.tasks.provision import Provisioner, Resolution
+from grant_worker.tasks.revoke import Revocation, Revoker
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,7 @@ class GrantHandler:
     """Turns one delivery into at most one recorded outcome."""
 
     provisioner: Provisioner
+    revoker: Revoker
     recorder: OutcomeRecorder
     ledger: DeliveryLedger
     locks: RequestLocks
@@ -114,17 +122,29 @@ class GrantHandler:
     def _work(
         self, request: GrantRequest, request_id: str, received_at: str, *, delivery_id: str
     ) -> Outcome:
+        sent_before = self.ledger.was_sent(request_id)
+        marker = self.ledger.marker(request_id)
+        done: Resolution | Revocation
         try:
-            resolution = self.provisioner.provision(
-                request,
-                sent_before=self.ledger.was_sent(request_id),
-                marker=self.ledger.marker(request_id),
-            )
+            if request.action == "revoke":
+                done = self.revoker.revoke(request, sent_before=sent_before, marker=marker)
+            else:
+                done = self.provisioner.provision(request, sent_before=sent_before, marker=marker)
         except ReturnToQueue:
             # Going back to the queue is not a delivery that failed: it must not bring the
             # request closer to `poison`. Counted at receipt under the task id.
             self.ledger.uncount_delivery(delivery_id)
             raise
+        except Protected as exc:
+            # Refused by the worker itself, nothing deleted: the request, not Auth0, is wrong.
+            return self._outcome(
+                request,
+                request_id,
+                "rejected",
+                received_at,
+                error=exc.to_error_info(),
+                attempts=exc.attempts,
+            )
         except Auth0Error as exc:
             attempts = int(getattr(exc, "attempts", 0))
             return self._outcome(
@@ -138,12 +158,12 @@ class GrantHandler:
         return self._outcome(
             request,
             request_id,
-            resolution.status,
+            done.status,
             received_at,
-            grant=resolution.grant.wire(),
-            differences=resolution.differences,
-            attempts=resolution.attempts,
-            resolved_by=resolution.resolved_by,
+            grant=done.grant.wire() if done.grant is not None else None,
+            differences=done.differences if isinstance(done, Resolution) else None,
+            attempts=done.attempts,
+            resolved_by=done.resolved_by,
         )
 
     def _reject_reused(
@@ -235,5 +255,5 @@ def _printable(raw: Any) -> Any:
 
 
 def _count(outcome: Outcome) -> None:
-    metrics.OUTCOMES.labels(outcome.status, outcome.error.code if outcome.error else "").inc()
+    metrics.count_outcome(outcome)
     log_outcome(outcome)

@@ -146,6 +146,16 @@ class Keys:
         dashboard's charts; a hash `{second}:{series}` → count that expires after a while."""
         return f"{self.prefix}activity:{epoch_minute}"
 
+    def dashboard_session(self, session_id: str) -> str:
+        """One dashboard login (hash: created_s, token fingerprint, csrf, notice); expires when
+        idle, deleted at logout (`worker.dashboard.sessions`)."""
+        return f"{self.prefix}dashboard:session:{session_id}"
+
+    def dashboard_login_failures(self, who: str) -> str:
+        """Failed dashboard logins in the current window, of one client address or `*` for
+        all (a counter that expires with the window)."""
+        return f"{self.prefix}dashboard:login-failures:{who}"
+
     def request_markers(self, request_id: str) -> tuple[str, str]:
         """Per-request bookkeeping deleted once the request's outcome is recorded."""
         return (self.deliveries(request_id), self.sent(request_id))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from grant_worker.tasks.messages.models import Outcome
+
 OUTCOMES = Counter(
     "grants_outcomes_total",
     "Requests finished, by outcome status and error code",
@@ -81,7 +83,8 @@ FLEET_RATE = Gauge(
     "grants_fleet_rate_per_second", "The rate the fleet paces its Management API calls at"
 )
 FLEET_PAUSE_UNTIL = Gauge(
-    "grants_fleet_pause_until_seconds", "Epoch seconds until which a 429 paused the fleet"
+    "grants_fleet_pause_until_timestamp_seconds",
+    "Unix time until which a 429 paused the fleet (the last pause this worker set)",
 )
 BREAKER_OPEN = Gauge(
     "grants_breaker_open", "1 while the fleet's circuit breaker is open, by cause", ["cause"]
@@ -103,3 +106,9 @@ REQUEUE_BACKOFFS = Counter(
     "Deliveries that failed before an outcome was recorded and were requeued with a backoff",
 )
 EXPIRED = Counter("grants_expired_total", "Messages whose Celery `expires` had passed on receipt")
+
+
+def count_outcome(outcome: Outcome) -> None:
+    """One recorded outcome in `grants_outcomes_total`, wherever it was decided (the task's
+    handler, or at receipt: refusals, the intake bridge's rejections, `expired`, `poison`)."""
+    OUTCOMES.labels(outcome.status, outcome.error.code if outcome.error else "").inc()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import random as _random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -39,11 +39,12 @@ import requests
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
-from grant_worker.tasks.auth0.api import TOKEN, CallHooks, ManagementApi, make_api
+from grant_worker.tasks.auth0.api import ManagementApi, make_api
 from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.conflicts import (
     Mode,
     effective_mode,
+    full_replace_patch,
     is_equal,
     lookup_filters,
     pick,
@@ -55,27 +56,22 @@ from grant_worker.tasks.errors import (
     ConflictUnresolved,
     GrantConflict,
     NotFound,
-    RateLimited,
     RetryableError,
     ReturnToQueue,
 )
-from grant_worker.tasks.flow import pacing
-from grant_worker.tasks.flow.breaker import Breaker, is_outage_error, make_breaker, tenant_fault
+from grant_worker.tasks.flow.breaker import Breaker, make_breaker
 from grant_worker.tasks.flow.pace import (
-    BreakerIsOpen,
     FleetPace,
-    SlotUnavailable,
     make_pace,
 )
 from grant_worker.tasks.flow.retry_policy import (
-    Budget,
     Random,
     RetryPolicy,
     backoff_s,
-    call_with_retries,
 )
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import CreateClientGrant, Grant, GrantRequest
+from grant_worker.tasks.paced_run import DEFAULT_SLOT_WAIT_S, PacedRun
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,19 +93,6 @@ class SentMarker(Protocol):
 
     def created(self) -> None:
         """The POST answered 201."""
-
-
-# A request whose fleet slot is further off than this goes back to the queue (GRANTS_SLOT_WAIT_S).
-DEFAULT_SLOT_WAIT_S = 5.0
-# How long a request sent back by an open breaker waits before it may be taken again (its
-# worker stops taking messages meanwhile; this only keeps the message from spinning).
-BREAKER_RETURN_DELAY_S = 1.0
-# A request behind a far reset comes back at least this often (a message held longer than the
-# visibility timeout would be delivered twice); the fleet's pause still holds it then.
-MAX_RETURN_DELAY_S = 30.0
-# At most one log line a minute about nonsensical reset headers, per process.
-_ABSURD_RESET_LOG_EVERY_S = 60.0
-_absurd_reset_logged_at = -_ABSURD_RESET_LOG_EVERY_S
 
 
 @dataclass(frozen=True)
@@ -178,8 +161,10 @@ class Provisioner:
             raise
 
 
-class _Run:
+class _Run(PacedRun):
     """The state of one `provision` call: its budget, its call count, whether it may have sent."""
+
+    owner: Provisioner
 
     def __init__(
         self,
@@ -189,31 +174,20 @@ class _Run:
         marker: SentMarker | None,
         before_send: Callable[[], None] | None,
     ) -> None:
-        self.owner = owner
-        self.policy = owner.policy
-        self.budget = Budget.starting_now(owner.policy.budget_s, owner.clock)
-        self.attempts = 0
+        super().__init__(owner)
         # True once a create of this request may have been applied without our seeing it.
         self.maybe_sent = sent_before
         # Whether a lookup has been made since the last ambiguous send.
         self.looked_up = not sent_before
         self.marker = marker
         self.before_send = before_send
-        # The fleet slot of the call in progress (its answer teaches the fleet the tenant's limit).
-        self.slot_seq = 0
-        # Outage errors (5xx, timeouts, dropped connections) in a row in this request.
-        self.outage_failures = 0
-        self.api = owner.api.with_hooks(
-            CallHooks(
-                before_call=self._take_slot,
-                on_call=self._count,
-                time_left=self.budget.remaining_s,
-                on_response=self._observe,
-            )
-        )
 
     def provision(self, request: GrantRequest) -> Resolution:
-        requested = request.grant
+        requested = request.creates
+        if request.grant_id is not None:
+            replaced = self._replace_listed(request)
+            if replaced is not None:
+                return replaced
         recreates = 0
         while True:
             try:
@@ -223,6 +197,45 @@ class _Run:
                 if resolution is not None:
                     return resolution
                 recreates = self._before_recreate(requested, recreates)
+
+    def _replace_listed(self, request: GrantRequest) -> Resolution | None:
+        """A replace naming the grant its sender just listed under the request's key: one PATCH
+        that makes it equal to the request, instead of a POST, its 409, a lookup and the PATCH.
+        None when the grant is gone (create it as usual). Under the grant's lock, as a 409's
+        PATCH is."""
+        locks = self.owner.grant_locks
+        if locks is None:
+            return self._patch_listed(request, None)
+        try:
+            with locks.hold(request.creates, wait_s=self.budget.remaining_s()) as held:
+                return self._patch_listed(request, held)
+        except GrantBusy as exc:
+            raise ReturnToQueue(str(exc), delay_s=GRANT_BUSY_DELAY_S) from exc
+
+    def _patch_listed(self, request: GrantRequest, held: HeldGrant | None) -> Resolution | None:
+        grant_id = request.grant_id
+        assert grant_id is not None
+        patch = full_replace_patch(request.creates)
+
+        def call() -> Grant:
+            if held is not None:
+                held.renew()
+            return self.api.update_grant(grant_id, patch)
+
+        try:
+            updated = self._retrying(call)
+        except NotFound:
+            return None
+        if pick(request.creates, [updated]) is None:
+            # Ids are never reused, so only a sender that named the wrong grant gets here.
+            raise GrantConflict(
+                f"grant {grant_id} is not the grant the request names "
+                f"({request.creates.client_id or request.creates.default_for} on "
+                f"{request.creates.audience}); it was PATCHed to the request's settings",
+                http_status=409,
+            )
+        log.info("grant %s replaced as listed: %s", grant_id, sorted(patch))
+        return Resolution("updated", updated, None, self.attempts)
 
     def _create(self, requested: CreateClientGrant) -> Resolution:
         body = requested.body()
@@ -309,10 +322,10 @@ class _Run:
             raise conflict
         locks = self.owner.grant_locks
         if mode not in ("merge", "replace") or locks is None:
-            return self._resolve(mode, request.grant, conflict, None)
+            return self._resolve(mode, request.creates, conflict, None)
         try:
-            with locks.hold(request.grant, wait_s=self.budget.remaining_s()) as held:
-                return self._resolve(mode, request.grant, conflict, held)
+            with locks.hold(request.creates, wait_s=self.budget.remaining_s()) as held:
+                return self._resolve(mode, request.creates, conflict, held)
         except GrantBusy as exc:
             raise ReturnToQueue(str(exc), delay_s=GRANT_BUSY_DELAY_S) from exc
 
@@ -371,139 +384,6 @@ class _Run:
         metrics.AUTH0_RETRIES.labels(reason="conflict_vanished").inc()
         self.owner.sleep(wait)
         return recreates + 1
-
-    def _retrying(self, call: Callable[[], T]) -> T:
-        def paced() -> T:
-            try:
-                return call()
-            except RateLimited as exc:
-                self.outage_failures = 0
-                self._pause_fleet(exc)
-                raise
-            except Auth0Error as exc:
-                self._check_tenant(exc)
-                raise
-
-        try:
-            return call_with_retries(
-                paced,
-                policy=self.policy,
-                budget=self.budget,
-                sleep=self.owner.sleep,
-                epoch_clock=self.owner.epoch_clock,
-                random=self.owner.random,
-                on_retry=self._on_retry,
-                fleet_paces_429=self.owner.pace is not None,
-            )
-        except Auth0Error as exc:
-            self._check_outage_outlasted_budget(exc)
-            raise
-
-    def _check_outage_outlasted_budget(self, exc: Auth0Error) -> None:
-        """The budget ran out on an outage the whole fleet sees: wait for it on the queue."""
-        breaker = self.owner.breaker
-        if breaker is None or not is_outage_error(exc) or self.outage_failures == 0:
-            return
-        if breaker.note_exhausted(self.outage_failures, exc.message):
-            raise ReturnToQueue(
-                f"the fleet's breaker is open (unreachable): {exc.message}",
-                delay_s=BREAKER_RETURN_DELAY_S,
-            ) from exc
-
-    def _check_tenant(self, exc: Auth0Error) -> None:
-        """A tenant fault opens the fleet's breaker and sends this request back to the queue."""
-        breaker = self.owner.breaker
-        if breaker is None:
-            return
-        cause = tenant_fault(exc)
-        outage = is_outage_error(exc)
-        self.outage_failures = self.outage_failures + 1 if outage else 0
-        if cause is not None:
-            breaker.open(cause, exc.message)
-        elif not (outage and breaker.note_failure(exc.message)):
-            return
-        raise ReturnToQueue(
-            f"the fleet's breaker is open ({cause or 'unreachable'}): {exc.message}",
-            delay_s=BREAKER_RETURN_DELAY_S,
-        ) from exc
-
-    def _pause_fleet(self, exc: RateLimited) -> None:
-        """After Auth0's own 429, hold every worker until its reset (or our own backoff).
-
-        A reset further off than GRANTS_SLOT_WAIT_S sends this request back to the queue.
-        """
-        pace = self.owner.pace
-        # /oauth/token has a limit of its own: its 429 says nothing about the Management API.
-        if pace is None or exc.http_status != 429 or exc.endpoint == TOKEN:
-            return
-        now = self.owner.epoch_clock()
-        reset = pacing.classify_reset(exc.reset_at_epoch_s, now)
-        until, told = pacing.pause_after_429(reset, exc.retry_after_s, now)
-        if not told and reset.kind != "absent":
-            _log_absurd_reset(reset.kind, exc.reset_at_epoch_s)
-        pace.pause_until(until)
-        if until - now > self.owner.slot_wait_s:
-            raise ReturnToQueue(
-                f"429 from Auth0; the rate limit resets in {until - now:.0f} s",
-                delay_s=min(until - now, MAX_RETURN_DELAY_S),
-            ) from exc
-
-    def _take_slot(self, endpoint: str) -> None:
-        pace = self.owner.pace
-        breaker = self.owner.breaker
-        if endpoint == TOKEN or pace is None:
-            # Auth0 limits /oauth/token apart from the Management API: no slot, but no token
-            # request either while the breaker is open (the probe asks for the fleet).
-            if breaker is not None and breaker.is_open():
-                raise ReturnToQueue("the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S)
-            return
-        try:
-            slot = pace.acquire(max_wait_s=self.owner.slot_wait_s)
-        except BreakerIsOpen:
-            raise ReturnToQueue(
-                "the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S
-            ) from None
-        except SlotUnavailable as exc:
-            # The model's wait is an estimate that the next answer may shorten: come back
-            # after at most another slot wait, not after the whole estimate.
-            raise ReturnToQueue(
-                f"{endpoint}: no fleet slot within {self.owner.slot_wait_s:g} s "
-                f"(next in {exc.wait_s:.1f} s)",
-                delay_s=min(exc.wait_s, self.owner.slot_wait_s),
-            ) from exc
-        self.slot_seq = slot.seq
-        # Waiting for the fleet is not retrying: give the time back to the budget.
-        self.budget.extend(slot.waited_s)
-
-    def _observe(self, endpoint: str, status: int, headers: Mapping[str, str]) -> None:
-        pace = self.owner.pace
-        if pace is None or endpoint == TOKEN:
-            return
-        pace.observe(self.slot_seq, status, headers)
-
-    def _count(self, endpoint: str) -> None:
-        if endpoint != TOKEN:
-            self.attempts += 1
-
-    def _on_retry(self, exc: BaseException, wait_s: float) -> None:
-        reason = exc.code if isinstance(exc, Auth0Error) else type(exc).__name__
-        metrics.AUTH0_RETRIES.labels(reason=reason).inc()
-        log.info("retrying in %.2f s after: %s", wait_s, exc)
-
-
-def _log_absurd_reset(kind: str, value: float | None) -> None:
-    global _absurd_reset_logged_at
-    now = time.monotonic()
-    if now - _absurd_reset_logged_at < _ABSURD_RESET_LOG_EVERY_S:
-        return
-    _absurd_reset_logged_at = now
-    log.warning(
-        "429 with x-ratelimit-reset %r (%s): treated as unknown; the fleet backs off %.1f s on "
-        "its own schedule",
-        value,
-        kind.replace("_", " "),
-        pacing.OWN_BACKOFF_S,
-    )
 
 
 def make_provisioner(

@@ -16,6 +16,7 @@ from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.outcomes.claims import RequestClaims
 from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.tasks.provision import make_provisioner
+from grant_worker.tasks.revoke import make_revoker
 
 
 def make_handler(settings: Settings, client: redis.Redis | None = None) -> GrantHandler:
@@ -25,9 +26,12 @@ def make_handler(settings: Settings, client: redis.Redis | None = None) -> Grant
     keys = Keys(settings.grants_key_prefix)
     session = make_session(settings)
     ActivityCounter(client, keys).count_calls_of(session)
+    # A backoff is cut short by SIGTERM: the request goes back to the queue.
+    provisioner = make_provisioner(settings, client, session=session, sleep=SHUTDOWN.sleep)
     return GrantHandler(
-        # A backoff is cut short by SIGTERM: the request goes back to the queue.
-        provisioner=make_provisioner(settings, client, session=session, sleep=SHUTDOWN.sleep),
+        provisioner=provisioner,
+        # Revokes share the creates' pace, breaker, retry policy, API client and grant locks.
+        revoker=make_revoker(settings, provisioner, provisioner.grant_locks),
         recorder=make_recorder(settings, client),
         ledger=DeliveryLedger(client, keys, ttl_s=settings.grants_record_ttl_s),
         # Renewed while held, lapsing with the heartbeat when its holder dies; a second

@@ -21,7 +21,10 @@ def __getattr__(name: str) -> Celery:
     with _default_lock:
         if _default_app is None:
             from grant_worker.worker.exit_codes import settings_or_exit
+            from grant_worker.worker.logs import configure_early_logging
             from grant_worker.worker.process.app import create_app
 
+            # The settings may warn (an unknown GRANTS_* variable): in the worker's format.
+            configure_early_logging()
             _default_app = create_app(settings_or_exit())
     return _default_app

@@ -8,6 +8,7 @@ import sys
 from typing import Any, NoReturn
 
 from grant_worker.config.settings import Settings, SettingsInvalid, load_settings
+from grant_worker.worker.shown import shown
 
 EXIT_DONE = 0  # created / exists / updated
 EXIT_FAILED = 1  # failed or rejected
@@ -21,8 +22,9 @@ ERROR_PREFIX = "error: "
 
 
 def report_error(message: str) -> None:
-    """One line on stderr with the prefix every error line of every entry point shares."""
-    print(f"{ERROR_PREFIX}{message}", file=sys.stderr, flush=True)
+    """One line on stderr with the prefix every error line of every entry point shares; the
+    message shown safely (`worker.shown`: it may quote a producer's or a tenant's text)."""
+    print(f"{ERROR_PREFIX}{shown(message)}", file=sys.stderr, flush=True)
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -11,7 +11,9 @@ themselves (`log_outcome`, `log_broker_fault`) live there too, beside the code t
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
@@ -63,6 +65,12 @@ _CELERY_DATA_KEPT = ("id", "name", "eta", "runtime", "exc")
 
 
 class _JsonFormatter(JsonFormatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # ISO 8601 in UTC with its zone (2026-12-05T13:00:00.123Z): log stores and people in
+        # other zones read it without knowing where the worker ran.
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        return stamp.replace("+00:00", "Z")
+
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         data = log_data.get("data")
         if isinstance(data, dict):
@@ -82,6 +90,13 @@ def make_formatter(fmt: LogFormat) -> logging.Formatter:
 
 
 _HANDLER_NAME = "grant_worker"
+
+
+def configure_early_logging() -> LogFormat:
+    """Before the settings are read, so that their own warnings (an unknown `GRANTS_*`
+    variable) come out in the process's format: `GRANTS_LOG_FORMAT` from the environment alone,
+    WARNING and above. The worker configures again from its settings once they are read."""
+    return configure_logging(os.environ.get("GRANTS_LOG_FORMAT"), logging.WARNING)
 
 
 def configure_logging(

@@ -22,8 +22,19 @@ from pydantic import SecretStr
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
-from grant_worker.tasks.auth0 import answers
-from grant_worker.tasks.auth0.answers import Client, ResourceServer
+from grant_worker.tasks.auth0.answers import (
+    GRANTS_PATH,
+    LIST_GRANTS,
+    Client,
+    ResourceServer,
+    client_from,
+    grant_from,
+    grant_path,
+    issued_token,
+    matches,
+    page_of,
+    resource_server_from,
+)
 from grant_worker.tasks.auth0.secrets import Credentials
 from grant_worker.tasks.auth0.tokens import (
     DEFAULT_LEEWAY_S,
@@ -43,7 +54,6 @@ from grant_worker.tasks.messages.models import Grant
 
 log = logging.getLogger(__name__)
 
-GRANTS_PATH = "/api/v2/client-grants"
 TOKEN_PATH = "/oauth/token"
 RESOURCE_SERVERS_PATH = "/api/v2/resource-servers"
 CLIENTS_PATH = "/api/v2/clients"
@@ -60,7 +70,7 @@ TOKEN = "token"
 CREATE_GRANT = "create_grant"
 GET_GRANT = "get_grant"
 UPDATE_GRANT = "update_grant"
-LIST_GRANTS = "list_grants"
+DELETE_GRANT = "delete_grant"
 GET_RESOURCE_SERVER = "get_resource_server"
 GET_CLIENT = "get_client"
 
@@ -166,18 +176,26 @@ class ManagementApi:
             data = self._call(
                 CREATE_GRANT, "POST", GRANTS_PATH, json_body=dict(body), before_send=before_send
             )
-            return answers.grant(data, CREATE_GRANT)
+            return grant_from(data, CREATE_GRANT)
 
     def get_grant(self, grant_id: str) -> Grant:
         """`GET /api/v2/client-grants/{id}`; raises `NotFound` for an unknown id."""
         with failing_as(GET_GRANT):
-            return answers.grant(self._call(GET_GRANT, "GET", _grant_path(grant_id)), GET_GRANT)
+            return grant_from(self._call(GET_GRANT, "GET", grant_path(grant_id)), GET_GRANT)
 
     def update_grant(self, grant_id: str, patch: Mapping[str, Any]) -> Grant:
         """`PATCH /api/v2/client-grants/{id}` with `patch` (PATCH-able fields only) → the grant."""
         with failing_as(UPDATE_GRANT):
-            data = self._call(UPDATE_GRANT, "PATCH", _grant_path(grant_id), json_body=dict(patch))
-            return answers.grant(data, UPDATE_GRANT)
+            data = self._call(UPDATE_GRANT, "PATCH", grant_path(grant_id), json_body=dict(patch))
+            return grant_from(data, UPDATE_GRANT)
+
+    def delete_grant(self, grant_id: str, *, before_send: Callable[[], None] | None = None) -> None:
+        """`DELETE /api/v2/client-grants/{id}` (204). Auth0 answers 204 for a grant that is
+        already gone too, so success says nothing about whether it was there: ask a lookup.
+        `before_send` runs just before each send. Raises the `Auth0Error`s of the module table
+        (400 for a system grant)."""
+        with failing_as(DELETE_GRANT):
+            self._call(DELETE_GRANT, "DELETE", grant_path(grant_id), before_send=before_send)
 
     def find_grants(
         self,
@@ -208,7 +226,7 @@ class ManagementApi:
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             data = self._call(LIST_GRANTS, "GET", GRANTS_PATH, params=params)
-            page, next_from = answers.page(data, LIST_GRANTS)
+            page, next_from = page_of(data)
             found.extend(page)
             if not next_from or next_from in seen:
                 break
@@ -228,7 +246,7 @@ class ManagementApi:
         path = f"{RESOURCE_SERVERS_PATH}/{quote(identifier, safe='')}"
         with failing_as(GET_RESOURCE_SERVER):
             data = self._call(GET_RESOURCE_SERVER, "GET", path)
-            return answers.resource_server(data, GET_RESOURCE_SERVER)
+            return resource_server_from(data, GET_RESOURCE_SERVER)
 
     def get_client(self, client_id: str) -> Client:
         """`GET /api/v2/clients/{id}`, only the fields a grant depends on.
@@ -238,7 +256,7 @@ class ManagementApi:
         params = {"fields": "client_id,app_type,is_first_party", "include_fields": "true"}
         with failing_as(GET_CLIENT):
             data = self._call(GET_CLIENT, "GET", path, params=params)
-            return answers.client(data, GET_CLIENT)
+            return client_from(data, GET_CLIENT)
 
     def probe(self) -> None:
         """`GET /api/v2/client-grants?take=1`: does the tenant answer this worker? (the breaker's
@@ -276,8 +294,9 @@ class ManagementApi:
                 response.content,
                 now_epoch_s=self._epoch_clock(),
                 secrets=(secret,),
+                client_id=credentials.client_id,
             )
-        return answers.issued_token(response.content)
+        return issued_token(response.content)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -311,6 +330,8 @@ class ManagementApi:
                 refreshed = True
                 continue
             status = response.status_code
+            if status == 204:
+                return None
             if not 200 <= status < 300:
                 raise management_error(
                     status,
@@ -318,6 +339,7 @@ class ManagementApi:
                     response.content,
                     now_epoch_s=self._epoch_clock(),
                     secrets=self._secrets_of(token),
+                    client_id=self._credentials.client_id if self._credentials else None,
                 )
             try:
                 return json.loads(response.content)
@@ -390,30 +412,6 @@ class ManagementApi:
         if self._credentials is None:
             return (token,)
         return (token, self._client_secret().get_secret_value())
-
-
-# -- reading answers -------------------------------------------------------------------------
-
-
-def matches(
-    grant: Grant,
-    audience: str,
-    client_id: str | None = None,
-    default_for: str | None = None,
-    subject_type: str | None = None,
-) -> bool:
-    """True when `grant` satisfies every filter given (absent subject_type = `client`)."""
-    if grant.audience != audience:
-        return False
-    if client_id is not None and grant.client_id != client_id:
-        return False
-    if default_for is not None and grant.default_for != default_for:
-        return False
-    return subject_type is None or (grant.subject_type or "client") == subject_type
-
-
-def _grant_path(grant_id: str) -> str:
-    return f"{GRANTS_PATH}/{quote(grant_id, safe='')}"
 
 
 def make_api(

@@ -2,7 +2,12 @@
 
 The one place where this happens; only `tasks.auth0.api` calls it. Every error is built from the
 status and Auth0's own `message` / `errorCode` (or OAuth's `error` / `error_description`),
-never from request headers or bodies, and any secret text an answer echoes is redacted.
+never from request headers or bodies. A tenant, or a proxy in front of it, may echo what it
+received: every field taken from an answer (codes and the redirect target included) is
+redacted by `redact`, before anything is cut, against each form a secret travels in (raw, URL-
+and form-encoded, JSON-escaped, base64 alone and as the `id:secret` of Basic auth; a `Bearer`
+token is its raw form after the word). The whole body is redacted before it is parsed as well,
+so that a secret hidden behind JSON escapes (`\u0073ecret`) is caught once decoded.
 
 | answer                          | Management API call                | `/oauth/token`            |
 |---------------------------------|------------------------------------|---------------------------|
@@ -28,12 +33,14 @@ request creates nothing, so its failures are never ambiguous.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
 from urllib3.exceptions import (
@@ -59,6 +66,9 @@ from grant_worker.tasks.errors import (
 from grant_worker.tasks.flow.retry_policy import parse_reset_epoch, parse_retry_after
 
 _MAX_MESSAGE_CHARS = 500
+# An error code is an identifier (`invalid_body`, `access_denied`); anything longer is not one.
+_MAX_CODE_CHARS = 100
+REDACTED = "[redacted]"
 
 
 def management_error(
@@ -68,11 +78,16 @@ def management_error(
     *,
     now_epoch_s: float,
     secrets: Iterable[str] = (),
+    client_id: str | None = None,
 ) -> Auth0Error:
-    """The error for a non-2xx answer of a Management API call (module table)."""
-    fields = _error_fields(body)
-    message = redact(_describe(status, fields), secrets)
-    code = fields.get("errorCode") or fields.get("error_code") or fields.get("code")
+    """The error for a non-2xx answer of a Management API call (module table).
+
+    `secrets`: what was sent and must never come back out (the token, the client secret);
+    `client_id`: for the base64 `id:secret` form."""
+    forms = secret_forms(secrets, client_id)
+    fields = _error_fields(body, forms)
+    message = _describe(status, fields)
+    code = _code(fields.get("errorCode") or fields.get("error_code") or fields.get("code"))
     kwargs: dict[str, Any] = {"http_status": status, "auth0_error_code": code}
     if status == 429:
         return _rate_limited(message, headers, now_epoch_s, code)
@@ -82,7 +97,7 @@ def management_error(
         retry_after = parse_retry_after(headers.get("Retry-After"), now_epoch_s)
         return UpstreamError(message, **kwargs, ambiguous=True, retry_after_s=retry_after)
     if status < 400:
-        where = headers.get("Location", "")
+        where = _text(redact(headers.get("Location", ""), forms)) or ""
         return UpstreamError(
             f"{message} (redirect to {where!r} not followed)", **kwargs, ambiguous=False
         )
@@ -104,12 +119,14 @@ def token_error(
     *,
     now_epoch_s: float,
     secrets: Iterable[str] = (),
+    client_id: str | None = None,
 ) -> Auth0Error:
-    """The error for a non-200 answer of `/oauth/token` (module table)."""
-    fields = _error_fields(body)
-    message = redact(f"token request refused: {_describe(status, fields)}", secrets)
-    code = fields.get("error") if isinstance(fields.get("error"), str) else None
-    code = fields.get("errorCode") or code
+    """The error for a non-200 answer of `/oauth/token` (module table); `secrets` and
+    `client_id` as for `management_error`."""
+    forms = secret_forms(secrets, client_id)
+    fields = _error_fields(body, forms)
+    message = f"token request refused: {_describe(status, fields)}"
+    code = _code(fields.get("errorCode")) or _code(fields.get("error"))
     if status == 429:
         return _rate_limited(message, headers, now_epoch_s, code)
     if status >= 500 or status == 408 or status < 400:
@@ -225,17 +242,25 @@ def _rate_limited(
     )
 
 
-def _error_fields(body: bytes | str) -> dict[str, Any]:
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        return {"message": _plain_text(body)} if body else {}
-    return data if isinstance(data, dict) else {}
-
-
-def _plain_text(body: bytes | str) -> str:
+def _error_fields(body: bytes | str, forms: _Forms) -> dict[str, str]:
+    """The answer's top-level text fields, each redacted whole (numbers kept as text)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    return " ".join(text.split())[:_MAX_MESSAGE_CHARS]
+    text = redact(text, forms)
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {"message": " ".join(text.split())[:_MAX_MESSAGE_CHARS]} if text else {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(name): redact(value if isinstance(value, str) else json.dumps(value), forms)
+        for name, value in data.items()
+        if isinstance(value, str | int | float) and not isinstance(value, bool)
+    }
+
+
+def _code(value: Any) -> str | None:
+    return value[:_MAX_CODE_CHARS] if isinstance(value, str) and value else None
 
 
 def _describe(status: int, fields: Mapping[str, Any]) -> str:
@@ -254,11 +279,45 @@ def _phrase(status: int) -> str:
 
 
 def _text(value: Any) -> str | None:
+    # Cut only what has been redacted already (`_error_fields`): a cut first could leave the
+    # head of a secret that straddles the limit.
     return value[:_MAX_MESSAGE_CHARS] if isinstance(value, str) and value else None
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
+class _Forms:
+    """Every form of a set of secrets, as one case-insensitive pattern (percent-encoding may
+    come back in either case; redacting more than the secret costs nothing)."""
+
+    def __init__(self, forms: Iterable[str]) -> None:
+        ordered = sorted({form for form in forms if form}, key=len, reverse=True)
+        self.pattern = (
+            re.compile("|".join(re.escape(form) for form in ordered), re.IGNORECASE)
+            if ordered
+            else None
+        )
+
+
+def secret_forms(secrets: Iterable[str], client_id: str | None = None) -> _Forms:
+    """The forms in which `secrets` travel, and so may be echoed back."""
+    forms: set[str] = set()
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+        if not secret:
+            continue
+        forms.update(
+            {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+            | {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+        )
+        pairs = [secret.encode()] + ([f"{client_id}:{secret}".encode()] if client_id else [])
+        for pair in pairs:
+            for encoded in (base64.b64encode(pair), base64.urlsafe_b64encode(pair)):
+                text = encoded.decode("ascii")
+                forms.update({text, text.rstrip("="), quote(text, safe="")})
+    return _Forms(forms)
+
+
+def redact(text: str, secrets: Iterable[str] | _Forms) -> str:
+    """`text` with every form of `secrets` (see `secret_forms`) replaced by `[redacted]`."""
+    forms = secrets if isinstance(secrets, _Forms) else secret_forms(secrets)
+    if forms.pattern is None or not text:
+        return text
+    return forms.pattern.sub(REDACTED, text)

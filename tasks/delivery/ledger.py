@@ -90,6 +90,15 @@ class DeliveryLedger:
         return int(self._client.get(self._keys.deliveries(request_id)) or 0)
 
 
+def delivery_count(raw: str | None) -> int | None:
+    """A deliveries value as a count for people to read: 0 when absent, None when it is not
+    a whole number (no writer of ours leaves one)."""
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return None
+
+
 class LedgerMarker:
     """Adapts the ledger to `tasks.provision.SentMarker` for one request."""
 

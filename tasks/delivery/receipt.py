@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks import metrics
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.errors import GrantWorkerError
+from grant_worker.tasks.events import log_outcome
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.decoding import safe_request_id
 from grant_worker.tasks.messages.models import ErrorInfo, Outcome, is_request_id, utc_timestamp
@@ -126,6 +128,10 @@ class ReceiptDesk:
         if isinstance(original, bytes | bytearray):
             original = bytes(original).decode("utf-8", "backslashreplace")
         if self.recorder.record(outcome, original=original):
+            # Counted and logged like the handler's outcomes: only when newly recorded, so a
+            # redelivered refusal is not counted twice.
+            metrics.count_outcome(outcome)
+            log_outcome(outcome)
             return outcome
         return self.recorder.recorded(outcome.request_id) or outcome
 

@@ -193,11 +193,13 @@ class Breaker:
             )
 
     def close(self) -> bool:
-        """Close after a successful probe; True (and one ERROR line) when this closed it."""
+        """Close after a successful probe; True (and one WARNING line) when this closed it."""
         closed, open_s, cause = self._close(keys=[self._keys.breaker])
         if int(closed):
             cause_text = cause.decode() if isinstance(cause, bytes) else str(cause)
-            log.error(
+            # A recovery, not a fault: below ERROR so error alerts do not fire on it, yet at
+            # WARNING so a log filtered to WARNING shows the close beside its OPEN line.
+            log.warning(
                 "circuit breaker CLOSED after %.1f s (cause was %s): the tenant answers again, "
                 "workers take messages",
                 float(open_s),

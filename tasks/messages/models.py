@@ -57,7 +57,8 @@ Scope = Annotated[
 AuthorizationDetailsType = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 OnConflict = Literal["keep", "merge", "replace", "fail"]
-Status = Literal["created", "exists", "updated", "failed", "rejected"]
+Action = Literal["create", "revoke"]
+Status = Literal["created", "exists", "updated", "revoked", "absent", "failed", "rejected"]
 ErrorCode = Literal[
     "invalid_request",
     "bad_request",
@@ -72,9 +73,13 @@ ErrorCode = Literal[
     "cancelled",
     "request_id_reused",
     "expired",
+    "protected",
 ]
 SubjectType = Literal["client", "user", "anonymous_user"]
-DONE_STATUSES: frozenset[str] = frozenset({"created", "exists", "updated"})
+DONE_STATUSES: frozenset[str] = frozenset({"created", "exists", "updated", "revoked", "absent"})
+# What a revoke's `grant` may say: the grant's uniqueness key (client, audience, subject type).
+REVOKE_GRANT_FIELDS = frozenset({"client_id", "default_for", "audience", "subject_type"})
+GRANT_ID_PATTERN = r"^cgr_[A-Za-z0-9]{1,64}$"
 
 
 class CreateClientGrant(BaseModel):
@@ -129,9 +134,16 @@ class GrantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request_id: RequestId | None = None
-    grant: CreateClientGrant
+    action: Action = "create"
+    # A create carries the grant to create; a revoke names its grant by `grant` (the
+    # uniqueness key only) or by `grant_id`. Both at once, on a revoke or on a create with
+    # `on_conflict: replace`, say the sender has just listed the grant `grant_id` under that
+    # key (`grants sync`): the worker then spends one call on it (a DELETE, or a PATCH) instead
+    # of looking it up first (`tasks.revoke`, `tasks.provision`).
+    grant: CreateClientGrant | None = None
+    grant_id: Annotated[str, StringConstraints(pattern=GRANT_ID_PATTERN)] | None = None
     on_conflict: OnConflict = "keep"
-    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    batch_id: RequestId | None = None
     metadata: dict[str, Any] | None = None
 
     @field_validator("metadata")
@@ -148,9 +160,41 @@ class GrantRequest(BaseModel):
             raise ValueError(f"at most {MAX_METADATA_BYTES} bytes of UTF-8 JSON, got {size}")
         return value
 
+    @model_validator(mode="after")
+    def _action_rules(self) -> Self:
+        if self.action == "create":
+            if self.grant is None:
+                raise ValueError("grant: is required")
+            if self.grant_id is not None and self.on_conflict != "replace":
+                raise ValueError(
+                    'grant_id: a create names the grant it replaces only with on_conflict "replace"'
+                )
+            return self
+        if self.grant is None and self.grant_id is None:
+            raise ValueError("a revoke names its grant by grant or grant_id")
+        if self.grant is not None:
+            extra = sorted(self.grant.model_fields_set - REVOKE_GRANT_FIELDS)
+            if extra:
+                raise ValueError(
+                    f"grant.{extra[0]}: not allowed in a revoke (it names the grant by "
+                    "client_id or default_for, audience and subject_type only)"
+                )
+        if "on_conflict" in self.model_fields_set:
+            raise ValueError("on_conflict: only a create has one")
+        return self
+
+    @property
+    def creates(self) -> CreateClientGrant:
+        """The grant a create asks for (the model guarantees one for every create)."""
+        assert self.grant is not None, "a create always has a grant"
+        return self.grant
+
     def wire(self) -> dict[str, Any]:
-        """The envelope as producers put it on the queue."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The envelope as producers put it on the queue (`action` only for a revoke, so
+        that a create reads as it always has)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data.pop("on_conflict" if self.action == "revoke" else "action", None)
+        return data
 
 
 class Grant(BaseModel):

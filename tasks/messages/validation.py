@@ -5,6 +5,7 @@ Pure functions: no Redis, no HTTP. Messages read like `grant.scope[3]: at most 2
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,7 +41,18 @@ def parse_request(raw: Any) -> GrantRequest:
 
 def describe_errors(exc: ValidationError) -> list[str]:
     """One `location: rule` sentence per Pydantic error."""
-    return [f"{_location(err['loc'])}: {_rule(err)}" for err in exc.errors()]
+    return [_sentence(err) for err in exc.errors()]
+
+
+_NAMES_ITS_FIELD = re.compile(r"^[a-z_]+(\.[a-z_]+)*: ")
+
+
+def _sentence(err: Any) -> str:
+    rule, where = _rule(err), _location(err["loc"])
+    # A rule across the envelope's fields (the action rules) names its field itself.
+    if where == "request" and _NAMES_ITS_FIELD.match(rule):
+        return rule
+    return f"{where}: {rule}"
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -19,7 +19,6 @@ recorded). Readers, pure reads for the CLI and the dashboard: `read_batch`, `rea
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -30,11 +29,22 @@ from redis.commands.core import Script
 
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
+from grant_worker.tasks.outcomes.queued import unacked_request
 from grant_worker.tasks.scripts import register
 
 # How a request ended, as the ledger counts it. `exists_differs`: an `exists` whose grant does
 # not match the request (drift); `cancelled`: rejected by `grants batch cancel`.
-STATES = ("created", "exists", "exists_differs", "updated", "failed", "rejected", "cancelled")
+STATES = (
+    "created",
+    "exists",
+    "exists_differs",
+    "updated",
+    "revoked",
+    "absent",
+    "failed",
+    "rejected",
+    "cancelled",
+)
 QUEUED = "queued"
 
 # The head of the recorder's script (`tasks.outcomes.recorder`): a batch's counters move in the
@@ -98,12 +108,16 @@ class BatchView:
     exists: int
     exists_differs: int
     updated: int
+    revoked: int
+    absent: int
     failed: int
     rejected: int
     cancelled: int
     first_enqueued_at: float | None
     first_outcome_at: float | None
     last_outcome_at: float | None
+    # Ledger fields that are not whole numbers (read as 0 or "not yet").
+    unreadable: tuple[str, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -197,40 +211,34 @@ def in_flight_by_batch(client: redis.Redis, keys: Keys) -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     for raw in cast(list[Any], client.hvals(keys.unacked)):
-        try:
-            envelope = json.loads(raw)[0]
-        except (ValueError, TypeError, IndexError, KeyError):
-            continue
-        request = request_of_message(envelope)
-        batch_id = request.get("batch_id") if request else None
-        if isinstance(batch_id, str):
+        batch_id = unacked_request(raw).batch_id
+        if batch_id is not None:
             counts[batch_id] = counts.get(batch_id, 0) + 1
     return counts
 
 
-def request_of_message(envelope: Any) -> dict[str, Any] | None:
-    """The `request` kwarg of a kombu/Celery protocol-2 message as the Redis transport stores
-    it (JSON envelope, base64 body), or None when it is not one we can read."""
-    try:
-        body = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        _args, kwargs, _embed = json.loads(body)
-        request = kwargs["request"]
-        if isinstance(request, str):
-            request = json.loads(request)
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    return request if isinstance(request, dict) else None
-
-
 def _view(batch_id: str, fields: dict[str, str], in_flight: int) -> BatchView:
+    # Only the Lua writers touch a ledger, but a hand-edited field must cost that field, not
+    # the page or command that lists every batch: it reads as 0 (or not yet) and is named.
+    unreadable: list[str] = []
+
+    def whole(name: str) -> int | None:
+        value = fields.get(name)
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            if name not in unreadable:
+                unreadable.append(name)
+            return None
+
     def count(name: str) -> int:
-        return max(0, int(fields.get(name, 0)))
+        return max(0, whole(name) or 0)
 
     def moment(name: str) -> float | None:
-        value = fields.get(name)
-        return int(value) / 1000 if value else None
+        value = whole(name)
+        return value / 1000 if value else None
 
     # `queued` in the ledger is "enqueued, no outcome yet": what workers hold is part of it.
     in_flight = min(in_flight, count(QUEUED))
@@ -243,6 +251,7 @@ def _view(batch_id: str, fields: dict[str, str], in_flight: int) -> BatchView:
         first_enqueued_at=moment("first_enqueued_ms"),
         first_outcome_at=moment("first_outcome_ms"),
         last_outcome_at=moment("last_outcome_ms"),
+        unreadable=tuple(sorted(unreadable)),
     )
 
 

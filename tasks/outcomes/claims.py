@@ -32,8 +32,23 @@ from grant_worker.tasks.scripts import register
 def normalised(request: GrantRequest) -> dict[str, Any]:
     """What a request asks for, in Auth0's meaning: absent booleans are false, absent lists
     empty, lists compare as sets, an absent subject_type is `client`. Metadata and batch id
-    are not part of it (they do not change what is created)."""
-    grant = request.grant
+    are not part of it (they do not change what is created). A revoke's carries its action
+    and target, so a create and a revoke never share a fingerprint; a create's keeps the
+    shape it always had, so that records written before revokes existed still match."""
+    if request.action == "revoke":
+        target: dict[str, Any] = {"grant_id": request.grant_id}
+        if request.grant_id is None and request.grant is not None:
+            grant = request.grant
+            target = {
+                "grant": {
+                    "client_id": grant.client_id,
+                    "default_for": grant.default_for,
+                    "audience": grant.audience,
+                    "subject_type": grant.effective_subject_type,
+                }
+            }
+        return {"action": "revoke", **target}
+    grant = request.creates
     want = wanted(grant)
     return {
         "grant": {
@@ -95,6 +110,10 @@ class Claim:
         """One line for people: whose grant, on what, with which scopes and mode; "" when
         nothing but the fingerprint is known."""
         grant = self.request.get("grant")
+        if self.request.get("action") == "revoke":
+            return "revoke of " + (
+                f"grant {self.request.get('grant_id')}" if not grant else _identity(grant)
+            )
         if not grant:
             return ""
         owner = grant.get("client_id") or f"default_for {grant.get('default_for')}"
@@ -109,6 +128,11 @@ class Claim:
         if "on_conflict" in self.request:
             text += f", on_conflict {self.request.get('on_conflict')}"
         return text
+
+
+def _identity(grant: dict[str, Any]) -> str:
+    owner = grant.get("client_id") or f"default_for {grant.get('default_for')}"
+    return f"{owner} on {grant.get('audience')} (subject_type {grant.get('subject_type')})"
 
 
 class RequestClaims:

@@ -6,7 +6,8 @@ right after its XADD,
 
     "{status letter} {results entry id} {fingerprint}"      e.g. "c 1764224961234-0 q3V0b9Xy"
 
-- status letter: `STATUS_LETTERS` (c created, e exists, u updated, f failed, r rejected);
+- status letter: `STATUS_LETTERS` (c created, e exists, u updated, v revoked, a absent,
+  f failed, r rejected);
 - results entry id: what XADD returned for the outcome's entry;
 - fingerprint: the short fingerprint of the request that owns the id (`claims.fingerprint`),
   moved from the in-flight claim when the record is written; empty when no request claimed
@@ -41,6 +42,8 @@ STATUS_LETTERS: dict[str, str] = {
     "created": "c",
     "exists": "e",
     "updated": "u",
+    "revoked": "v",
+    "absent": "a",
     "failed": "f",
     "rejected": "r",
 }

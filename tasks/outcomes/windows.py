@@ -1,32 +1,47 @@
 """Bounded reads of the newest outcomes and dead letters, for pages that must cost the same with
 ten outcomes as with a million.
 
-Two scripts beside this module read the newest entries of a stream and hand back only what the
-caller needs: Redis decodes the JSON (cjson, in C) and filters, so a reader transfers and parses
-a few kilobytes, not every entry of its window. Each is bounded by its window (a COUNT), never by
-the stream.
+Three scripts beside this module read entries of a stream and hand back only what the caller
+needs: Redis decodes the JSON (cjson, in C) and filters, so a reader transfers and parses a few
+kilobytes, not every entry of its window. Each is bounded by a count and by the bytes it looks
+at, and hands back the first `HEAD_BYTES` of each entry (the shared `lua/heads.lua`, which each
+runs after); `letters.head_object` rebuilds a cut entry's leading fields.
 
 - `lua/progress_snapshot.lua` (`OutcomeWindows.snapshot`): the queue's head, kombu's
   unacknowledged messages and the newest outcomes, atomically, so that a request is seen
   exactly once: queued, in flight or finished;
 - `lua/newest_matching.lua` (`OutcomeWindows.matching`): the newest entries of the results or
-  the dead-letter stream of one request, error code or batch.
+  the dead-letter stream of one request, error code or batch;
+- `lua/entry_heads.lua` (`OutcomeWindows.heads`): chosen entries by id (a batch page's records,
+  a confirmation's dead letters).
 
 `dead_by_code` and `finished_per_s` count over the newest entries (`grants status`).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import redis
 
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.outcomes import letters
+from grant_worker.tasks.outcomes.queued import (
+    QueuedRequest,
+    queued_request_head,
+    unacked_request_head,
+)
 from grant_worker.tasks.scripts import register
+
+# What `matching` reads of each entry, and of a window in all: a page's script stays short
+# (a few milliseconds: copying an entry into Lua costs about 2 ms a megabyte) and its answer
+# small, however large entries grow.
+HEAD_BYTES = 4096
+BUDGET_BYTES = 1024 * 1024
+# The queue's sample and the in-flight messages: half as much, a page needs only their ids.
+MESSAGE_BUDGET_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,10 @@ class RecentOutcome:
     outcome: dict[str, Any]
     # The batch ledger's name for how it ended (`batches.STATES`); the status where not given.
     ledger_state: str = ""
+    # Why the entry is not an outcome (`letters.outcome_problem`), None when it is one.
+    unreadable: str | None = None
+    # The size of the whole JSON when `outcome` holds only its first fields.
+    cut_from: int | None = None
 
     @property
     def state(self) -> str:
@@ -61,26 +80,52 @@ class Snapshot:
 
     depth: int
     in_flight: int
-    queued: list[dict[str, Any]]
-    unacked: list[dict[str, Any]]
+    queued: list[QueuedRequest]
+    unacked: list[QueuedRequest]
     unacked_read: bool
     recent: list[RecentOutcome]
+    # Older outcomes may lie beyond those read (the window, or the byte budget, was reached).
     window_full: bool
     pending_ids_by_batch: dict[str, set[str]] = field(default_factory=dict)
+    # The byte budget stopped the queue's sample or the outcomes before their count.
+    queue_cut: bool = False
+    outcomes_cut: bool = False
 
     @property
     def queue_fully_read(self) -> bool:
         return self.depth <= len(self.queued) and self.unacked_read
 
+    @property
+    def unknown_batch(self) -> int:
+        """Messages read whose batch is not known: unreadable, or cut before it."""
+        return sum(
+            1
+            for m in [*self.queued, *self.unacked]
+            if m.unreadable or (m.cut_from and not m.batch_id)
+        )
+
+
+@dataclass(frozen=True)
+class Matched:
+    """One entry `OutcomeWindows.matching` found: its JSON's first `head` bytes (all of it
+    when `size` is no more) and the request id it is listed under."""
+
+    entry_id: str
+    listed_id: str
+    size: int
+    head: str
+
 
 @dataclass(frozen=True)
 class Matches:
-    """What `OutcomeWindows.matching` found: (entry id, JSON) newest first, and the error codes
-    and batches seen over the window (for filters)."""
+    """What `OutcomeWindows.matching` found, newest first, the error codes and batches seen
+    over the window (for filters), and how many entries it read (the byte budget may stop it
+    before the window)."""
 
-    entries: list[tuple[str, str]]
+    entries: list[Matched]
     codes: list[str]
     batches: list[str]
+    read: int
 
 
 class OutcomeWindows:
@@ -88,34 +133,47 @@ class OutcomeWindows:
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._keys = keys
-        self._snapshot = register(client, __package__, "progress_snapshot.lua")
-        self._matching = register(client, __package__, "newest_matching.lua")
+        self._snapshot = register(client, __package__, "heads.lua", "progress_snapshot.lua")
+        self._matching = register(client, __package__, "heads.lua", "newest_matching.lua")
+        self._heads = register(client, __package__, "heads.lua", "entry_heads.lua")
 
-    def snapshot(self, queue: str, *, sample: int, window: int, batch_id: str = "") -> Snapshot:
+    def snapshot(
+        self,
+        queue: str,
+        *,
+        sample: int,
+        window: int,
+        batch_id: str = "",
+        head: int = HEAD_BYTES,
+        budget: int = BUDGET_BYTES,
+        message_budget: int = MESSAGE_BUDGET_BYTES,
+    ) -> Snapshot:
         """The first `sample` messages of `queue`, the in-flight messages (while at most
-        `sample`) and the newest `window` outcomes, atomically; the outcomes of `batch_id` come
-        whole, the others as id, status and batch only."""
-        depth, inflight, queued, unacked, recent = cast(
+        `sample`) and the newest `window` outcomes, atomically, each read until its byte budget
+        (`budget` for the outcomes, `message_budget` for the messages); the outcomes of
+        `batch_id` come as their first `head` bytes, the others as id, status and batch only."""
+        depth, inflight, queued, queue_cut, unacked, unacked_whole, recent, read, cut = cast(
             list[Any],
             self._snapshot(
                 keys=[queue, self._keys.unacked, self._keys.results],
-                args=[sample, window, batch_id],
+                args=[sample, window, batch_id, head, budget, message_budget],
             ),
         )
         snap = Snapshot(
             depth=int(depth),
             in_flight=int(inflight),
-            queued=[m for m in (_queued_request(raw) for raw in queued) if m],
-            unacked=[m for m in (_unacked_request(raw) for raw in unacked) if m],
-            unacked_read=int(inflight) <= sample,
-            recent=[_compact(raw) for raw in recent],
-            window_full=len(recent) >= window,
+            queued=[queued_request_head(str(h), int(n)) for n, h in queued],
+            unacked=[unacked_request_head(str(h), int(n)) for n, h in unacked],
+            unacked_read=bool(unacked_whole),
+            recent=[_compact(raw, batch_id) for raw in recent],
+            window_full=int(read) >= window or bool(cut),
+            queue_cut=bool(queue_cut),
+            outcomes_cut=bool(cut),
         )
         for request in [*snap.queued, *snap.unacked]:
-            batch = request.get("batch_id")
-            if isinstance(batch, str):
-                snap.pending_ids_by_batch.setdefault(batch, set()).add(
-                    str(request.get("request_id"))
+            if request.batch_id is not None:
+                snap.pending_ids_by_batch.setdefault(request.batch_id, set()).add(
+                    str(request.request_id)
                 )
         return snap
 
@@ -128,14 +186,40 @@ class OutcomeWindows:
         request_id: str = "",
         code: str = "",
         batch: str = "",
+        head: int = HEAD_BYTES,
+        budget: int = BUDGET_BYTES,
     ) -> Matches:
         """The newest `window` entries of `stream` (`Keys.results` or `Keys.dead`) whose JSON
-        in `field_name` is of `request_id`, `code` and `batch` (each: any when empty)."""
-        found, codes, batches = cast(
+        in `field_name` is of `request_id`, `code` and `batch` (each: any when empty), read
+        until `budget` bytes of JSON were looked at; each the first `head` bytes of its JSON."""
+        found, codes, batches, read = cast(
             list[Any],
-            self._matching(keys=[stream], args=[window, field_name, request_id, code, batch]),
+            self._matching(
+                keys=[stream], args=[window, field_name, request_id, code, batch, head, budget]
+            ),
         )
-        return Matches([(str(m[0]), str(m[1])) for m in found], list(codes), list(batches))
+        entries = [Matched(str(m[0]), str(m[1]), int(m[2]), str(m[3])) for m in found]
+        return Matches(entries, list(codes), list(batches), int(read))
+
+    def heads(
+        self,
+        stream: str,
+        entry_ids: list[str],
+        *,
+        field_name: str,
+        head: int = HEAD_BYTES,
+        budget: int = BUDGET_BYTES,
+    ) -> tuple[list[Matched], int]:
+        """The entries of `entry_ids` still in `stream`, in order, each the first `head` bytes
+        of its JSON in `field_name`, read until `budget` bytes of JSON were looked at; and how
+        many of the ids were looked up (fewer than given where the budget stopped it)."""
+        if not entry_ids:
+            return [], 0
+        found, looked = cast(
+            list[Any],
+            self._heads(keys=[stream], args=[field_name, head, budget, *entry_ids]),
+        )
+        return [Matched(str(m[0]), str(m[1]), int(m[2]), str(m[3])) for m in found], int(looked)
 
 
 def dead_by_code(client: redis.Redis, keys: Keys, limit: int) -> tuple[dict[str, int], int]:
@@ -143,12 +227,8 @@ def dead_by_code(client: redis.Redis, keys: Keys, limit: int) -> tuple[dict[str,
     how many were counted."""
     counts: Counter[str] = Counter()
     entries: list[Any] = client.xrevrange(keys.dead, count=limit) or []
-    for _entry_id, fields in entries:
-        try:
-            error = json.loads((fields or {}).get("dead", "{}")).get("error") or {}
-        except (json.JSONDecodeError, AttributeError):
-            error = {}
-        counts[str(error.get("code") or "unknown")] += 1
+    for entry_id, fields in entries:
+        counts[letters.dead_letter(entry_id, fields or {}).code or "unknown"] += 1
     return dict(counts.most_common()), len(entries)
 
 
@@ -168,59 +248,28 @@ def finished_per_s(
 
 def json_object(raw: Any) -> dict[str, Any]:
     """`raw` decoded as a JSON object; {} for anything else."""
-    try:
-        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return letters.json_object(raw)[0]
 
 
-def _compact(raw: Any) -> RecentOutcome:
-    """An outcome as the snapshot returns it: whole for the batch asked for, else its gist."""
-    entry_id, request_id, state, batch_id, whole = (str(part) for part in raw)
-    if whole:
-        return RecentOutcome(entry_id, json_object(whole), state)
+def recent_outcome(found: Matched) -> RecentOutcome:
+    """A results entry `matching` found, readable or not."""
+    outcome, why = letters.head_object(found.head, found.size) if found.size else ({}, None)
+    cut = found.size if len(found.head.encode()) < found.size else None
+    if why is None and cut is None:
+        why = letters.outcome_problem(outcome) if found.size else "no outcome in the entry"
+    if not isinstance(outcome.get("request_id"), str):
+        outcome = {**outcome, "request_id": found.listed_id}
+    return RecentOutcome(found.entry_id, outcome, unreadable=why, cut_from=cut)
+
+
+def _compact(raw: Any, batch_id: str) -> RecentOutcome:
+    """An outcome as the snapshot returns it: the head of each of the batch asked for (its
+    leading fields), the gist of the others (id, status and batch)."""
+    entry_id, request_id, state, batch, size, head = (str(part) for part in raw)
     status = "exists" if state == "exists_differs" else state
-    gist = {"request_id": request_id, "status": status, "batch_id": batch_id or None}
+    gist: dict[str, Any] = {"request_id": request_id, "status": status, "batch_id": batch or None}
+    if batch_id and batch == batch_id:
+        found = recent_outcome(Matched(entry_id, request_id, int(size), head))
+        # What the script matched holds where the head was cut before it.
+        return replace(found, outcome={**gist, **found.outcome}, ledger_state=state)
     return RecentOutcome(entry_id, gist, state)
-
-
-def _queued_request(raw: str) -> dict[str, Any] | None:
-    """The request inside a kombu message on the queue (Celery protocol 2, JSON body)."""
-    return _request_of(json_object(raw))
-
-
-def _unacked_request(raw: str) -> dict[str, Any] | None:
-    """kombu keeps an unacknowledged message as `[message, exchange, routing_key]`."""
-    try:
-        wrapped = json.loads(raw)
-    except (ValueError, TypeError):
-        return None
-    if isinstance(wrapped, list) and wrapped and isinstance(wrapped[0], dict):
-        return _request_of(wrapped[0])
-    return None
-
-
-def _request_of(message: dict[str, Any]) -> dict[str, Any] | None:
-    body = message.get("body")
-    if not isinstance(body, str):
-        return None
-    properties = message.get("properties") or {}
-    try:
-        if properties.get("body_encoding") == "base64":
-            body = base64.b64decode(body).decode("utf-8")
-        decoded = json.loads(body)
-    except (ValueError, TypeError):
-        return None
-    headers = message.get("headers") or {}
-    request: Any = None
-    if isinstance(decoded, list) and len(decoded) >= 2 and isinstance(decoded[1], dict):
-        request = decoded[1].get("request")
-    if isinstance(request, str):
-        request = json_object(request)
-    if not isinstance(request, dict):
-        request = {}
-    return {
-        "request_id": request.get("request_id") or headers.get("id"),
-        "batch_id": request.get("batch_id"),
-    }

@@ -77,6 +77,7 @@ def test_the_delivery_counted_at_receipt_by_task_id_is_taken_back_on_return_to_q
     ledger = DeliveryLedger(redis_client, keys, ttl_s=60)
     handler = GrantHandler(
         provisioner=_WaitingProvisioner(),  # type: ignore[arg-type]
+        revoker=_WaitingProvisioner(),  # type: ignore[arg-type]
         recorder=OutcomeRecorder(redis_client, keys, record_ttl_s=60, stream_maxlen=0),
         ledger=ledger,
         locks=RequestLocks(redis_client, keys, ttl_s=10),

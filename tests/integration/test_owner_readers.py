@@ -196,11 +196,12 @@ def test_outcome_windows_read_the_newest_outcomes_and_dead_letters(
     }
 
     dead = windows.matching(keys.dead, window=100, field_name="dead", code="not_found")
-    assert [json.loads(body)["request_id"] for _, body in dead.entries] == ["x1"]
+    assert [json.loads(found.head)["request_id"] for found in dead.entries] == ["x1"]
+    assert [found.listed_id for found in dead.entries] == ["x1"]
     assert sorted(dead.codes) == ["invalid_request", "not_found"]
     assert dead.batches == ["batch-x"]
     one = windows.matching(keys.results, window=100, field_name="outcome", request_id="w2")
-    assert [json.loads(body)["status"] for _, body in one.entries] == ["created"]
+    assert [json.loads(found.head)["status"] for found in one.entries] == ["created"]
 
     assert dead_by_code(redis_client, keys, 100) == ({"not_found": 1, "invalid_request": 1}, 2)
     assert dead_by_code(redis_client, keys, 1) == ({"invalid_request": 1}, 1)

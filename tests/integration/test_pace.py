@@ -6,6 +6,7 @@ elapsed time, which a loaded machine can only make larger.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -298,3 +299,20 @@ def test_a_successful_probe_closes_the_breaker_once(clients: list[redis.Redis], 
     assert Breaker(clients[1], keys).close()
     assert not Breaker(clients[2], keys).close()
     assert read_breaker(clients[0], keys).state == "closed"
+
+
+def test_the_breaker_opens_at_error_and_closes_below_it(
+    clients: list[redis.Redis], keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The close is a recovery: at ERROR it would fire every error alert a second time.
+    breaker = Breaker(clients[0], keys)
+    with caplog.at_level("INFO", logger="grant_worker.tasks.flow.breaker"):
+        assert breaker.open("unreachable", "503")
+        assert breaker.close()
+    levels = {
+        record.getMessage().split(",")[0].split(" after")[0]: record.levelno
+        for record in caplog.records
+        if record.name == "grant_worker.tasks.flow.breaker"
+    }
+    assert levels["circuit breaker OPEN"] == logging.ERROR
+    assert logging.INFO <= levels["circuit breaker CLOSED"] < logging.ERROR

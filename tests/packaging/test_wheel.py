@@ -42,10 +42,8 @@ print(json.dumps({"status": outcome.status, "grant_worker": grant_worker.__file_
 """
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding the wheel; its dependencies come from the test run's environment."""
-    work = tmp_path_factory.mktemp("wheel")
+def copy_source(work: Path) -> Path:
+    """The project's files as a source tree of its own (no build artefacts of the checkout)."""
     source = work / "source"
     source.mkdir()
     for name in PROJECT_FILES:
@@ -55,6 +53,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy(path, source / name)
     shutil.copytree(ROOT / "grant_worker", source / "grant_worker", symlinks=True)
+    return source
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding the wheel; its dependencies come from the test run's environment."""
+    work = tmp_path_factory.mktemp("wheel")
+    source = copy_source(work)
     pip = [sys.executable, "-m", "pip"]
     subprocess.run(
         [*pip, "wheel", "-q", "--no-deps", "-w", str(work / "dist"), str(source)],
@@ -175,3 +181,76 @@ def test_the_installed_emulator_finds_its_default_tenant(installed: Path, tmp_pa
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 0
+
+
+EXTRAS_MODULES = ("aiohttp", "yaml", "starlette", "jinja2", "uvicorn", "multipart", "pytest")
+
+
+@pytest.fixture(scope="module")
+def base_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel as `pip install grant-worker` installs it: its own dependencies, resolved by
+    pip from the package index this machine uses, on the versions of constraints.txt, and no
+    extra."""
+    work = tmp_path_factory.mktemp("base")
+    source = copy_source(work)
+    target = work / "venv"
+    venv.create(target, with_pip=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(target / "bin" / "python"),
+            "install",
+            "-q",
+            "-c",
+            str(ROOT / "constraints.txt"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return target
+
+
+def run_in(target: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return subprocess.run(
+        list(args), cwd=target, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_plain_install_carries_no_extra_yet_serves_producers_and_the_core_commands(
+    base_install: Path,
+) -> None:
+    python = str(base_install / "bin" / "python")
+    probe = (
+        "import importlib.util, json\n"
+        "from grant_worker import GrantClient, Settings\n"
+        f"print(json.dumps([m for m in {EXTRAS_MODULES!r} if importlib.util.find_spec(m)]))"
+    )
+    done = run_in(base_install, python, "-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    grants = str(base_install / "bin" / "grants")
+    for command in ("--help", "submit --help", "worker --help", "doctor --help", "dlq --help"):
+        shown = run_in(base_install, grants, *command.split())
+        assert shown.returncode == 0, (command, shown.stderr)
+
+
+def test_commands_of_an_extra_name_it_in_one_line(base_install: Path) -> None:
+    grants = str(base_install / "bin" / "grants")
+    for command, extra in (
+        ("dashboard", "dashboard"),
+        ("emulator", "emulator"),
+        ("demo", "emulator"),
+    ):
+        done = run_in(base_install, grants, command, "--port", "8808")
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.strip().splitlines() == [
+            f"error: grants {command} needs the [{extra}] extra: "
+            f"pip install 'grant-worker[{extra}]'"
+        ]

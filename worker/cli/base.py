@@ -9,17 +9,21 @@ import click
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED, fail_usage, settings_or_exit
+from grant_worker.worker.shown import json_text, shown, shown_json
 
 if TYPE_CHECKING:
     from grant_worker.worker.client.grant_client import GrantClient
 
 __all__ = [
     "POSITIVE_SECONDS",
+    "echo_json",
     "echo_outcome",
     "exit_code_for",
     "fail_usage",
     "load_settings",
     "no_worker_note",
+    "rich_safe",
+    "say",
 ]
 
 # A wait of 0 or less would time out before anything could happen.
@@ -36,7 +40,26 @@ def exit_code_for(outcomes: list[Outcome]) -> int:
 
 
 def echo_outcome(outcome: Outcome) -> None:
-    click.echo(outcome.to_json())
+    click.echo(json_text(outcome.to_json()))
+
+
+def say(text: str, *, err: bool = False, multiline: bool = False) -> None:
+    """A line for people; whatever it quotes from Redis or a producer shown safely
+    (`worker.shown`): one line unless `multiline`."""
+    click.echo(shown(text, multiline=multiline), err=err)
+
+
+def echo_json(data: Any, **dumps: Any) -> None:
+    """One JSON document, exact, with control and bidi characters as `\\uXXXX` escapes."""
+    click.echo(shown_json(data, **dumps))
+
+
+def rich_safe(value: Any) -> str:
+    """`value` to put inside Rich markup: sanitised, its brackets escaped, so that a producer's
+    `[link=…]` is shown as text and never becomes markup."""
+    from rich.markup import escape
+
+    return escape(shown(value))
 
 
 def no_worker_note(client: GrantClient) -> str:

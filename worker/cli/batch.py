@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from grant_worker.tasks.outcomes.batches import STATES, BatchView, list_batches, read_batch
-from grant_worker.worker.cli.base import load_settings
+from grant_worker.worker.cli.base import echo_json, load_settings, say
 from grant_worker.worker.cli.progress import human_duration
 from grant_worker.worker.exit_codes import fail_usage
 
@@ -22,9 +21,10 @@ def describe(view: BatchView) -> str:
     )
     rate = f"{view.rate_per_s:.1f}/s" if view.rate_per_s else "rate unknown"
     eta = "ETA unknown" if view.eta_s is None else f"ETA {human_duration(view.eta_s)}"
+    unreadable = f" (unreadable: {', '.join(view.unreadable)})" if view.unreadable else ""
     return (
         f"{view.batch_id}: {view.finished}/{view.total} ended ({ended or 'none yet'}), "
-        f"{view.queued} queued, {view.in_flight} in flight, {rate}, {eta}"
+        f"{view.queued} queued, {view.in_flight} in flight, {rate}, {eta}{unreadable}"
     )
 
 
@@ -48,7 +48,10 @@ def batch_status(batch_id: str, as_json: bool) -> None:
         view = read_batch(client.redis, client.keys, batch_id)
     if view is None:
         fail_usage(f"no batch {batch_id!r}")
-    click.echo(json.dumps(view.as_dict()) if as_json else describe(view))
+    if as_json:
+        echo_json(view.as_dict())
+    else:
+        say(describe(view))
 
 
 @batch.command("list")
@@ -59,7 +62,10 @@ def batch_list(limit: int, as_json: bool) -> None:
     with _client() as client:
         views = list_batches(client.redis, client.keys, limit)
     for view in views:
-        click.echo(json.dumps(view.as_dict()) if as_json else describe(view))
+        if as_json:
+            echo_json(view.as_dict())
+        else:
+            say(describe(view))
 
 
 @batch.command("cancel")
@@ -75,9 +81,9 @@ def batch_cancel(batch_id: str, dry_run: bool) -> None:
         view = read_batch(client.redis, client.keys, batch_id)
     action = "would withdraw" if dry_run else "withdrawn"
     for request_id in done.withdrawn:
-        click.echo(json.dumps({"request_id": request_id, "batch_id": batch_id, "action": action}))
+        echo_json({"request_id": request_id, "batch_id": batch_id, "action": action})
     in_flight = view.in_flight if view else 0
-    click.echo(
+    say(
         f"{len(done.withdrawn)} {action}; {len(done.taken_first)} taken by a worker first; "
         f"{in_flight} in flight are left to finish",
         err=True,

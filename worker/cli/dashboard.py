@@ -20,7 +20,7 @@ def dashboard(host: str, port: int) -> None:
     import uvicorn
 
     from grant_worker.worker.dashboard.app import create_app
-    from grant_worker.worker.dashboard.security import BindRefused
+    from grant_worker.worker.dashboard.security import BindRefused, bind_address
 
     settings = load_settings()
     try:
@@ -28,5 +28,12 @@ def dashboard(host: str, port: int) -> None:
     except BindRefused as exc:
         fail_usage(str(exc))
     click.echo(f"dashboard on http://{host}:{port}/", err=True)
-    # No server banner. uvicorn trusts X-Forwarded-* only from loopback (a local TLS proxy).
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.run(
+        app,
+        host=bind_address(host),
+        port=port,
+        log_level="warning",
+        server_header=False,
+        # The app believes only GRANTS_DASHBOARD_TRUSTED_PROXIES' forwarded headers, itself.
+        proxy_headers=False,
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from typing import Any
 
 import click
 
-from grant_worker.worker.cli.base import fail_usage, load_settings
+from grant_worker.worker.cli.base import echo_json, fail_usage, load_settings, say
 from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED
 
 
@@ -28,7 +27,7 @@ def dlq_list(code: str | None, batch_id: str | None) -> None:
 
     with GrantClient(load_settings()) as client:
         for letter in DeadLetters(client).all(code=code, batch_id=batch_id):
-            click.echo(json.dumps(letter.summary()))
+            echo_json(letter.summary())
 
 
 @dlq.command("show")
@@ -42,7 +41,7 @@ def dlq_show(ident: str) -> None:
         letter = DeadLetters(client).find(ident)
     if letter is None:
         fail_usage(f"no dead letter {ident!r}")
-    click.echo(json.dumps({"entry_id": letter.entry_id, **letter.letter}, indent=2))
+    echo_json({"entry_id": letter.entry_id, **letter.letter}, indent=2)
 
 
 def _select(
@@ -78,11 +77,9 @@ def dlq_replay(
         dead = DeadLetters(client)
         outcomes = dead.replay(_select(dead, idents, all_, code, batch_id), dry_run=dry_run)
     for result in outcomes:
-        click.echo(json.dumps(result.__dict__))
+        echo_json(result.__dict__)
     counts = Counter(result.action for result in outcomes)
-    click.echo(
-        ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing", err=True
-    )
+    say(", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing", err=True)
     sys.exit(EXIT_FAILED if counts.get("invalid") else EXIT_DONE)
 
 
@@ -111,9 +108,8 @@ def dlq_purge(
         if dry_run:
             for letter in letters:
                 action = {"action": "would purge"}
-                click.echo(json.dumps({"entry_id": letter.entry_id,
-                                       "request_id": letter.request_id, **action}))  # fmt: skip
-            click.echo(f"{len(letters)} would be purged", err=True)
+                echo_json({"entry_id": letter.entry_id, "request_id": letter.request_id, **action})
+            say(f"{len(letters)} would be purged", err=True)
             return
         if letters and not yes:
             if not sys.stdin.isatty():

@@ -30,6 +30,7 @@ from grant_worker.config.settings import (
 )
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.cli.base import echo_json, rich_safe
 from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED
 
 Verdict = Literal["pass", "warn", "fail"]
@@ -263,12 +264,20 @@ def check_tenant(settings: Settings) -> list[Check]:
     session = make_session(settings)
     proxy = tenant_proxy(settings)
     via = f" through the proxy {proxy_address(proxy)}" if proxy else ""
+    # What the tenant must not echo back into a check's text: the token and the client secret
+    # (`translate.redact`, applied before the diagnosis is written).
+    secrets: tuple[str, ...] = ()
+    if settings.auth0_client_secret is not None:
+        secrets = (settings.auth0_client_secret.get_secret_value(),)
     try:
         if settings.auth0_token is not None:
             token = settings.auth0_token.get_secret_value()
             source = "AUTH0_TOKEN"
         else:
-            token = make_api(settings, session).fetch_token().access_token.get_secret_value()
+            api = make_api(settings, session)
+            if api.secrets is not None and api.secrets.current.client_secret is not None:
+                secrets = (api.secrets.current.client_secret.get_secret_value(),)
+            token = api.fetch_token().access_token.get_secret_value()
             source = "client credentials"
     except Auth0Error as exc:
         found = diagnose(exc, settings)
@@ -313,7 +322,8 @@ def check_tenant(settings: Settings) -> list[Check]:
             response.headers,
             response.content,
             now_epoch_s=time.time(),
-            secrets=(token,),
+            secrets=(token, *secrets),
+            client_id=settings.auth0_client_id,
         )
         error.endpoint = LIST_GRANTS
         found = diagnose(error, settings)
@@ -332,7 +342,9 @@ def check_tenant(settings: Settings) -> list[Check]:
             )
         )
     else:
-        remaining = response.headers.get("x-ratelimit-remaining")
+        # Only numbers are repeated: a header is text from outside, and may echo anything.
+        remaining = response.headers.get("x-ratelimit-remaining", "")
+        limit, remaining = (v if v.isdigit() else "unreadable" for v in (limit, remaining))
         checks.append(
             Check("tenant", "rate-limit headers", "pass", f"limit {limit}, remaining {remaining}")
         )
@@ -365,18 +377,17 @@ _MARKS: dict[Verdict, str] = {
 def doctor_command(as_json: bool) -> None:
     """Check the configuration, Redis, the tenant and the clocks; exit 1 on any failure."""
     from rich.console import Console
-    from rich.markup import escape
 
     checks = run_checks(dict(os.environ))
     if as_json:
         for check in checks:
-            click.echo(json.dumps(asdict(check)))
+            echo_json(asdict(check))
     else:
         console = Console(file=sys.stdout, soft_wrap=True)
         for check in checks:
             line = f"{check.area}/{check.name}: {check.detail}"
-            console.print(f"{_MARKS[check.verdict]} {escape(line)}", highlight=False)
+            console.print(f"{_MARKS[check.verdict]} {rich_safe(line)}", highlight=False)
             if check.fix and check.verdict != "pass":
-                console.print(f"      fix: {escape(check.fix)}", highlight=False)
+                console.print(f"      fix: {rich_safe(check.fix)}", highlight=False)
     failed = sum(check.verdict == "fail" for check in checks)
     sys.exit(EXIT_FAILED if failed else EXIT_DONE)

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.broker_faults import classify
+from grant_worker.worker.cli.extras import command_or_stand_in
 from grant_worker.worker.exit_codes import (
     EXIT_BROKER_UNAVAILABLE,
     fail,
@@ -98,23 +99,32 @@ def cli() -> None:
 
 def _register_commands() -> None:
     # The one place every command is attached to the group.
-    from grant_worker.emulator.cli import emulator
     from grant_worker.worker.cli.batch import batch
     from grant_worker.worker.cli.bulk.command import bulk
-    from grant_worker.worker.cli.dashboard import dashboard
-    from grant_worker.worker.cli.demo import demo
     from grant_worker.worker.cli.dlq import dlq
     from grant_worker.worker.cli.doctor import doctor_command
     from grant_worker.worker.cli.results import results
+    from grant_worker.worker.cli.revoke import revoke
     from grant_worker.worker.cli.status import status_command
     from grant_worker.worker.cli.submit import submit
+    from grant_worker.worker.cli.sync.command import sync
     from grant_worker.worker.cli.worker import worker
 
+    # Commands whose libraries come with an optional extra: a stand-in naming it otherwise.
+    dashboard = command_or_stand_in(_dashboard, "dashboard", "dashboard", "The operator's web page")
+    emulator = command_or_stand_in(
+        _emulator, "emulator", "emulator", "Run the local Auth0 Management API emulator"
+    )
+    demo = command_or_stand_in(
+        _demo, "demo", "emulator", "The whole pipeline on one machine, on the emulator"
+    )
     for command in (
         worker,
         submit,
+        revoke,
         results,
         bulk,
+        sync,
         dlq,
         batch,
         status_command,
@@ -124,6 +134,24 @@ def _register_commands() -> None:
         demo,
     ):
         cli.add_command(command)
+
+
+def _dashboard() -> click.Command:
+    from grant_worker.worker.cli.dashboard import dashboard
+
+    return dashboard
+
+
+def _emulator() -> click.Command:
+    from grant_worker.emulator.cli import emulator
+
+    return emulator
+
+
+def _demo() -> click.Command:
+    from grant_worker.worker.cli.demo import demo
+
+    return demo
 
 
 _register_commands()

@@ -17,10 +17,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from grant_worker.worker.shown import shown
+
 
 def say(text: str) -> None:
-    """One line on stderr, as is: never wrapped, never marked up."""
-    click.echo(text, err=True)
+    """One line on stderr: never wrapped, never marked up, shown safely (`worker.shown`)."""
+    click.echo(shown(text), err=True)
 
 
 def human_duration(seconds: float) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import click
 
-from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings
+from grant_worker.tasks.messages.models import Status
+from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings, say
 from grant_worker.worker.exit_codes import EXIT_TIMEOUT, fail
 
 
@@ -13,7 +16,7 @@ from grant_worker.worker.exit_codes import EXIT_TIMEOUT, fail
 @click.option("--from-start", is_flag=True, help="With --follow: the history first.")
 @click.option("--request-id", default=None, help="This request's outcome (its record).")
 @click.option("--batch-id", default=None)
-@click.option("--status", type=click.Choice(["created", "exists", "updated", "failed", "rejected"]))
+@click.option("--status", type=click.Choice(list(get_args(Status))))
 @click.option("--since", default=None, help="ISO 8601 time, or an age: 30s, 15m, 2h, 1d.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="At most N outcomes, oldest first."
@@ -45,7 +48,7 @@ def results(
     with GrantClient(load_settings()) as client:
         if last is not None:
             for outcome in client.newest_results(
-                last, batch_id=batch_id, status=status, since_ms=since_ms
+                last, batch_id=batch_id, status=status, since_ms=since_ms, on_unreadable=_skipped
             ):
                 echo_outcome(outcome)
             return
@@ -56,6 +59,7 @@ def results(
             since_ms=since_ms,
             follow=follow,
             from_start=from_start,
+            on_unreadable=_skipped,
         )
         printed = 0
         try:
@@ -66,6 +70,10 @@ def results(
             return
     if request_id is not None and not printed:
         fail(f"request {request_id} has no outcome (unknown id, or not finished yet)", EXIT_TIMEOUT)
+
+
+def _skipped(entry_id: str, why: str) -> None:
+    say(f"skipped results entry {entry_id}: unreadable, {why}", err=True)
 
 
 _AGE_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -13,7 +13,6 @@ their own code:
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from grant_worker.tasks.flow.pace import read_pace
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.outcomes.batches import list_batches
 from grant_worker.tasks.outcomes.windows import dead_by_code, finished_per_s
-from grant_worker.worker.cli.base import load_settings
+from grant_worker.worker.cli.base import echo_json, load_settings, rich_safe
 
 # Dead letters are counted by code over at most this many of the newest entries.
 DEAD_SCAN_LIMIT = 10_000
@@ -152,7 +151,7 @@ def render(status: FleetStatus, console: Console) -> None:
     learned = flow["learned_limit"]
     pace = flow["fleet_rate_per_s"]
     console.print(
-        f"[bold]queue[/] {status.queue}: {status.queue_depth} waiting, "
+        f"[bold]queue[/] {rich_safe(status.queue)}: {status.queue_depth} waiting, "
         f"{status.intake_pending} on the intake stream"
     )
     console.print(
@@ -165,7 +164,8 @@ def render(status: FleetStatus, console: Console) -> None:
     breaker = status.breaker
     if breaker["state"] == "open":
         console.print(
-            f"[bold]breaker[/] [red]open[/] ({breaker['cause']}): {breaker['message'] or ''}"
+            f"[bold]breaker[/] [red]open[/] ({rich_safe(breaker['cause'])}): "
+            f"{rich_safe(breaker['message'] or '')}"
         )
     else:
         console.print("[bold]breaker[/] closed")
@@ -173,7 +173,7 @@ def render(status: FleetStatus, console: Console) -> None:
         table = Table("worker", "in flight", "capacity", "idle s", "beat age s", "stalled")
         for worker in status.workers:
             table.add_row(
-                worker.hostname,
+                rich_safe(worker.hostname),
                 str(worker.busy),
                 str(worker.capacity),
                 str(worker.idle_s),
@@ -183,16 +183,16 @@ def render(status: FleetStatus, console: Console) -> None:
         console.print(table)
     else:
         console.print("[yellow]no worker has a live heartbeat[/]")
-    codes = ", ".join(f"{code} {n}" for code, n in status.dead_by_code.items()) or "none"
+    codes = ", ".join(f"{rich_safe(code)} {n}" for code, n in status.dead_by_code.items()) or "none"
     console.print(f"[bold]dead letters[/] {status.dead_letters}: {codes}")
     console.print(f"[bold]batches in progress[/] {len(status.batches)}")
     for batch in status.batches:
         console.print(
-            f"  {batch['batch_id']}: {batch['finished']}/{batch['total']} finished, "
+            f"  {rich_safe(batch['batch_id'])}: {batch['finished']}/{batch['total']} finished, "
             f"{batch['queued']} queued, {batch['in_flight']} in flight"
         )
     for note in status.notes:
-        console.print(f"[dim]{note}[/]")
+        console.print(f"[dim]{rich_safe(note)}[/]")
 
 
 @click.command("status")
@@ -207,6 +207,6 @@ def status_command(as_json: bool) -> None:
     finally:
         client.close()
     if as_json:
-        click.echo(json.dumps(asdict(status), indent=None))
+        echo_json(asdict(status))
     else:
         render(status, Console(file=sys.stdout, soft_wrap=True))

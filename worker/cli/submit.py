@@ -15,9 +15,9 @@ from grant_worker.worker.cli.base import (
     exit_code_for,
     fail_usage,
     load_settings,
-    no_worker_note,
+    say,
 )
-from grant_worker.worker.exit_codes import EXIT_FAILED, EXIT_TIMEOUT, fail
+from grant_worker.worker.cli.sending import send_once
 
 
 @click.command()
@@ -62,7 +62,7 @@ def submit(
 ) -> None:
     """Enqueue one grant request and print its request id."""
     from grant_worker.worker.cli.bulk.rows import split_list
-    from grant_worker.worker.client.grant_client import GrantClient, WaitTimeout
+    from grant_worker.worker.client.grant_client import GrantClient
 
     grant: dict[str, Any] = {"audience": audience}
     grant.update({name: value for name, value in fields.items() if value is not None})
@@ -88,38 +88,14 @@ def submit(
             prepared = client.prepare(envelope)
         except RequestInvalid as exc:
             fail_usage(f"invalid request: {exc.message}")
-        earlier = None
-        if request_id is not None:
-            from grant_worker.worker.client.reuse import earlier_use
-
-            earlier = earlier_use(client, prepared)
-        if earlier is not None and not earlier.same_request:
-            fail(earlier.refusal, EXIT_FAILED)
-        if earlier is not None and earlier.outcome is not None:
-            # The worker would answer this very request with its recorded outcome: a retrying
-            # script is given it now, and nothing is enqueued again.
-            click.echo(earlier.outcome.request_id)
-            outcome = earlier.outcome
-            if not outcome.done:
-                click.echo(
-                    f"request {outcome.request_id} ended {outcome.status} before and is not "
-                    f"tried again; to retry it, run `grants dlq replay {outcome.request_id}`",
-                    err=True,
-                )
-        else:
-            # In flight under this id already: waiting for it is all a retry can do.
-            submitted = prepared.request_id if earlier is not None else client.submit(prepared)
-            assert submitted is not None
-            click.echo(submitted)
-            if not wait:
-                return
-            try:
-                outcome = client.wait(submitted, timeout_s=timeout_s)
-            except WaitTimeout as exc:
-                fail(f"timeout: {exc}{no_worker_note(client)}", EXIT_TIMEOUT)
+        outcome = send_once(
+            client, prepared, given_id=request_id is not None, wait=wait, timeout_s=timeout_s
+        )
+    if outcome is None:
+        return
     echo_outcome(outcome)
     if outcome.status == "exists" and outcome.differences:
-        click.echo(drift_note(outcome.differences), err=True)
+        say(drift_note(outcome.differences), err=True, multiline=True)
     sys.exit(exit_code_for([outcome]))
 
 

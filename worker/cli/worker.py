@@ -14,8 +14,10 @@ from grant_worker.worker.cli.base import fail_usage, load_settings
 @click.option("--hostname", default=None, help="Celery node name (default: celery@host).")
 def worker(loglevel: str, hostname: str | None) -> None:
     """Run a worker (threads pool of GRANTS_CONCURRENCY) with the intake bridge."""
+    from grant_worker.worker.logs import configure_early_logging
     from grant_worker.worker.process.run import run_worker
 
+    configure_early_logging()
     settings = load_settings()
     try:
         settings.require_auth0()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from grant_worker.tasks.messages.models import ErrorInfo, Outcome, utc_timestamp
-from grant_worker.tasks.outcomes.batches import request_of_message
+from grant_worker.tasks.outcomes.queued import queued_request
 from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.worker.client.grant_client import GrantClient
 
@@ -42,12 +42,9 @@ def queued_messages(client: GrantClient, batch_id: str) -> Iterator[tuple[str, d
         items = cast(list[Any], client.redis.lrange(queue, start, start + QUEUE_PAGE - 1))
         for item in items:
             text = item.decode() if isinstance(item, bytes) else item
-            try:
-                request = request_of_message(json.loads(text))
-            except ValueError:
-                continue
-            if request is not None and request.get("batch_id") == batch_id:
-                yield text, request
+            found = queued_request(text)
+            if found.unreadable is None and found.batch_id == batch_id:
+                yield text, found.request
         if len(items) < QUEUE_PAGE:
             return
         start += QUEUE_PAGE

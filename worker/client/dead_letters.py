@@ -17,52 +17,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import redis
 
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import GrantRequest
 from grant_worker.tasks.messages.validation import parse_request
+from grant_worker.tasks.outcomes.letters import DeadLetter, dead_letter
 from grant_worker.tasks.outcomes.replays import DeadLetterReplays
 from grant_worker.tasks.outcomes.streams import entries_between
 from grant_worker.worker.client.grant_client import GrantClient
 
 PAGE = 500
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    entry_id: str
-    letter: dict[str, Any]
-
-    @property
-    def request_id(self) -> str:
-        return str(self.letter.get("request_id", ""))
-
-    @property
-    def batch_id(self) -> str | None:
-        batch_id = self.letter.get("batch_id")
-        return batch_id if isinstance(batch_id, str) else None
-
-    @property
-    def code(self) -> str | None:
-        error = self.letter.get("error") or {}
-        return error.get("code")
-
-    def summary(self) -> dict[str, Any]:
-        error = self.letter.get("error") or {}
-        # The keys of the other commands' JSON (bulk report, results): one vocabulary.
-        return {
-            "entry_id": self.entry_id,
-            "request_id": self.request_id,
-            "batch_id": self.batch_id,
-            "status": self.letter.get("status"),
-            "error_code": error.get("code"),
-            "error_message": error.get("message"),
-            "attempts": self.letter.get("attempts"),
-            "finished_at": self.letter.get("finished_at"),
-        }
 
 
 @dataclass(frozen=True)
@@ -89,7 +57,7 @@ class DeadLetters:
         while True:
             entries = entries_between(self._redis, self._keys.dead, low=low, count=PAGE)
             for entry_id, fields in entries:
-                letter = DeadLetter(entry_id, json.loads(fields["dead"]))
+                letter = dead_letter(entry_id, fields)
                 if (code is None or letter.code == code) and (
                     batch_id is None or letter.batch_id == batch_id
                 ):
@@ -103,8 +71,7 @@ class DeadLetters:
         if "-" in ident and ident.replace("-", "").isdigit():
             entries = entries_between(self._redis, self._keys.dead, low=ident, high=ident)
             if entries:
-                entry_id, fields = entries[0]
-                return DeadLetter(entry_id, json.loads(fields["dead"]))
+                return dead_letter(*entries[0])
         newest = None
         for letter in self.all():
             if letter.request_id == ident:
@@ -115,12 +82,21 @@ class DeadLetters:
         """Re-enqueue each letter's request under its request id; invalid ones stay dead."""
         results = []
         for letter in letters:
+            if letter.unreadable:
+                reason = f"unreadable: {letter.unreadable}; purge it or fix it by hand"
+                results.append(ReplayResult(letter.entry_id, letter.request_id, "invalid", reason))
+                continue
             original = letter.letter.get("request")
             try:
                 request = parse_request(original)
             except RequestInvalid as exc:
                 results.append(
                     ReplayResult(letter.entry_id, letter.request_id, "invalid", exc.message)
+                )
+                continue
+            if disagreement := _disagreement(letter, request):
+                results.append(
+                    ReplayResult(letter.entry_id, letter.request_id, "invalid", disagreement)
                 )
                 continue
             if letter.code == "request_id_reused":
@@ -161,3 +137,25 @@ class DeadLetters:
         if not letters:
             return 0
         return int(self._redis.xdel(self._keys.dead, *[letter.entry_id for letter in letters]))
+
+
+def _disagreement(letter: DeadLetter, request: GrantRequest) -> str | None:
+    """Why the letter's parts name different requests, or None when they agree.
+
+    A replay runs the nested request and forgets the records of the listed id: were they
+    different, the operator would see one request replayed and another run, and the records of
+    the one seen cleared for the sake of the other.
+    """
+    listed = letter.request_id
+    if letter.listed_id is not None and letter.listed_id != listed:
+        return f"listed as {letter.listed_id!r} but the letter is of {listed!r}; not replayed"
+    if request.request_id is not None and request.request_id != listed:
+        return (
+            f"the letter is of {listed!r} but its request is {request.request_id!r}; not replayed"
+        )
+    if request.batch_id != letter.batch_id:
+        return (
+            f"the letter is of batch {letter.batch_id!r} but its request of "
+            f"{request.batch_id!r}; not replayed"
+        )
+    return None

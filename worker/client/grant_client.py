@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 import time
 import types
 import uuid
@@ -31,6 +32,7 @@ from grant_worker.tasks.messages.inspection import TASK_NAME
 from grant_worker.tasks.messages.models import GrantRequest, Outcome
 from grant_worker.tasks.messages.validation import parse_request
 from grant_worker.tasks.outcomes.batches import register_mark_queued
+from grant_worker.tasks.outcomes.letters import outcome_entry
 from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.tasks.outcomes.records import resolve
 from grant_worker.tasks.outcomes.streams import (
@@ -43,6 +45,10 @@ from grant_worker.worker.client.broker import broker_errors
 
 if TYPE_CHECKING:
     from celery import Celery
+
+log = logging.getLogger(__name__)
+# Told of each results entry that is not an outcome: (entry id, why).
+Unreadable = Callable[[str, str], None]
 
 POLL_START_S = 0.05
 POLL_MAX_S = 0.5
@@ -137,6 +143,55 @@ class GrantClient:
     def submit(self, request: GrantRequest | dict[str, Any] | str) -> str:
         """Enqueue one request; returns its request id (also the Celery task id)."""
         return self.submit_many([request])[0]
+
+    @_redis_guarded
+    def revoke(
+        self,
+        *,
+        client_id: str | None = None,
+        default_for: str | None = None,
+        audience: str | None = None,
+        subject_type: str | None = None,
+        grant_id: str | None = None,
+        request_id: str | None = None,
+        batch_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Enqueue the revoke of one grant, named by `client_id` (or `default_for`) and
+        `audience` (and `subject_type`), or by `grant_id`; returns its request id. Its outcome
+        is `revoked` or `absent` (both done), or `rejected` with `protected`.
+
+        Raises `tasks.errors.RequestInvalid` naming each broken rule.
+        """
+        envelope = self.revoke_request(
+            client_id=client_id, default_for=default_for, audience=audience,
+            subject_type=subject_type, grant_id=grant_id, request_id=request_id,
+            batch_id=batch_id, metadata=metadata,
+        )  # fmt: skip
+        return self.submit(envelope)
+
+    @staticmethod
+    def revoke_request(
+        *,
+        client_id: str | None = None,
+        default_for: str | None = None,
+        audience: str | None = None,
+        subject_type: str | None = None,
+        grant_id: str | None = None,
+        request_id: str | None = None,
+        batch_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The envelope of the revoke `revoke` enqueues (for `prepare`, to look before)."""
+        envelope: dict[str, Any] = {"action": "revoke"}
+        named = {"client_id": client_id, "default_for": default_for, "audience": audience,
+                 "subject_type": subject_type}  # fmt: skip
+        if any(value is not None for value in named.values()):
+            envelope["grant"] = {name: value for name, value in named.items() if value is not None}
+        extra = {"grant_id": grant_id, "request_id": request_id, "batch_id": batch_id,
+                 "metadata": metadata}  # fmt: skip
+        envelope.update({name: value for name, value in extra.items() if value is not None})
+        return envelope
 
     @_redis_guarded
     def submit_many(self, requests: Iterable[GrantRequest | dict[str, Any] | str]) -> list[str]:
@@ -265,8 +320,10 @@ class GrantClient:
             for entry_id, fields in entries:
                 last_id = entry_id
                 if fields.get("request_id") in missing:
-                    missing.discard(fields["request_id"])
-                    yield Outcome.model_validate_json(fields["outcome"])
+                    found = _decoded(entry_id, fields, None)
+                    if found is not None:
+                        missing.discard(found.request_id)
+                        yield found
 
     @_redis_guarded
     def results(
@@ -278,20 +335,22 @@ class GrantClient:
         since_ms: int | None = None,
         follow: bool = False,
         from_start: bool = False,
+        on_unreadable: Unreadable | None = None,
     ) -> Iterator[Outcome]:
         """Outcomes, oldest first.
 
         With `request_id`: its recorded outcome (no scan), or with `follow` the outcome once it
         is recorded. Otherwise the results stream from `since_ms` (epoch ms) or its start,
         filtered by batch and status; with `follow`, new outcomes as they come, starting now
-        unless `from_start`.
+        unless `from_start`. An entry that is not an outcome is skipped and passed to
+        `on_unreadable` (entry id, why), else logged.
         """
         # Where "now" is, taken at the call, not at the first `next()`: an outcome recorded in
         # between is then after it.
         now_id = newest_id(self.redis, self.keys.results)
         if request_id is not None:
             return self._one_result(request_id, follow=follow, after=now_id)
-        return self._results(batch_id, status, since_ms, follow, from_start, now_id)
+        return self._results(batch_id, status, since_ms, follow, from_start, now_id, on_unreadable)
 
     @_redis_guarded
     def newest_results(
@@ -301,9 +360,11 @@ class GrantClient:
         batch_id: str | None = None,
         status: str | None = None,
         since_ms: int | None = None,
+        on_unreadable: Unreadable | None = None,
     ) -> list[Outcome]:
         """The newest `count` outcomes matching the filters, oldest first among them (the
-        results stream read backwards, a page at a time, until enough match)."""
+        results stream read backwards, a page at a time, until enough match). An entry that is
+        not an outcome is skipped and passed to `on_unreadable` (entry id, why), else logged."""
         found: list[Outcome] = []
         low = f"{since_ms}-0" if since_ms is not None else "-"
         high = "+"
@@ -313,7 +374,7 @@ class GrantClient:
             )
             for entry_id, fields in page:
                 high = f"({entry_id}"
-                outcome = _matching(fields, batch_id, status)
+                outcome = _matching(entry_id, fields, batch_id, status, on_unreadable)
                 if outcome is not None:
                     found.append(outcome)
                     if len(found) == count:
@@ -330,6 +391,7 @@ class GrantClient:
         follow: bool,
         from_start: bool,
         now_id: str,
+        on_unreadable: Unreadable | None,
     ) -> Iterator[Outcome]:
         if follow and not from_start and since_ms is None:
             last_id = now_id
@@ -342,7 +404,7 @@ class GrantClient:
                 page = entries_between(self.redis, self.keys.results, low=bound, count=STREAM_PAGE)
                 for entry_id, fields in page:
                     last_id, exclusive = entry_id, True
-                    outcome = _matching(fields, batch_id, status)
+                    outcome = _matching(entry_id, fields, batch_id, status, on_unreadable)
                     if outcome is not None:
                         yield outcome
                 if len(page) < STREAM_PAGE:
@@ -354,7 +416,7 @@ class GrantClient:
                 self.redis, self.keys.results, last_id, count=STREAM_PAGE, block_ms=1000
             ):
                 last_id = entry_id
-                outcome = _matching(fields, batch_id, status)
+                outcome = _matching(entry_id, fields, batch_id, status, on_unreadable)
                 if outcome is not None:
                     yield outcome
 
@@ -377,14 +439,36 @@ class GrantClient:
             ):
                 last_id = entry_id
                 if fields.get("request_id") == request_id:
-                    yield Outcome.model_validate_json(fields["outcome"])
-                    return
+                    outcome = _decoded(entry_id, fields, None)
+                    if outcome is not None:
+                        yield outcome
+                        return
 
 
-def _matching(fields: dict[str, str], batch_id: str | None, status: str | None) -> Outcome | None:
+def _decoded(
+    entry_id: str, fields: dict[str, str], on_unreadable: Unreadable | None
+) -> Outcome | None:
+    outcome, why = outcome_entry(fields)
+    if why is not None:
+        if on_unreadable is not None:
+            on_unreadable(entry_id, why)
+        else:
+            log.warning("results entry %s skipped: unreadable, %s", entry_id, why)
+    return outcome
+
+
+def _matching(
+    entry_id: str,
+    fields: dict[str, str],
+    batch_id: str | None,
+    status: str | None,
+    on_unreadable: Unreadable | None,
+) -> Outcome | None:
     if status is not None and fields.get("status") != status:
         return None
-    outcome = Outcome.model_validate_json(fields["outcome"])
+    outcome = _decoded(entry_id, fields, on_unreadable)
+    if outcome is None:
+        return None
     if batch_id is not None and outcome.batch_id != batch_id:
         return None
     return outcome

@@ -24,8 +24,9 @@ from grant_worker.tasks.activity import (
     CALL_SERIES,
     RATE_LIMITED_SERIES,
     outcome_series,
-    slot,
+    read_activity,
 )
+from grant_worker.tasks.delivery.ledger import delivery_count
 from grant_worker.tasks.fleet import WorkerBeat, read_beats
 from grant_worker.tasks.flow.breaker import BreakerState, read_breaker
 from grant_worker.tasks.flow.pace import PaceState, read_pace
@@ -37,6 +38,8 @@ from grant_worker.tasks.outcomes.batches import (
     read_batches,
     recent_batch_ids,
 )
+from grant_worker.tasks.outcomes.letters import DeadLetter, dead_letter, dead_letter_head
+from grant_worker.tasks.outcomes.letters import json_object as letter_json
 from grant_worker.tasks.outcomes.records import (
     Pointer,
     outcome_texts,
@@ -45,13 +48,15 @@ from grant_worker.tasks.outcomes.records import (
 )
 from grant_worker.tasks.outcomes.streams import Entry
 from grant_worker.tasks.outcomes.windows import (
+    BUDGET_BYTES,
+    Matched,
     OutcomeWindows,
     RecentOutcome,
     Snapshot,
-    json_object,
+    recent_outcome,
 )
 
-STATUSES = ("created", "exists", "updated", "failed", "rejected")
+STATUSES = ("created", "exists", "updated", "revoked", "absent", "failed", "rejected")
 # Bounds of every read (entries or items); a page never reads more than these.
 RECENT_OUTCOMES = 1000
 DEAD_WINDOW = 500
@@ -59,34 +64,29 @@ QUEUE_SAMPLE = 1000
 BATCH_LIST = 20
 BATCH_ROWS_READ = 5000
 WORKERS_READ = 100
+# Bytes of outcome JSON a batch page looks at for its rows' details (beyond the snapshot's).
+RECORDS_BUDGET = BUDGET_BYTES
 # A worker whose last beat is older than this shows as silent.
 WORKER_STALE_S = 30
 
 
 @dataclass(frozen=True)
-class DeadWindow:
-    letters: list[DeadEntry]
-    codes: list[str]
-    batches: list[str]
+class RecordHeads:
+    """Outcomes of a page's rows (`DashboardReads.outcome_record_heads`): each by request id,
+    the size of those cut to their leading fields, and how many the byte budget left unread."""
+
+    outcomes: dict[str, dict[str, Any]]
+    cut_from: dict[str, int]
+    unread: int
 
 
 @dataclass(frozen=True)
-class DeadEntry:
-    entry_id: str
-    letter: dict[str, Any]
-
-    @property
-    def request_id(self) -> str:
-        return str(self.letter.get("request_id", ""))
-
-    @property
-    def code(self) -> str:
-        error = self.letter.get("error") or {}
-        return str(error.get("code") or "")
-
-    @property
-    def batch_id(self) -> str:
-        return str(self.letter.get("batch_id") or "")
+class DeadWindow:
+    letters: list[DeadLetter]
+    codes: list[str]
+    batches: list[str]
+    # Entries looked at: the window, or fewer where their size reached the byte budget.
+    read: int
 
 
 class DashboardReads:
@@ -124,23 +124,12 @@ class DashboardReads:
     def activity(self, now: float, seconds: int) -> tuple[int, dict[str, list[int]]]:
         """Counts per second for the `seconds` up to `now`: (first second, {series: counts}).
 
-        One HGETALL per minute touched (16 for a quarter of an hour), pipelined.
+        One HGETALL per minute touched (16 for a quarter of an hour), pipelined; a field that
+        cannot be read is left out (`tasks.activity.read_activity`).
         """
-        end = int(now)
-        start = end - seconds + 1
-        minutes = range(slot(start)[0], slot(end)[0] + 1)
-        pipe = self._client.pipeline(transaction=False)
-        for minute in minutes:
-            pipe.hgetall(self._keys.activity(minute))
-        hashes = cast(list[dict[str, str]], pipe.execute())
+        start = int(now) - seconds + 1
         names = [outcome_series(s) for s in STATUSES] + [CALL_SERIES, RATE_LIMITED_SERIES]
-        series = {name: [0] * seconds for name in names}
-        for minute, counts in zip(minutes, hashes, strict=True):
-            for key, value in counts.items():
-                second, _, name = key.partition(":")
-                index = minute * 60 + int(second) - start
-                if name in series and 0 <= index < seconds:
-                    series[name][index] += int(value)
+        series = read_activity(self._client, self._keys, start=start, seconds=seconds, names=names)
         return start, series
 
     # -- outcomes --------------------------------------------------------------------------
@@ -156,12 +145,12 @@ class DashboardReads:
         pipe.exists(self._keys.lock(request_id))
         deliveries, sent, locked = pipe.execute()
         return {
-            "deliveries": int(deliveries or 0),
+            "deliveries": delivery_count(deliveries),
             "sent": bool(sent),
             "locked": bool(locked),
         }
 
-    def history(self, request_id: str) -> tuple[list[RecentOutcome], list[DeadEntry]]:
+    def history(self, request_id: str) -> tuple[list[RecentOutcome], list[DeadLetter]]:
         """Outcomes and dead letters of `request_id` among the newest entries (bounded)."""
         outcomes = self._windows.matching(
             self._keys.results, window=RECENT_OUTCOMES, field_name="outcome", request_id=request_id
@@ -170,8 +159,8 @@ class DashboardReads:
             self._keys.dead, window=DEAD_WINDOW, field_name="dead", request_id=request_id
         )
         return (
-            [RecentOutcome(entry_id, json_object(body)) for entry_id, body in outcomes.entries],
-            [DeadEntry(entry_id, json_object(body)) for entry_id, body in letters.entries],
+            [recent_outcome(found) for found in outcomes.entries],
+            [_letter(found) for found in letters.entries],
         )
 
     # -- batches ---------------------------------------------------------------------------
@@ -189,10 +178,48 @@ class DashboardReads:
         return read_batch_rows(self._client, self._keys, batch_id, BATCH_ROWS_READ)
 
     def outcome_records(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The recorded outcomes of `request_ids` (one MGET of the records, then one pipeline
-        of their results entries; callers bound the list)."""
+        """The recorded outcomes of `request_ids`, whole (one MGET of the records, then one
+        pipeline of their results entries; callers bound the list to a few)."""
+        found, pointers = self._records(request_ids)
+        for rid, text in outcome_texts(self._client, self._keys, pointers).items():
+            found[rid] = (
+                _readable(*letter_json(text))
+                if text
+                else trimmed_outcome(rid, pointers[rid]).model_dump(mode="json")
+            )
+        return found
+
+    def outcome_record_heads(self, request_ids: list[str]) -> RecordHeads:
+        """The recorded outcomes of `request_ids`, in order, each its leading fields where
+        it is longer than `HEAD_BYTES`, until `RECORDS_BUDGET` bytes of outcomes were looked
+        at (`OutcomeWindows.heads`): a page of hundreds of rows reads a bounded amount."""
+        found, pointers = self._records(request_ids)
+        entries, looked = self._windows.heads(
+            self._keys.results,
+            [pointer.entry_id for pointer in pointers.values()],
+            field_name="outcome",
+            budget=RECORDS_BUDGET,
+        )
+        by_entry = {(m.entry_id, m.listed_id): m for m in entries}
+        cut: dict[str, int] = {}
+        for rid, pointer in list(pointers.items())[:looked]:
+            match = by_entry.get((pointer.entry_id, rid))
+            if match is None:
+                found[rid] = trimmed_outcome(rid, pointer).model_dump(mode="json")
+                continue
+            outcome = recent_outcome(match)
+            found[rid] = _readable(outcome.outcome, outcome.unreadable)
+            if outcome.cut_from is not None:
+                cut[rid] = outcome.cut_from
+        return RecordHeads(found, cut, unread=len(pointers) - looked)
+
+    def _records(
+        self, request_ids: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, Pointer]]:
+        """The records of `request_ids` (one MGET): those that hold an outcome themselves (or
+        cannot be read), and the pointers into the results stream of the rest."""
         if not request_ids:
-            return {}
+            return {}, {}
         raws = cast(
             list[str | None],
             self._client.mget([self._keys.outcome_record(rid) for rid in request_ids]),
@@ -204,27 +231,22 @@ class DashboardReads:
                 continue
             if raw.startswith("{"):
                 # A record that holds the whole outcome JSON, not a pointer: shown as it is.
-                found[rid] = json_object(raw)
+                found[rid] = _readable(*letter_json(raw))
                 continue
             try:
                 pointers[rid] = parse_pointer(raw)
             except ValueError:
-                found[rid] = {}
-        for rid, text in outcome_texts(self._client, self._keys, pointers).items():
-            found[rid] = (
-                json_object(text)
-                if text
-                else trimmed_outcome(rid, pointers[rid]).model_dump(mode="json")
-            )
-        return found
+                found[rid] = _readable({}, "not an outcome record")
+        return found, pointers
 
     def active_batches(self) -> list[str] | None:
         """Batch ids by last activity from the ledgers' index, or None while there is none."""
         return recent_batch_ids(self._client, self._keys, BATCH_LIST) or None
 
     def snapshot(self, batch_id: str = "") -> Snapshot:
-        """The queue's head, the in-flight messages and the newest outcomes, atomically; the
-        outcomes of `batch_id` come whole, the others as id, status and batch only."""
+        """The queue's head, the in-flight messages and the newest outcomes, atomically, each
+        bounded by count and bytes; the outcomes of `batch_id` come as their leading fields,
+        the others as id, status and batch only."""
         return self._windows.snapshot(
             self._queue, sample=QUEUE_SAMPLE, window=RECENT_OUTCOMES, batch_id=batch_id
         )
@@ -237,20 +259,34 @@ class DashboardReads:
             self._keys.dead, window=DEAD_WINDOW, field_name="dead", code=code, batch=batch_id
         )
         return DeadWindow(
-            letters=[DeadEntry(entry_id, json_object(body)) for entry_id, body in found.entries],
+            letters=[_letter(entry) for entry in found.entries],
+            read=found.read,
             codes=sorted(found.codes),
             batches=sorted(found.batches),
         )
 
-    def dead_letter(self, entry_id: str) -> DeadEntry | None:
+    def dead_letter(self, entry_id: str) -> DeadLetter | None:
         entries = cast(list[Entry], self._client.xrange(self._keys.dead, entry_id, entry_id))
-        if not entries:
-            return None
-        found_id, fields = entries[0]
-        return DeadEntry(found_id, json_object(fields.get("dead")))
+        return dead_letter(*entries[0]) if entries else None
+
+    def dead_letter_heads(self, entry_ids: list[str]) -> tuple[list[DeadLetter], int]:
+        """The dead letters of `entry_ids` still in the stream, each its leading fields where
+        longer than `HEAD_BYTES`, until `BUDGET_BYTES` of letters were looked at; and how many
+        of the ids were not looked up (the budget stopped the read before them)."""
+        found, looked = self._windows.heads(self._keys.dead, entry_ids, field_name="dead")
+        return [_letter(entry) for entry in found], len(entry_ids) - looked
 
     def dead_count(self) -> int:
         return int(self._client.xlen(self._keys.dead))
 
     def results_count(self) -> int:
         return int(self._client.xlen(self._keys.results))
+
+
+def _letter(found: Matched) -> DeadLetter:
+    return dead_letter_head(found.entry_id, found.listed_id, found.head, found.size)
+
+
+def _readable(outcome: dict[str, Any], why: str | None) -> dict[str, Any]:
+    """An outcome for a page: as it is, or marked unreadable with why (shown as its status)."""
+    return {"status": "unreadable", "unreadable": why} if why else outcome

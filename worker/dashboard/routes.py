@@ -9,6 +9,7 @@ confirmation page first.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -20,28 +21,38 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from grant_worker.tasks.activity import CALL_SERIES, RATE_LIMITED_SERIES, outcome_series
 from grant_worker.tasks.messages.models import is_request_id
 from grant_worker.tasks.outcomes.batches import STATES
-from grant_worker.worker.client.dead_letters import DeadLetter
+from grant_worker.tasks.outcomes.letters import DeadLetter
 from grant_worker.worker.dashboard.charts import line_chart
-from grant_worker.worker.dashboard.reads import DEAD_WINDOW, STATUSES, WORKER_STALE_S, DeadEntry
+from grant_worker.worker.dashboard.reads import STATUSES, WORKER_STALE_S
 from grant_worker.worker.dashboard.security import (
+    SESSION_ID,
     CsrfRefused,
     checked_form,
+    client_address,
     csrf_token,
+    logged_in,
     token_matches,
 )
+from grant_worker.worker.dashboard.sessions import NOTICE_MAX_CHARS
 from grant_worker.worker.dashboard.views import (
     STATE_LABELS,
     batch_ids,
     batch_progress,
     batch_rows,
+    read_limits,
     rows_needing_records,
 )
+from grant_worker.worker.shown import shown
+
+log = logging.getLogger(__name__)
 
 CHART_SECONDS = 15 * 60
 ACTIONS = ("replay", "purge")
 MAX_SELECTION = 100
 DEAD_SHOWN = 200
 ROWS_SHOWN = 500
+# The most characters of one letter its own page shows.
+WHOLE_CHARS = 1_000_000
 FAILED_LOGIN_PAUSE_S = 1.0
 
 
@@ -49,7 +60,7 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
     dashboard = request.app.state.dashboard
     context = {
         "csrf": csrf_token(request),
-        "logged_in": bool(dashboard.token) and request.session.get("authenticated") is True,
+        "logged_in": logged_in(request) is not None,
         "prefix": dashboard.settings.grants_key_prefix,
         "queue": dashboard.settings.grants_queue,
         **context,
@@ -129,13 +140,19 @@ def batch(request: Request) -> Response:
     snapshot = reads.snapshot(batch_id)
     progress = batch_progress(batch_id, snapshot, reads.batch_ledger(batch_id), time.time())
     row_states = reads.batch_row_states(batch_id)
-    records = None
+    records, cut_from, unread = None, None, 0
     if row_states is not None:
         wanted = rows_needing_records(snapshot, batch_id, row_states, ROWS_SHOWN)
-        records = reads.outcome_records(wanted)
-    rows = batch_rows(snapshot, batch_id, row_states, records)
+        heads = reads.outcome_record_heads(wanted)
+        records, cut_from, unread = heads.outcomes, heads.cut_from, heads.unread
+    rows = batch_rows(snapshot, batch_id, row_states, records, cut_from)
     template = "_batch.html" if _fragment(request) else "batch.html"
-    context = {"batch": progress, "rows": rows[:ROWS_SHOWN], "rows_seen": len(rows)}
+    context = {
+        "batch": progress,
+        "rows": rows[:ROWS_SHOWN],
+        "rows_seen": len(rows),
+        "limits": read_limits(snapshot, unread),
+    }
     return _render(request, template, context)
 
 
@@ -150,18 +167,30 @@ def dead(request: Request) -> Response:
     context = {
         "letters": window.letters[:DEAD_SHOWN],
         "matching": len(window.letters),
-        "window": DEAD_WINDOW,
+        "window": window.read,
         "total": reads.dead_count(),
         "codes": window.codes,
         "batches": window.batches,
         "code": code,
         "batch_filter": batch_filter,
-        "notice": request.session.pop("notice", None),
+        "notice": _pop_notice(request),
     }
     return _render(request, "dead.html", context)
 
 
-def _selected(request: Request, ids: list[str]) -> list[DeadEntry]:
+def dead_letter(request: Request) -> Response:
+    """One dead letter whole, as indented JSON: what the list cuts. Bounded too (a letter may
+    hold any request a producer sent); `grants dlq show` prints all of it."""
+    entry_id = request.path_params["entry_id"]
+    letter = (
+        request.app.state.dashboard.reads.dead_letter(entry_id) if _entry_id(entry_id) else None
+    )
+    if letter is None:
+        return PlainTextResponse("no such dead letter", status_code=404)
+    return _render(request, "dead_letter.html", {"letter": letter, "limit": WHOLE_CHARS})
+
+
+def _selected(request: Request, ids: list[str]) -> list[DeadLetter]:
     reads = request.app.state.dashboard.reads
     found = (reads.dead_letter(entry_id) for entry_id in ids[:MAX_SELECTION] if _entry_id(entry_id))
     return [letter for letter in found if letter is not None]
@@ -184,13 +213,17 @@ async def dead_confirm(request: Request) -> Response:
     if action not in ACTIONS:
         return PlainTextResponse("action: must be replay or purge", status_code=400)
     ids = [str(one)] if one else [str(value) for value in form.getlist("id")]
-    letters = await run_in_threadpool(_selected, request, ids)
+    wanted = [entry_id for entry_id in ids[:MAX_SELECTION] if _entry_id(entry_id)]
+    letters, unread = await run_in_threadpool(
+        request.app.state.dashboard.reads.dead_letter_heads, wanted
+    )
     if not letters:
-        request.session["notice"] = "nothing selected"
+        _set_notice(request, "nothing selected")
         return RedirectResponse(_back_to_list(form), status_code=303)
     context = {
         "action": action,
         "letters": letters,
+        "unread": unread,
         "code": form.get("code", ""),
         "batch_filter": form.get("batch", ""),
         "back": _back_to_list(form),
@@ -215,13 +248,13 @@ async def dead_act(request: Request) -> Response:
         return PlainTextResponse("action: confirm a replay or a purge", status_code=400)
     ids = [str(value) for value in form.getlist("id")]
     notice = await run_in_threadpool(_act, request, str(action), ids)
-    request.session["notice"] = notice
+    await run_in_threadpool(_set_notice, request, notice)
     return RedirectResponse(_back_to_list(form), status_code=303)
 
 
 def _act(request: Request, action: str, ids: list[str]) -> str:
     operations = request.app.state.dashboard.dead_letters
-    letters = [DeadLetter(entry.entry_id, entry.letter) for entry in _selected(request, ids)]
+    letters = _selected(request, ids)
     if action == "purge":
         return f"purged {operations.purge(letters)} dead letters"
     results = operations.replay(letters)
@@ -231,6 +264,23 @@ def _act(request: Request, action: str, ids: list[str]) -> str:
     if invalid:
         notice += f"; still invalid, kept: {', '.join(invalid)}"
     return notice
+
+
+def _set_notice(request: Request, notice: str) -> None:
+    """What an action did, for the next page: server-side once logged in, else in the cookie,
+    and cut either way (a cookie of hundreds of ids is one browsers drop)."""
+    if (session := logged_in(request)) is not None:
+        request.app.state.dashboard.sessions.set_notice(session.session_id, notice)
+    else:
+        short = notice if len(notice) <= NOTICE_MAX_CHARS else notice[: NOTICE_MAX_CHARS - 1]
+        request.session["notice"] = short if short == notice else short + "…"
+
+
+def _pop_notice(request: Request) -> str | None:
+    if (session := logged_in(request)) is not None:
+        return request.app.state.dashboard.sessions.pop_notice(session.session_id)
+    notice = request.session.pop("notice", None)
+    return notice if isinstance(notice, str) else None
 
 
 # -- search ---------------------------------------------------------------------------------
@@ -267,13 +317,21 @@ async def login(request: Request) -> Response:
         form = await checked_form(request)
     except CsrfRefused as exc:
         return PlainTextResponse(f"refused: {exc}", status_code=403)
+    sessions = dashboard.sessions
+    who = client_address(request)
+    if not await run_in_threadpool(sessions.login_allowed, who):
+        log.warning("dashboard login refused: too many wrong tokens lately (from %s)", shown(who))
+        return _render(request, "login.html", {"failed": True, "throttled": True}, status=429)
     given = form.get("token")
-    if not isinstance(given, str) or not token_matches(given, dashboard.token):
-        # A pause per wrong guess makes guessing slow without locking anybody out.
+    if not isinstance(given, str) or not given.strip() or not token_matches(given, dashboard.token):
+        log.warning("dashboard login failed: wrong token (from %s)", shown(who))
+        # A pause per wrong guess, and the count above across requests, make guessing slow.
         await asyncio.sleep(FAILED_LOGIN_PAUSE_S)
         return _render(request, "login.html", {"failed": True}, status=401)
+    await run_in_threadpool(sessions.forget_attempts, who)
+    session = await run_in_threadpool(sessions.open, dashboard.token)
     request.session.clear()
-    request.session["authenticated"] = True
+    request.session[SESSION_ID] = session.session_id
     return RedirectResponse("/", status_code=303)
 
 
@@ -282,6 +340,9 @@ async def logout(request: Request) -> Response:
         await checked_form(request)
     except CsrfRefused as exc:
         return PlainTextResponse(f"refused: {exc}", status_code=403)
+    await run_in_threadpool(
+        request.app.state.dashboard.sessions.end, request.session.get(SESSION_ID)
+    )
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
@@ -293,6 +354,7 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/dead", dead, ["GET"]),
     ("/dead/confirm", dead_confirm, ["POST"]),
     ("/dead/act", dead_act, ["POST"]),
+    ("/dead/{entry_id}", dead_letter, ["GET"]),
     ("/search", search, ["GET"]),
     ("/login", login, ["GET", "POST"]),
     ("/logout", logout, ["POST"]),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from jinja2 import Undefined
 
 from grant_worker.tasks.outcomes.batches import STATES, BatchView
 from grant_worker.tasks.outcomes.windows import RecentOutcome, Snapshot
@@ -17,11 +20,18 @@ ROW_ORDER = {
     "exists_differs": 2,
     "cancelled": 3,
     "updated": 4,
-    "exists": 5,
-    "created": 6,
+    "revoked": 5,
+    "exists": 6,
+    "created": 7,
+    "absent": 8,
 }
 ATTENTION = ("failed", "rejected", "exists_differs")
 STATE_LABELS = {"exists_differs": "exists, differs"}
+# The most characters of one field a list page shows (`cut`): a page of a few hundred rows
+# stays a few hundred kilobytes however large producers' requests or tenants' answers grow;
+# the whole is one click away, on a page of its own.
+FIELD_CHARS = 300
+BLOCK_CHARS = 1500
 
 
 @dataclass
@@ -64,6 +74,8 @@ class Row:
     attempts: int | None
     finished_at: str
     differences: Any
+    # The size of the outcome's JSON when only its leading fields were read.
+    cut_from: int | None = None
 
 
 def latest_per_request(outcomes: Iterable[RecentOutcome]) -> dict[str, RecentOutcome]:
@@ -123,6 +135,8 @@ def batch_progress(
     notes = ["estimated from the queue and the newest outcomes: no batch ledger"]
     if not snapshot.queue_fully_read:
         notes.append("the queue is longer than the part read: more may be waiting")
+    if snapshot.unknown_batch:
+        notes.append(f"{snapshot.unknown_batch} messages read are cut or unreadable: batch unknown")
     partial = bool(
         snapshot.window_full and snapshot.recent and snapshot.recent[-1].batch_id == batch_id
     )
@@ -152,7 +166,9 @@ def row_state(outcome: dict[str, Any]) -> str:
     return status
 
 
-def _row(request_id: str, state: str, outcome: dict[str, Any] | None) -> Row:
+def _row(
+    request_id: str, state: str, outcome: dict[str, Any] | None, cut_from: int | None = None
+) -> Row:
     outcome = outcome or {}
     error = outcome.get("error") or {}
     return Row(
@@ -163,6 +179,7 @@ def _row(request_id: str, state: str, outcome: dict[str, Any] | None) -> Row:
         attempts=outcome.get("attempts"),
         finished_at=str(outcome.get("finished_at") or ""),
         differences=outcome.get("differences"),
+        cut_from=cut_from,
     )
 
 
@@ -175,13 +192,17 @@ def batch_rows(
     batch_id: str,
     row_states: dict[str, str] | None = None,
     records: dict[str, dict[str, Any]] | None = None,
+    records_cut_from: dict[str, int] | None = None,
 ) -> list[Row]:
     """The batch's rows: failed, rejected, "exists, differs" first, then the rest, then pending.
 
     With the ledger's `row_states`, every row it lists (details from the newest outcomes, else
-    from `records`); without, the rows seen in the snapshot.
+    from `records`, of which `records_cut_from` were cut); without, the rows seen in the
+    snapshot.
     """
-    seen = {rid: o.outcome for rid, o in _batch_outcomes(snapshot, batch_id).items()}
+    newest = _batch_outcomes(snapshot, batch_id)
+    seen = {rid: o.outcome for rid, o in newest.items()}
+    cut = {**(records_cut_from or {}), **{r: o.cut_from for r, o in newest.items() if o.cut_from}}
     if row_states is None:
         states = {rid: row_state(outcome) for rid, outcome in seen.items()}
         pending = snapshot.pending_ids_by_batch.get(batch_id, set())
@@ -189,7 +210,10 @@ def batch_rows(
         states = {rid: st for rid, st in row_states.items() if st != "queued"}
         pending = {rid for rid, st in row_states.items() if st == "queued"}
     ended = sorted(states, key=lambda rid: _order(states[rid], rid))
-    rows = [_row(rid, states[rid], seen.get(rid) or (records or {}).get(rid)) for rid in ended]
+    rows = [
+        _row(rid, states[rid], seen.get(rid) or (records or {}).get(rid), cut.get(rid))
+        for rid in ended
+    ]
     rows.extend(_row(rid, "pending", None) for rid in sorted(pending))
     return rows
 
@@ -206,6 +230,24 @@ def rows_needing_records(
     return first[:limit]
 
 
+def read_limits(snapshot: Snapshot, records_unread: int = 0) -> list[str]:
+    """What a batch page says when a byte budget, not its count, stopped a read."""
+    said = []
+    if snapshot.queue_cut:
+        said.append(
+            f"the queue's sample stopped at its byte budget ({len(snapshot.queued)} messages read)"
+        )
+    if snapshot.outcomes_cut:
+        said.append(
+            f"the newest outcomes were read up to a byte budget ({len(snapshot.recent)} read)"
+        )
+    if records_unread:
+        said.append(
+            f"details of {records_unread} rows not read: the page's byte budget was reached"
+        )
+    return said
+
+
 def human_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
@@ -215,3 +257,20 @@ def human_seconds(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def cut(value: Any, limit: int = FIELD_CHARS) -> str:
+    """`value` as text of at most `limit` characters and a marker saying how much is left out."""
+    if value is None or isinstance(value, Undefined):
+        return ""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def json_cut(value: Any, limit: int = BLOCK_CHARS) -> str:
+    """`value` as indented JSON, cut like `cut`."""
+    if isinstance(value, Undefined):
+        return ""
+    return cut(json.dumps(value, indent=2, ensure_ascii=False, default=str), limit)

@@ -75,7 +75,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "worker_consumer": "grant_worker.worker.process.consumer:InspectingConsumer",
             "worker_hijack_root_logger": False,
             "worker_redirect_stdouts": False,
-            "worker_send_task_events": False,
+            # Flower's task counters and `celery events` need them (GRANTS_TASK_EVENTS).
+            "worker_send_task_events": settings.grants_task_events,
         }
     )
     return config

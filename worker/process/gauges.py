@@ -5,6 +5,11 @@ Counters and histograms of the work live in `tasks.metrics`; these gauges are re
 nothing between scrapes. When Redis does not answer, the Redis gauges are left out of that
 scrape (absent, not zero) and `grants_redis_up` is 0.
 
+The queue and streams are the fleet's, not a worker's: were every worker to serve them, a
+`sum()` over workers would count them once per worker. Only the fleet's reporter
+(`tasks.fleet.fleet_reporter`, the live worker whose identity sorts first) serves them, and says
+so with `grants_fleet_reporter 1`; the others serve 0 and leave the fleet gauges out.
+
 The pace's limit/remaining/pause and the breaker's state are set by `tasks.flow.pace` and
 `tasks.flow.breaker` as they change; they appear on the same page because everything uses the
 default registry.
@@ -21,13 +26,17 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from grant_worker.tasks.fleet import Identity, fleet_reporter
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.process.broker.qos import tracked_identity
 
 log = logging.getLogger(__name__)
 
 
 class QueueGauges(Collector):
-    """`grants_queue_depth`, `grants_in_flight`, `grants_dead_letters`, `grants_intake_pending`."""
+    """This process's `grants_in_flight` and `grants_capacity`; on the fleet's reporter only,
+    `grants_queue_depth`, `grants_dead_letters`, `grants_intake_pending` and
+    `grants_intake_claimed`."""
 
     def __init__(
         self,
@@ -37,7 +46,9 @@ class QueueGauges(Collector):
         *,
         in_flight: Callable[[], int],
         capacity: int,
+        identity: Callable[[], Identity | None] = tracked_identity,
     ) -> None:
+        self._identity = identity
         self._client = client
         self._keys = keys
         self._queue = queue
@@ -52,12 +63,21 @@ class QueueGauges(Collector):
             "grants_capacity", "Requests this worker process may work on at once", self._capacity
         )
         try:
-            depth, dead, intake, pending = self._read_redis()
+            reporter = self._is_reporter()
+            if reporter:
+                depth, dead, intake, pending = self._read_redis()
         except redis.RedisError as exc:
             log.debug("gauges: Redis did not answer (%s)", type(exc).__name__)
             yield _gauge("grants_redis_up", "1 when Redis answered this scrape", 0)
             return
         yield _gauge("grants_redis_up", "1 when Redis answered this scrape", 1)
+        yield _gauge(
+            "grants_fleet_reporter",
+            "1 on the one worker that serves the fleet-wide gauges (queue, dead letters, intake)",
+            1 if reporter else 0,
+        )
+        if not reporter:
+            return
         yield _gauge("grants_queue_depth", "Messages waiting on the Celery queue", depth)
         yield _gauge("grants_dead_letters", "Entries on the dead-letter stream", dead)
         yield _gauge(
@@ -70,6 +90,14 @@ class QueueGauges(Collector):
             "Intake entries read by a bridge and not yet acknowledged",
             pending,
         )
+
+    def _is_reporter(self) -> bool:
+        reporter = fleet_reporter(self._client, self._keys)
+        if reporter is None:
+            # No worker has beaten yet (a fleet starting up): serve rather than leave a gap.
+            return True
+        me = self._identity()
+        return me is not None and str(me) == reporter
 
     def _read_redis(self) -> tuple[int, int, int, int]:
         pipe = self._client.pipeline(transaction=False)

@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    disable_created_metrics,
+    generate_latest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +155,9 @@ def serve_health(port: int, count: int = 1, addr: str = "0.0.0.0") -> ThreadingH
 
     Raises `PortUnavailable` naming the ports when none is free.
     """
+    # prometheus-client's `_created` series would read as counts next to `status="created"`;
+    # nothing here needs a counter's creation time (rate() copes with restarts).
+    disable_created_metrics()
     last_error: OSError | None = None
     for candidate in range(port, port + count):
         try:

@@ -192,6 +192,26 @@ def _on_celeryd_init(
         # Celery prints its banner as art on stdout; in JSON mode it becomes one event.
         instance.quiet = True
         log_start(settings, str(sender))
+        say_as_log_lines()
+
+
+def say_as_log_lines() -> None:
+    """Celery's worker writes its shutdown notices ("worker: Warm shutdown (MainProcess)",
+    "Hitting Ctrl+C again …") straight to the stdout/stderr file descriptors with `safe_say`,
+    around any logging; in JSON mode each becomes a log line of the same format instead.
+
+    `celery.apps.worker` calls its module-level `safe_say` by name, so replacing that one name
+    reaches every notice (tests/integration/test_json_logs.py fails when a release changes it).
+    """
+    import celery.apps.worker as celery_worker
+
+    celery_worker.safe_say = _say
+
+
+def _say(msg: str, f: Any = None) -> None:
+    # Called from signal handlers, as Celery's own was; the `worker_stop` event is logged
+    # from the same place.
+    logging.getLogger("celery.apps.worker").info(msg.strip())
 
 
 def _on_setup_logging(**_: Any) -> None:

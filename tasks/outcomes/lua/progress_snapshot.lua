@@ -1,34 +1,40 @@
 -- The queue's head, the unacknowledged messages and the newest outcomes, in one atomic read
 -- (`windows.OutcomeWindows.snapshot`): a request is seen exactly once, queued, in flight or
--- finished.
--- KEYS: queue, unacked hash, results stream. ARGV: sample size, outcome window, batch ('' none).
--- Returns {depth, in flight, queued messages, unacked messages, outcomes}; an outcome is
--- {id, request_id, ledger state, batch_id, full JSON if of ARGV[3] else ''}.
--- Bounded by ARGV[1] (LRANGE; HVALS only while the hash holds at most that many) and ARGV[2]
--- (XREVRANGE COUNT), never by the length of the queue or the stream.
-local sample = tonumber(ARGV[1])
+-- finished. Runs after `heads.lua`.
+-- KEYS: queue, unacked hash, results stream. ARGV: sample size, outcome window, batch ('' none),
+-- head (bytes of each message or outcome returned), byte budget of the outcomes, byte budget
+-- of the messages (the unacknowledged first, the queue's head with what they leave).
+-- Returns {depth, in flight, queued {size, head}, whether the budget cut the queue's sample,
+-- unacked {size, head}, whether the hash was read whole, outcomes, outcomes read, whether the
+-- budget cut them}; an outcome is {id, request_id, ledger state, batch_id, size, its first
+-- `head` bytes if of ARGV[3] else ''}.
+-- Bounded by count (ARGV[1], ARGV[2]) and by bytes (ARGV[5], ARGV[6]), never by the length of
+-- the queue or the stream: a queue or a stream of huge entries costs what small ones do.
+local sample, window, want_batch = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local head, budget, message_budget = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local depth = redis.call('LLEN', KEYS[1])
 local inflight = redis.call('HLEN', KEYS[2])
-local queued = redis.call('LRANGE', KEYS[1], 0, sample - 1)
-local unacked = {}
+local unacked, unacked_whole, left = {}, 0, message_budget
 if inflight <= sample then
-  unacked = redis.call('HVALS', KEYS[2])
+  local whole
+  unacked, whole = hash_heads(KEYS[2], head, message_budget)
+  if whole then unacked_whole = 1 end
+  for _, item in ipairs(unacked) do left = left - item[1] end
 end
+local queued, queue_cut = list_heads(KEYS[1], sample, head, math.max(left, 0))
 local recent = {}
-for _, entry in ipairs(redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonumber(ARGV[2]))) do
-  local fields = entry[2]
-  local outcome, rid, status = '', '', ''
+local read, outcomes_cut = each_newest(KEYS[3], window, 'outcome', budget, function(entry, outcome)
+  local fields, rid, status = entry[2], '', ''
   for i = 1, #fields, 2 do
-    local name = fields[i]
-    if name == 'outcome' then outcome = fields[i + 1]
-    elseif name == 'request_id' then rid = fields[i + 1]
-    elseif name == 'status' then status = fields[i + 1] end
+    if fields[i] == 'request_id' then rid = fields[i + 1]
+    elseif fields[i] == 'status' then status = fields[i + 1] end
   end
-  -- A plain batch id is matched in C; one with quotes or escapes takes the JSON decoder.
-  local batch = string.match(outcome, '"batch_id":"([^"\\]*)"')
+  -- A plain batch id is matched in C; one with quotes or escapes takes the JSON decoder, for
+  -- an outcome small enough to decode (the recorder writes the batch id before the rest).
+  local batch = string.match(head_of(outcome, head), '"batch_id":"([^"\\]*)"')
   if batch == nil then
     batch = ''
-    if string.find(outcome, '"batch_id":"', 1, true) then
+    if #outcome <= head and string.find(outcome, '"batch_id":"', 1, true) then
       local ok, decoded = pcall(cjson.decode, outcome)
       if ok and type(decoded) == 'table' and type(decoded.batch_id) == 'string' then
         batch = decoded.batch_id
@@ -39,7 +45,9 @@ for _, entry in ipairs(redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonum
   if status == 'exists' and not string.find(outcome, '"differences":null', 1, true) then
     status = 'exists_differs'
   end
-  if ARGV[3] == '' or batch ~= ARGV[3] then outcome = '' end
-  table.insert(recent, {entry[1], rid, status, batch, outcome})
-end
-return {depth, inflight, queued, unacked, recent}
+  local shown = ''
+  if want_batch ~= '' and batch == want_batch then shown = head_of(outcome, head) end
+  table.insert(recent, {entry[1], rid, status, batch, #outcome, shown})
+end)
+return {depth, inflight, queued, queue_cut and 1 or 0, unacked, unacked_whole, recent, read,
+  outcomes_cut and 1 or 0}

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from grant_worker.tasks.errors import GrantWorkerError
-from grant_worker.worker.cli.base import POSITIVE_SECONDS, fail_usage, load_settings
+from grant_worker.worker.cli.base import POSITIVE_SECONDS, fail_usage, load_settings, say
 from grant_worker.worker.exit_codes import EXIT_FAILED, fail
 
 
@@ -58,7 +58,7 @@ def bulk(
             fail_usage(f"configuration: {exc} (--plan reads the tenant)")
         checked = check_file(file, "csv" if (fmt or guess_format(file)) == "csv" else "jsonl",
                              batch_id=batch_id)  # fmt: skip
-        click.echo(f"batch {checked.batch_id}", err=True)
+        say(f"batch {checked.batch_id}", err=True)
         try:
             code = run_plan(settings, checked, terminal=sys.stdout.isatty())
         except GrantWorkerError as exc:

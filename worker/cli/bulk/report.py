@@ -26,6 +26,8 @@ SUMMARY_STATES = (
     "exists",
     "exists_differs",
     "updated",
+    "revoked",
+    "absent",
     "failed",
     "rejected",
     PENDING,
@@ -126,11 +128,13 @@ def _line(
     entry.update(
         request_id=request.request_id,
         batch_id=request.batch_id,
-        client_id=request.grant.client_id,
-        default_for=request.grant.default_for,
-        audience=request.grant.audience,
+        client_id=request.grant.client_id if request.grant else None,
+        default_for=request.grant.default_for if request.grant else None,
+        audience=request.grant.audience if request.grant else None,
         status=row_state(outcome, sent=sent),
     )
+    if request.action == "revoke":
+        entry.update(action="revoke", grant_id=request.grant_id)
     if outcome is not None:
         entry["differences"] = outcome.differences
         if outcome.error is not None:

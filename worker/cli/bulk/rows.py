@@ -36,7 +36,7 @@ GRANT_COLUMNS = (
 )
 LIST_COLUMNS = ("scope", "authorization_details_types")
 BOOL_COLUMNS = ("allow_any_organization", "allow_all_scopes")
-ENVELOPE_COLUMNS = ("request_id", "on_conflict", "batch_id")
+ENVELOPE_COLUMNS = ("request_id", "action", "grant_id", "on_conflict", "batch_id")
 JSON_COLUMNS = ("metadata",)
 
 # Scope lists are written either way by people: "read:a write:a" and "read:a,write:a".
@@ -58,7 +58,7 @@ class RowProblem:
         nested = raw.get("grant")
         grant: dict[str, Any] = nested if isinstance(nested, dict) else raw
         found = {name: grant.get(name) for name in ("client_id", "default_for", "audience")}
-        found.update({name: raw.get(name) for name in ("request_id", "batch_id")})
+        found.update({name: raw.get(name) for name in ("request_id", "batch_id", "grant_id")})
         return {name: value for name, value in found.items() if isinstance(value, str) and value}
 
 
@@ -114,16 +114,17 @@ def derive_batch_id(content: bytes) -> str:
 
 def normalised(request: GrantRequest) -> str:
     """What makes two rows the same request: the grant with its lists as sorted sets, the
-    conflict mode and the metadata; not the ids."""
-    grant = request.grant.body()
+    conflict mode (a revoke: its action and grant id) and the metadata; not the ids."""
+    grant = request.grant.body() if request.grant is not None else None
     for name in ("scope", "authorization_details_types"):
-        if name in grant:
+        if grant is not None and name in grant:
             grant[name] = sorted(set(grant[name]))
-    return json.dumps(
-        {"grant": grant, "on_conflict": request.on_conflict, "metadata": request.metadata},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    content: dict[str, Any] = {"grant": grant, "metadata": request.metadata}
+    if request.action == "revoke":
+        content.update(action="revoke", grant_id=request.grant_id)
+    else:
+        content["on_conflict"] = request.on_conflict
+    return json.dumps(content, sort_keys=True, separators=(",", ":"))
 
 
 def derive_request_id(batch_id: str, content: str) -> str:
@@ -288,4 +289,7 @@ def csv_row_to_request(row: dict[str | None, Any]) -> dict[str, Any] | RowProble
                 return RowProblem(0, [f"{column}: not valid JSON ({exc.msg})"])
         elif column in ENVELOPE_COLUMNS:
             envelope[column] = value
+    if not grant and "grant_id" in envelope:
+        # A revoke by id in a file whose other rows name grants: its grant cells are empty.
+        return envelope
     return {**envelope, "grant": grant}

@@ -8,7 +8,6 @@ the report, and the command that resumes it (exit 130).
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from rich.table import Table
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import QUEUED
-from grant_worker.worker.cli.base import no_worker_note
+from grant_worker.worker.cli.base import echo_json, no_worker_note, rich_safe
 from grant_worker.worker.cli.bulk.report import (
     SUMMARY_STATES,
     report_lines,
@@ -47,6 +46,7 @@ from grant_worker.worker.exit_codes import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
 )
+from grant_worker.worker.shown import shown
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def run_bulk(settings: Settings, path: Path, options: BulkOptions) -> int:
                 run = _resume(client, checked)
                 _enqueue(client, run, settings, stop)
             if not stop.requested:
-                click.echo(batch_id)
+                click.echo(shown(batch_id))
                 if not options.wait:
                     return _exit_code(run, waited=False)
                 try:
@@ -145,7 +145,7 @@ def _resume(client: GrantClient, checked: Checked) -> _Run:
     """Which rows ended already, which an earlier run left on the queue, which are new."""
     # The ledger first, the records second: a row that ends in between is then found ended,
     # never taken for one no run has sent (workers keep working while a rerun starts).
-    queued = _queued_before(client, checked.rows)
+    queued = queued_before(client, checked.rows)
     outcomes = client.recorded_many([row.request_id for row in checked.rows])
     queued -= set(outcomes)
     waiting = [row for row in checked.rows if row.request_id not in outcomes]
@@ -157,7 +157,7 @@ def _resume(client: GrantClient, checked: Checked) -> _Run:
     return _Run(checked, outcomes, set(outcomes) | queued)
 
 
-def _queued_before(client: GrantClient, rows: list[Row]) -> set[str]:
+def queued_before(client: GrantClient, rows: list[Row]) -> set[str]:
     """Request ids the batch ledger has as enqueued and not yet ended."""
     pipe = client.redis.pipeline(transaction=False)
     for row in rows:
@@ -219,7 +219,7 @@ def _finish(run: _Run, options: BulkOptions) -> None:
         write_report(options.report, report_lines(run.checked, run.outcomes, run.sent))
     counts = summary(run.checked, run.outcomes, run.sent)
     if sys.stderr.isatty():
-        table = Table(title=f"batch {counts['batch_id']}")
+        table = Table(title=f"batch {rich_safe(counts['batch_id'])}")
         table.add_column("rows")
         table.add_column("count", justify="right")
         for state in (*SUMMARY_STATES, "duplicates"):
@@ -234,7 +234,7 @@ def _finish(run: _Run, options: BulkOptions) -> None:
             f"{counts['exists_differs']} grants exist but differ from their rows "
             "(see differences in the report); on_conflict merge adds missing scopes"
         )
-    click.echo(json.dumps(counts))
+    echo_json(counts)
 
 
 def _exit_code(run: _Run, *, waited: bool) -> int:

@@ -1,0 +1,1 @@
+"""`grants sync`: the command, its pure plan, and the run that enqueues and follows it."""
