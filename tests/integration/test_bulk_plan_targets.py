@@ -92,3 +92,44 @@ def test_a_token_that_cannot_read_them_leaves_the_checks_unchecked(
     # Refused once, then not asked again.
     assert gets(emulator, "/api/v2/resource-servers/{id}") == 1
     assert gets(emulator, "/api/v2/clients/{id}") == 1
+
+
+def sync_plan(
+    settings: Settings, audience: str, rows: list[dict[str, Any]], tmp_path: Path
+) -> Result:
+    path = tmp_path / "wanted.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    return CliRunner().invoke(
+        cli, ["sync", str(path), "--audience", audience, "--plan"], env=settings_env(settings)
+    )
+
+
+def test_a_sync_plan_says_which_creates_the_tenant_would_refuse_and_exits_1(
+    settings: Settings, emulator: Any, tmp_path: Path
+) -> None:
+    servers, clients = (
+        gets(emulator, f"/api/v2/{r}/{{id}}") for r in ("resource-servers", "clients")
+    )
+    known = next_client_id()
+    rows = [
+        {"grant": {"client_id": known, "audience": API}},
+        {"grant": {"client_id": "nobody-here", "audience": API}},
+    ]
+    result = sync_plan(settings, API, rows, tmp_path)
+    assert result.exit_code == 1, result.output
+    *planned, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(p["action"], p["client_id"]) for p in planned] == [
+        ("create", known), ("create", "nobody-here")]  # fmt: skip
+    assert "reason" not in planned[0]
+    assert planned[1]["reason"].startswith("would fail (not_found)")
+    assert summary["create"] == 2
+    assert "line 2: the create would fail (not_found)" in result.stderr
+    # The one audience once, each create's client once.
+    assert gets(emulator, "/api/v2/resource-servers/{id}") - servers == 1
+    assert gets(emulator, "/api/v2/clients/{id}") - clients == 2
+
+    missing = sync_plan(settings, NO_API, [{"grant": {"client_id": known, "audience": NO_API}}],
+                        tmp_path)  # fmt: skip
+    assert missing.exit_code == 1, missing.output
+    (create, _summary) = [json.loads(line) for line in missing.stdout.splitlines()]
+    assert NO_API in create["reason"]

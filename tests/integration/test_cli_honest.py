@@ -116,3 +116,42 @@ def test_a_wait_timeout_with_workers_only_on_another_queue_says_none_consumes_it
     assert done.returncode == 3
     assert f"no worker is registered on queue {settings.grants_queue}" in done.stderr
     assert f"live workers here consume {other.grants_queue}" in done.stderr
+
+
+def test_a_revoke_resubmitted_under_its_id_prints_its_outcome_and_another_is_refused(
+    settings: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker(settings)
+    client_id, request_id = next_client_id(), f"revoke-{uuid.uuid4().hex[:8]}"
+    created = grants(settings, "submit", "--client-id", client_id, "--audience", API, "--wait")
+    assert created.returncode == 0, created.stderr
+    args = ["revoke", "--client-id", client_id, "--audience", API, "--request-id", request_id]
+    first = grants(settings, *args, "--wait")
+    assert first.returncode == 0, first.stderr
+    again = grants(settings, *args)
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert lines[0] == request_id
+    assert json.loads(lines[1])["status"] == "revoked"
+    with GrantClient(settings) as client:
+        assert client.redis.llen(settings.grants_queue) == 0  # nothing enqueued again
+    other = grants(settings, "revoke", "--grant-id", "cgr_someotherone", "--request-id", request_id)
+    assert other.returncode == 1
+    assert other.stderr.startswith("error: request id") and "already used" in other.stderr
+
+
+def test_a_revoke_wait_timeout_with_no_worker_says_so(settings: Settings) -> None:
+    done = grants(settings, "revoke", "--grant-id", "cgr_nobodyworks", "--wait", "--timeout", "0.5")
+    assert done.returncode == 3
+    assert done.stderr.startswith("error: timeout:")
+    assert f"no worker is registered on queue {settings.grants_queue}" in done.stderr
+
+
+def test_a_revoke_without_redis_exits_4_with_one_error_line(settings: Settings) -> None:
+    from tests.local_redis import free_port
+
+    done = grants(settings, "revoke", "--grant-id", "cgr_1",
+                  REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.startswith("error: broker unavailable")
+    assert len(done.stderr.splitlines()) == 1

@@ -27,6 +27,9 @@ def test_every_call_raises_broker_unavailable_when_redis_is_down(
             lambda: list(client.wait_many(["req-1"], timeout_s=1)),
             lambda: list(client.results(status="created")),
             lambda: client.recorded_many(["req-1"]),
+            lambda: client.revoke(grant_id="cgr_1"),
+            lambda: client.newest_results(2),
+            lambda: list(client.results(on_unreadable=lambda entry_id, why: None)),
         ]
         for call in calls:
             with pytest.raises(BrokerUnavailable) as raised:

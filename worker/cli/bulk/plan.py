@@ -272,7 +272,9 @@ def run_plan(settings: Settings, checked: Checked, *, terminal: bool) -> int:
             err=True,
         )
     audiences = {row.request.grant.audience for row in checked.rows if row.request.grant}
-    listed = [a for a in audiences if targets.refusal(a, None) is None]
+    # An audience read and found missing has no grants to list; one not read (only revokes
+    # name it, or the token may not read APIs) is listed.
+    listed = [a for a in audiences if targets.servers.get(a, True) is not None]
     by_id = fetch_by_id(api, [row.request.grant_id for row in checked.rows])
     existing = fetch_existing(api, listed)
     planned = plan_rows(checked, existing, by_id, protected_grants(settings), targets)
