@@ -13,11 +13,18 @@ import ipaddress
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal, Self, overload
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,9 @@ log = logging.getLogger(__name__)
 SOFT_LIMIT_MARGIN_S = 2.0
 HARD_LIMIT_MARGIN_S = 5.0
 VISIBILITY_MARGIN_S = 5.0
+# Threads per worker process: beyond this, one process's share of the tenant's rate is too
+# thin for its threads to be anything but idle.
+MAX_CONCURRENCY = 256
 
 
 def is_loopback_host(host: str) -> bool:
@@ -53,7 +63,7 @@ class Settings(BaseSettings):
 
     grants_queue: str = Field(default="grants", min_length=1)
     grants_key_prefix: str = "grants:"
-    grants_concurrency: int = Field(default=8, ge=1, le=256)
+    grants_concurrency: int = Field(default=8, ge=1, le=MAX_CONCURRENCY)
     # How fast the fleet calls the Management API, shared by every worker process through
     # Redis: "auto" learns the tenant's free rate from its x-ratelimit-* headers; a number is
     # an explicit ceiling (calls/s) on top of that; 0 turns pacing off (429s still pause).
@@ -149,6 +159,13 @@ class Settings(BaseSettings):
             raise ValueError("must not be negative (0 turns pacing off)")
         return value
 
+    # An egress proxy for the calls to Auth0 (the standard variables, either case): the
+    # tenant's scheme picks HTTPS_PROXY or HTTP_PROXY, NO_PROXY lists hosts reached directly.
+    # Secret: a proxy URL may carry a user and password.
+    https_proxy: SecretStr | None = None
+    http_proxy: SecretStr | None = None
+    no_proxy: str | None = None
+
     # Redis Sentinel: with `REDIS_URL=sentinel://host:port;sentinel://host:port` (kombu's form),
     # the name of the monitored master every client of the worker connects to.
     grants_sentinel_master: str | None = None
@@ -193,19 +210,43 @@ class Settings(BaseSettings):
         allowed = {h.strip().lower() for h in self.grants_insecure_http_hosts.split(",")}
         if not is_loopback_host(parts.hostname) and parts.hostname.lower() not in allowed:
             raise ValueError(
-                "auth0_domain: plain http is allowed only to a loopback address (or a host "
+                "AUTH0_DOMAIN: plain http is allowed only to a loopback address (or a host "
                 "named in GRANTS_INSECURE_HTTP_HOSTS, for a local emulator); use https"
             )
         return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The one place that sees which `.env` this instance reads (`_env_file` may change it):
+        # a misspelt name there would be as silently ignored as one in the environment.
+        if isinstance(dotenv_settings, DotEnvSettingsSource):
+            names = {name: "" for name in dotenv_settings.env_vars}
+            for name, warning in unknown_grants_variables(names, with_names=True, where=".env"):
+                _warn_once(f".env:{name}", warning)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @field_validator("grants_log_level", "grants_log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        # `info` and `INFO`, `JSON` and `json` are the same choice to anyone typing them.
+        if isinstance(value, str):
+            text = value.strip()
+            return text.upper() if text.lower() in _LOG_LEVELS else text.lower()
+        return value
 
     @model_validator(mode="after")
     def _warn_about_unknown_variables(self) -> Self:
         # A misspelt GRANTS_* variable would otherwise be silently ignored, in a worker or in a
         # producer alike. Once per name and process: settings are built more than once.
         for name, warning in unknown_grants_variables(os.environ, with_names=True):
-            if name not in _warned:
-                _warned.add(name)
-                log.warning(warning)
+            _warn_once(name, warning)
         return self
 
     @model_validator(mode="after")
@@ -334,38 +375,56 @@ def known_variables() -> set[str]:
     return {name.upper() for name in Settings.model_fields}
 
 
+_LOG_LEVELS = {"debug", "info", "warning", "error"}
 _warned: set[str] = set()
+
+
+def _warn_once(key: str, warning: str) -> None:
+    # Once per name and process: settings are built more than once.
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(warning)
 
 
 @overload
 def unknown_grants_variables(
-    environ: Mapping[str, str], *, with_names: Literal[False] = False
+    environ: Mapping[str, str], *, with_names: Literal[False] = False, where: str = ""
 ) -> list[str]: ...
 
 
 @overload
 def unknown_grants_variables(
-    environ: Mapping[str, str], *, with_names: Literal[True]
+    environ: Mapping[str, str], *, with_names: Literal[True], where: str = ""
 ) -> list[tuple[str, str]]: ...
 
 
 def unknown_grants_variables(
-    environ: Mapping[str, str], *, with_names: bool = False
+    environ: Mapping[str, str], *, with_names: bool = False, where: str = ""
 ) -> list[str] | list[tuple[str, str]]:
     """One warning per `GRANTS_*` variable no setting reads, with the likeliest intended name
-    (with `with_names`: (variable, warning) pairs)."""
+    (with `with_names`: (variable, warning) pairs). `where` names the file they came from."""
     known = known_variables()
+    origin = f" (in {where})" if where else ""
     warnings: list[tuple[str, str]] = []
     for name in sorted(environ):
         upper = name.upper()
         if not upper.startswith("GRANTS_") or upper in known:
             continue
+        shown = upper if where else name
         guess = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
         hint = f"; did you mean {guess[0]}?" if guess else ""
-        warnings.append((name, f"unknown setting {name} is ignored{hint}"))
+        warnings.append((name, f"unknown setting {shown}{origin} is ignored{hint}"))
     if with_names:
         return warnings
     return [warning for _, warning in warnings]
+
+
+def unknown_env_file_variables(env_file: str | os.PathLike[str] = ".env") -> list[str]:
+    """The warnings of `unknown_grants_variables` for the names set in `env_file`, if it exists."""
+    path = Path(env_file)
+    if not path.is_file():
+        return []
+    return unknown_grants_variables({name: "" for name in dotenv_values(path)}, where=str(env_file))
 
 
 class SettingsInvalid(ValueError):

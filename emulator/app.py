@@ -6,6 +6,8 @@
     GET    /api/v2/client-grants/{id}    read
     PATCH  /api/v2/client-grants/{id}    update
     DELETE /api/v2/client-grants/{id}    delete (idempotent)
+    GET    /api/v2/resource-servers[/{id}]  read (emulator.directory)
+    GET    /api/v2/clients[/{id}]           read (emulator.directory)
     *      /__emulator/...               the admin API (emulator.admin), untouched by faults
 
 A Management API request, in order: counted (and, for a create, its grant key); delayed by
@@ -27,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from grant_worker.emulator import admin
+from grant_worker.emulator.directory import Directory
 from grant_worker.emulator.errors import ApiError, OAuthError, reason_phrase
 from grant_worker.emulator.faults import Fault, FaultSettings, LateWrite, echo_body, fault_body
 from grant_worker.emulator.oauth import exchange
@@ -41,6 +44,10 @@ from grant_worker.emulator.validation import coerce_form
 
 EMULATOR = web.AppKey("emulator", Emulator)
 GRANTS_PATH = "/api/v2/client-grants"
+RESOURCE_SERVERS_PATH = "/api/v2/resource-servers"
+CLIENTS_PATH = "/api/v2/clients"
+# Auth0 lets either scope read clients (the keys one also shows secrets, never served here).
+READ_CLIENTS_SCOPES = ("read:clients", "read:client_keys")
 JSON_TYPE = "application/json; charset=utf-8"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -103,7 +110,7 @@ async def body_of(request: web.Request, coerce: FormCoercion | None = None) -> A
 # -- Auth0's routes ---------------------------------------------------------------------------
 
 
-def _authorize(request: web.Request, scope: str) -> None:
+def _authorize(request: web.Request, scope: str | tuple[str, ...]) -> None:
     em = _emulator(request)
     em.issuer.authorize(
         request.headers.get("Authorization"),
@@ -160,6 +167,29 @@ async def delete_grant(request: web.Request) -> web.Response:
     _emulator(request).grants.delete(request.match_info["id"])
     # Real 204s still carry the JSON content type.
     return web.Response(status=204, headers={"Content-Type": JSON_TYPE})
+
+
+async def list_resource_servers(request: web.Request) -> web.Response:
+    _authorize(request, "read:resource_servers")
+    directory = Directory(_emulator(request).tenant)
+    return json_response(directory.list_resource_servers(request.query, request.host))
+
+
+async def get_resource_server(request: web.Request) -> web.Response:
+    _authorize(request, "read:resource_servers")
+    directory = Directory(_emulator(request).tenant)
+    return json_response(directory.get_resource_server(request.match_info["id"], request.host))
+
+
+async def list_clients(request: web.Request) -> web.Response:
+    _authorize(request, READ_CLIENTS_SCOPES)
+    return json_response(Directory(_emulator(request).tenant).list_clients(request.query))
+
+
+async def get_client(request: web.Request) -> web.Response:
+    _authorize(request, READ_CLIENTS_SCOPES)
+    directory = Directory(_emulator(request).tenant)
+    return json_response(directory.get_client(request.match_info["id"], request.query))
 
 
 # -- the conditions every call goes through -----------------------------------------------------
@@ -364,5 +394,10 @@ def make_app(emulator: Emulator) -> web.Application:
     app.router.add_get(GRANTS_PATH + "/{id}", get_grant)
     app.router.add_patch(GRANTS_PATH + "/{id}", update_grant)
     app.router.add_delete(GRANTS_PATH + "/{id}", delete_grant)
+    app.router.add_get(RESOURCE_SERVERS_PATH, list_resource_servers)
+    # `{id:.+}`: an identifier (a URL) may hold an encoded slash.
+    app.router.add_get(RESOURCE_SERVERS_PATH + "/{id:.+}", get_resource_server)
+    app.router.add_get(CLIENTS_PATH, list_clients)
+    app.router.add_get(CLIENTS_PATH + "/{id}", get_client)
     admin.add_routes(app, EMULATOR)
     return app

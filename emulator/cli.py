@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -19,9 +19,15 @@ from grant_worker.emulator.state import Emulator
 RATE = click.FloatRange(0.0, 1.0)
 
 
-def _fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(2)
+class _Refused(click.ClickException):
+    """A usage or configuration error: exit 2. Raised, not printed, so that under `grants
+    emulator` the group prints it with the prefix of every other error of the command."""
+
+    exit_code = 2
+
+
+def _fail(message: str) -> NoReturn:
+    raise _Refused(message)
 
 
 def _announce(emulator: Emulator, host: str, port: int) -> None:
@@ -211,7 +217,6 @@ def emulator(
         state.worker_client  # noqa: B018 - fail now, not after binding, if the seed has none
     except (ValueError, LookupError, ApiError) as exc:  # incl. pydantic.ValidationError
         _fail(str(exc))
-        return
     if access_log:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

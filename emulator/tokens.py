@@ -112,12 +112,13 @@ class TokenIssuer:
     def authorize(
         self,
         authorization: str | None,
-        needed_scope: str,
+        needed_scope: str | tuple[str, ...],
         audience_ok: Callable[[str], bool],
         invalid_token_code: str | None = None,
     ) -> Claims:
-        """Check an `Authorization` header for a Management API call needing `needed_scope`;
-        `audience_ok` says whether the token's audience is this Management API.
+        """Check an `Authorization` header for a Management API call needing `needed_scope`
+        (or any one of several, as for `read:clients` / `read:client_keys`); `audience_ok`
+        says whether the token's audience is this Management API.
 
         Raises ApiError 401 (missing, malformed, forged, expired, other API) or 403.
         """
@@ -129,8 +130,11 @@ class TokenIssuer:
         claims = self.verify(token.strip(), invalid_token_code)
         if not audience_ok(claims.audience):
             raise ApiError(401, "Invalid token", invalid_token_code)
-        if needed_scope not in claims.scopes:
+        needed = (needed_scope,) if isinstance(needed_scope, str) else needed_scope
+        if not claims.scopes.intersection(needed):
             raise ApiError(
-                403, f"Insufficient scope, expected any of: {needed_scope}", "insufficient_scope"
+                403,
+                f"Insufficient scope, expected any of: {','.join(needed)}",
+                "insufficient_scope",
             )
         return claims

@@ -14,6 +14,7 @@
             ├── BadRequest        400
             ├── Unauthorized      401 (a token refresh is tried once before it is final)
             ├── Forbidden         403
+            │   └── InsufficientScope  403 `insufficient_scope`: the token lacks the call's scope
             ├── NotFound          404 (unknown audience or client)
             └── GrantConflict     409 (resolved by a lookup and `on_conflict`)
 
@@ -32,7 +33,7 @@ was not (a connect error, a 408, a failed token request).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from grant_worker.tasks.messages.models import ErrorCode, ErrorInfo
 
@@ -167,14 +168,40 @@ class ConflictUnresolved(UpstreamError):
     """
 
 
+NetworkCause = Literal[
+    "dns",
+    "refused",
+    "connect_timeout",
+    "tls",
+    "proxy",
+    "read_timeout",
+    "dropped",
+    "not_sent",
+    "other",
+]
+
+
 class NetworkError(RetryableError):
-    """Raised when no HTTP answer arrived: refused, reset, dropped, or timed out."""
+    """Raised when no HTTP answer arrived: refused, reset, dropped, or timed out.
+
+    `cause` says which, so that an operator can be told the fix (`tasks.auth0.diagnosis`);
+    `target` is the `host:port` the call went to, when known.
+    """
 
     code: ErrorCode = "network_error"
 
-    def __init__(self, message: str, *, ambiguous: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        ambiguous: bool,
+        cause: NetworkCause = "other",
+        target: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
+        self.cause: NetworkCause = cause
+        self.target = target
 
 
 class FinalError(Auth0Error):
@@ -197,6 +224,11 @@ class Forbidden(FinalError):
     """Raised on 403: the worker's token lacks the scope for the call."""
 
     code: ErrorCode = "forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """Raised on 403 `insufficient_scope`: the token lacks the scope this call needs (a
+    configuration of the tenant, not a fault of the request)."""
 
 
 class NotFound(FinalError):

@@ -4,8 +4,9 @@
   start, so a restarted worker with the same name is told apart from its previous life);
 - `Keys.heartbeat(identity)`: a JSON object written by `beat` every GRANTS_HEARTBEAT_INTERVAL_S
   and expiring after GRANTS_HEARTBEAT_TTL_S: what the worker's watchdog saw (`at` epoch s,
-  `busy`, `capacity`, `queued`, `idle_s`, `stalled`, `broker_ready`, `bridge_alive`, ...) and
-  where it runs (`identity`, `boot`, `space`, `pid`).
+  `busy`, `capacity`, `queued`, `idle_s`, `stalled`, `broker_ready`, `bridge_alive`, ...),
+  the queues it consumes (`queues`, a list; absent in beats of older workers) and where it runs
+  (`identity`, `boot`, `space`, `pid`).
 
 Keyed by identity, not by host name: two live workers started under one name (two
 `grants worker` on one machine without `--hostname`) would otherwise overwrite each other's
@@ -65,11 +66,18 @@ class WorkerBeat:
     queued: int | None = None
     idle_s: float | None = None
     stalled: bool = False
+    # None: the beat does not say (a worker older than the field).
+    queues: tuple[str, ...] | None = None
 
     @property
     def hostname(self) -> str:
         """The host name the worker was started under, without its boot."""
         return self.identity.rpartition("/")[0] or self.identity
+
+    def may_consume(self, queue: str) -> bool:
+        """A current beat of a worker on `queue` (or one whose beat does not name its queues:
+        such an older worker is given the benefit of the doubt)."""
+        return self.current and (self.queues is None or queue in self.queues)
 
     def fresh(self, now: float, within_s: float) -> bool:
         """Its last beat is at most `within_s` old at `now`."""
@@ -183,7 +191,14 @@ def _beat_of(identity: str, raw: Any) -> WorkerBeat:
         queued=int(queued) if queued is not None else None,
         idle_s=_number(beat.get("idle_s")),
         stalled=bool(beat.get("stalled")),
+        queues=_queues(beat.get("queues")),
     )
+
+
+def _queues(value: Any) -> tuple[str, ...] | None:
+    if not isinstance(value, list):
+        return None
+    return tuple(q for q in value if isinstance(q, str))
 
 
 @functools.cache

@@ -21,10 +21,21 @@ EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM, after a summary and how 
 ERROR_PREFIX = "error: "
 
 
+def report_error(message: str) -> None:
+    """One line on stderr with the prefix every error line of every entry point shares; the
+    message shown safely (`worker.shown`: it may quote a producer's or a tenant's text)."""
+    print(f"{ERROR_PREFIX}{shown(message)}", file=sys.stderr, flush=True)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """`report_error`, then exit with `code`."""
+    report_error(message)
+    sys.exit(code)
+
+
 def fail_usage(message: str) -> NoReturn:
     """One line on stderr, exit 2: the operator's mistake is not a crash."""
-    print(f"{ERROR_PREFIX}{shown(message)}", file=sys.stderr, flush=True)
-    sys.exit(EXIT_USAGE)
+    fail(message, EXIT_USAGE)
 
 
 def settings_or_exit(**overrides: Any) -> Settings:

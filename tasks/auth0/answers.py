@@ -1,8 +1,13 @@
-"""Reading the Management API's answers (pure): grants, list pages, tokens, filters."""
+"""Reading the Management API's answers into the project's types (pure): grants, list pages,
+tokens, resource servers, clients, filters.
+
+Only `tasks.auth0.api` calls these; an answer that cannot be read is an `UpstreamError`.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +21,24 @@ GRANTS_PATH = "/api/v2/client-grants"
 LIST_GRANTS = "list_grants"
 # Used when /oauth/token omits `expires_in`: short, so a wrong guess costs one extra fetch.
 DEFAULT_TOKEN_LIFETIME_S = 600.0
+
+
+@dataclass(frozen=True)
+class ResourceServer:
+    """An API of the tenant, as far as a grant's audience needs it."""
+
+    identifier: str
+    # The Management API (Auth0's own resource server).
+    is_system: bool = False
+
+
+@dataclass(frozen=True)
+class Client:
+    """An application of the tenant, as far as holding a grant needs it."""
+
+    client_id: str
+    app_type: str | None = None
+    is_first_party: bool = True
 
 
 def matches(
@@ -59,6 +82,24 @@ def page_of(data: Any) -> tuple[list[Grant], str | None]:
         raise UpstreamError(f"{LIST_GRANTS}: the answer is not a list of grants", ambiguous=False)
     grants = [grant_from(item, LIST_GRANTS) for item in items]
     return grants, next_from if isinstance(next_from, str) and next_from else None
+
+
+def resource_server_from(data: Any, endpoint: str) -> ResourceServer:
+    if not isinstance(data, dict) or not isinstance(data.get("identifier"), str):
+        raise UpstreamError(f"{endpoint}: the answer is not a resource server", ambiguous=False)
+    return ResourceServer(data["identifier"], is_system=data.get("is_system") is True)
+
+
+def client_from(data: Any, endpoint: str) -> Client:
+    if not isinstance(data, dict) or not isinstance(data.get("client_id"), str):
+        raise UpstreamError(f"{endpoint}: the answer is not a client", ambiguous=False)
+    app_type = data.get("app_type")
+    return Client(
+        data["client_id"],
+        app_type=app_type if isinstance(app_type, str) else None,
+        # Auth0 leaves the field out on some older clients; they are first party.
+        is_first_party=data.get("is_first_party") is not False,
+    )
 
 
 def issued_token(body: bytes) -> IssuedToken:

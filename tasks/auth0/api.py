@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from pydantic import SecretStr
@@ -24,11 +25,15 @@ from grant_worker.tasks import metrics
 from grant_worker.tasks.auth0.answers import (
     GRANTS_PATH,
     LIST_GRANTS,
+    Client,
+    ResourceServer,
+    client_from,
     grant_from,
     grant_path,
     issued_token,
     matches,
     page_of,
+    resource_server_from,
 )
 from grant_worker.tasks.auth0.secrets import Credentials
 from grant_worker.tasks.auth0.tokens import (
@@ -50,6 +55,8 @@ from grant_worker.tasks.messages.models import Grant
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/oauth/token"
+RESOURCE_SERVERS_PATH = "/api/v2/resource-servers"
+CLIENTS_PATH = "/api/v2/clients"
 PAGE_SIZE = 100
 # A runaway `next` (a tenant handing back the same checkpoint) must not loop for ever.
 MAX_PAGES = 1000
@@ -64,6 +71,8 @@ CREATE_GRANT = "create_grant"
 GET_GRANT = "get_grant"
 UPDATE_GRANT = "update_grant"
 DELETE_GRANT = "delete_grant"
+GET_RESOURCE_SERVER = "get_resource_server"
+GET_CLIENT = "get_client"
 
 
 def _nothing(endpoint: str) -> None:
@@ -228,6 +237,26 @@ class ManagementApi:
                 f"listing grants did not end after {MAX_PAGES} pages", ambiguous=False
             )
         return found
+
+    def get_resource_server(self, identifier: str) -> ResourceServer:
+        """`GET /api/v2/resource-servers/{identifier}` (Auth0 takes the audience for the id).
+
+        Needs `read:resource_servers`: without it `InsufficientScope`; `NotFound` for an
+        audience the tenant does not have."""
+        path = f"{RESOURCE_SERVERS_PATH}/{quote(identifier, safe='')}"
+        with failing_as(GET_RESOURCE_SERVER):
+            data = self._call(GET_RESOURCE_SERVER, "GET", path)
+            return resource_server_from(data, GET_RESOURCE_SERVER)
+
+    def get_client(self, client_id: str) -> Client:
+        """`GET /api/v2/clients/{id}`, only the fields a grant depends on.
+
+        Needs `read:clients`: without it `InsufficientScope`; `NotFound` for an unknown client."""
+        path = f"{CLIENTS_PATH}/{quote(client_id, safe='')}"
+        params = {"fields": "client_id,app_type,is_first_party", "include_fields": "true"}
+        with failing_as(GET_CLIENT):
+            data = self._call(GET_CLIENT, "GET", path, params=params)
+            return client_from(data, GET_CLIENT)
 
     def probe(self) -> None:
         """`GET /api/v2/client-grants?take=1`: does the tenant answer this worker? (the breaker's

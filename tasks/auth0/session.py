@@ -8,8 +8,10 @@
   redirect, meets an adapter that refuses to send. Redirects are not followed anyway
   (`tasks.auth0.api` sends with `allow_redirects=False`).
 - TLS verification is always on, and the process environment is not consulted (`trust_env` is
-  off): no proxy variables, no `.netrc` credentials replacing our bearer token, no CA bundle
-  swapped in from outside. Timeouts are passed on every call by `tasks.auth0.api`.
+  off): no `.netrc` credentials replacing our bearer token, no CA bundle swapped in from
+  outside. An egress proxy comes from the settings' `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`
+  (`tasks.auth0.proxies`), read once at the entry point like every setting. Timeouts are passed
+  on every call by `tasks.auth0.api`.
 - No cookies are kept: every call stands on its bearer token alone, whatever the tenant sets.
 """
 
@@ -17,12 +19,15 @@ from __future__ import annotations
 
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.auth0.proxies import proxy_for
 
 # Connection pools the adapter keeps (one per host; we talk to one).
 _POOLS = 2
@@ -37,6 +42,20 @@ class _RefusingAdapter(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         raise OffTenantRefused("refusing to send to a host other than the configured tenant")
+
+
+def tenant_proxy(settings: Settings) -> str | None:
+    """The proxy the calls to the tenant go through, or None (direct)."""
+
+    def value(secret: SecretStr | None) -> str | None:
+        return secret.get_secret_value() if secret is not None else None
+
+    return proxy_for(
+        settings.auth0_base_url,
+        https_proxy=value(settings.https_proxy),
+        http_proxy=value(settings.http_proxy),
+        no_proxy=settings.no_proxy,
+    )
 
 
 def make_session(settings: Settings) -> requests.Session:
@@ -63,5 +82,8 @@ def make_session(settings: Settings) -> requests.Session:
     session.mount("https://", refuse)
     # The trailing slash keeps `https://tenant.example.com.evil.net` off the tenant's adapter.
     session.mount(f"{base_url}/", tenant)
+    proxy = tenant_proxy(settings)
+    if proxy is not None:
+        session.proxies = {urlsplit(base_url).scheme: proxy}
     session.headers.update({"Accept": "application/json", "User-Agent": "grant-worker/0.1"})
     return session

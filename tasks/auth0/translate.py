@@ -13,7 +13,7 @@ so that a secret hidden behind JSON escapes (`\u0073ecret`) is caught once decod
 |---------------------------------|------------------------------------|---------------------------|
 | 400                             | `BadRequest`                       | `Unauthorized`            |
 | 401                             | `Unauthorized` (after one refresh) | `Unauthorized`            |
-| 403                             | `Forbidden`                        | `Forbidden`               |
+| 403                             | `Forbidden` (`InsufficientScope`)  | `Forbidden`               |
 | 404                             | `NotFound`                         | `Unauthorized`            |
 | 409                             | `GrantConflict`                    | `Unauthorized`            |
 | other 4xx                       | `BadRequest`                       | `Unauthorized`            |
@@ -23,6 +23,9 @@ so that a secret hidden behind JSON escapes (`\u0073ecret`) is caught once decod
 | 3xx (never followed)            | `UpstreamError`, not ambiguous     | `UpstreamError`           |
 | connect error / connect timeout | `NetworkError`, not ambiguous      | `NetworkError`            |
 | read timeout, dropped, reset    | `NetworkError`, ambiguous          | `NetworkError`            |
+
+A Management API 403 whose `errorCode` is `insufficient_scope` is `InsufficientScope` (a
+`Forbidden`): callers that can do without a call (the plan's read checks) tell it apart.
 
 `ambiguous` means "the call may have been applied although no usable answer came"; a token
 request creates nothing, so its failures are never ambiguous.
@@ -37,16 +40,23 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+)
 
 from grant_worker.tasks.errors import (
     Auth0Error,
     BadRequest,
     Forbidden,
     GrantConflict,
+    InsufficientScope,
+    NetworkCause,
     NetworkError,
     NotFound,
     RateLimited,
@@ -91,6 +101,8 @@ def management_error(
         return UpstreamError(
             f"{message} (redirect to {where!r} not followed)", **kwargs, ambiguous=False
         )
+    if status == 403 and code == "insufficient_scope":
+        return InsufficientScope(message, **kwargs)
     by_status: dict[int, type[Auth0Error]] = {
         401: Unauthorized,
         403: Forbidden,
@@ -137,22 +149,66 @@ def network_error(
     """The error for a call that got no HTTP answer; ambiguous unless it failed to connect.
 
     `may_apply`: False for calls that change nothing (a token request), never ambiguous.
+    The message names what failed and where (`host:port`), never a URL's credentials.
     """
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        what, ambiguous = "timed out connecting", False
+    target = _target(exc)
+    where = target or "the tenant"
+    cause: NetworkCause
+    if isinstance(exc, requests.exceptions.ProxyError):
+        # Checked first: urllib3 wraps every failure to reach the proxy as a ProxyError.
+        what, ambiguous, cause = "could not get through the proxy", False, "proxy"
+    elif isinstance(exc, requests.exceptions.ConnectTimeout):
+        what, ambiguous, cause = f"timed out connecting to {where}", False, "connect_timeout"
     elif isinstance(exc, requests.exceptions.ReadTimeout):
-        what, ambiguous = "timed out waiting for the answer", True
+        what, ambiguous, cause = f"timed out waiting for {where} to answer", True, "read_timeout"
     elif isinstance(exc, requests.exceptions.SSLError):
-        what, ambiguous = "TLS handshake failed", False
+        what, ambiguous, cause = f"TLS handshake with {where} failed", False, "tls"
     elif isinstance(exc, requests.exceptions.ConnectionError) and _failed_to_connect(exc):
-        what, ambiguous = "could not connect", False
+        cause = _connect_failure(exc)
+        what = {
+            "dns": f"could not resolve the host name of {where} (DNS)",
+            "refused": f"connection refused by {where}",
+            "connect_timeout": f"timed out connecting to {where}",
+        }.get(cause, f"could not connect to {where}")
+        ambiguous = False
     elif isinstance(exc, requests.exceptions.ConnectionError):
-        what, ambiguous = "connection dropped before the answer", True
+        what, ambiguous, cause = f"connection to {where} dropped before the answer", True, "dropped"
     elif isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        what, ambiguous = f"not sent ({exc})", False
+        what, ambiguous, cause = f"not sent ({exc})", False, "not_sent"
     else:
-        what, ambiguous = f"no usable answer ({type(exc).__name__})", True
-    return NetworkError(f"{endpoint}: {what}", ambiguous=ambiguous and may_apply)
+        what, ambiguous, cause = f"no usable answer ({type(exc).__name__})", True, "other"
+    return NetworkError(
+        f"{endpoint}: {what}", ambiguous=ambiguous and may_apply, cause=cause, target=target
+    )
+
+
+def _target(exc: requests.RequestException) -> str | None:
+    """`host:port` of the URL the failed call was for (never its credentials or path)."""
+    url = getattr(getattr(exc, "request", None), "url", None)
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        port = None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}" if port else host
+
+
+def _connect_failure(exc: requests.exceptions.ConnectionError) -> NetworkCause:
+    reason = _reason(exc)
+    if isinstance(reason, NameResolutionError):
+        return "dns"
+    # urllib3's NewConnectionError subclasses ConnectTimeoutError: ask for it first.
+    if isinstance(reason, NewConnectionError):
+        cause = reason.__cause__ or reason.__context__
+        return "refused" if isinstance(cause, ConnectionRefusedError) else "other"
+    if isinstance(reason, ConnectTimeoutError):
+        return "connect_timeout"
+    return "other"
 
 
 @contextlib.contextmanager
@@ -166,11 +222,13 @@ def failing_as(endpoint: str) -> Iterator[None]:
         raise
 
 
-def _failed_to_connect(exc: requests.exceptions.ConnectionError) -> bool:
+def _reason(exc: requests.exceptions.ConnectionError) -> object:
     reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+    return reason.reason if isinstance(reason, MaxRetryError) else reason
+
+
+def _failed_to_connect(exc: requests.exceptions.ConnectionError) -> bool:
+    return isinstance(_reason(exc), NewConnectionError | ConnectTimeoutError)
 
 
 def _rate_limited(

@@ -21,6 +21,13 @@ def entries_between(
     return cast(list[Entry], client.xrange(key, min=low, max=high, count=count))
 
 
+def entries_before(
+    client: redis.Redis, key: str, *, high: str = "+", low: str = "-", count: int
+) -> list[Entry]:
+    """XREVRANGE: entries from `high` down to `low` (`(` excludes an id), newest first."""
+    return cast(list[Entry], client.xrevrange(key, max=high, min=low, count=count))
+
+
 def newest_id(client: redis.Redis, key: str) -> str:
     """The id of the stream's last entry, or `0-0` for an empty or missing stream."""
     newest = cast(list[Entry], client.xrevrange(key, count=1))

@@ -41,6 +41,8 @@ def test_client_credentials_give_a_bearer_token_with_the_granted_scopes(
         "read:client_grants",
         "update:client_grants",
         "delete:client_grants",
+        "read:resource_servers",
+        "read:clients",
     }
 
 

@@ -17,11 +17,15 @@ from grant_worker.emulator.seed import (
 )
 
 
-def test_the_default_worker_is_grant_worker_with_all_four_client_grants_scopes() -> None:
+def test_the_default_worker_is_grant_worker_with_the_client_grants_and_read_scopes() -> None:
     worker = default_seed().worker_client()
     assert worker is not None
     assert (worker.client_id, worker.client_secret) == ("grant-worker", "emulator-secret")
-    assert set(worker.management_scopes) == set(CLIENT_GRANTS_SCOPES)
+    assert set(worker.management_scopes) == {
+        *CLIENT_GRANTS_SCOPES,
+        "read:resource_servers",
+        "read:clients",
+    }
 
 
 def test_the_default_tenant_has_the_three_demo_apis() -> None:

@@ -212,7 +212,7 @@ def test_the_plan_reads_the_tenant_page_by_page_and_writes_nothing(
     path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
 
     result = grants(settings, "bulk", str(path), "--plan")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # line 4 is invalid: the run would refuse it
     *planned, summary = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(p["line"], p["action"], p.get("then")) for p in planned] == [
         (1, "create", "create"),
@@ -220,6 +220,7 @@ def test_the_plan_reads_the_tenant_page_by_page_and_writes_nothing(
         (3, "exists_differs", "update"),
         (4, "invalid", None),
     ]
+    assert planned[3]["audience"] == REPORTS
     assert planned[2]["differences"]["scope"] == {
         "missing": ["export:reports"],
         "extra": ["read:reports"],

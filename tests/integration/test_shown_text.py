@@ -116,3 +116,32 @@ def test_results_write_c1_and_bidi_controls_as_json_escapes(
     shown = grants(settings, "dlq", "show", "shown-1")
     assert_nothing_forged(shown.output)
     assert json.loads(shown.output)["request"]["metadata"] == metadata
+
+
+def test_an_error_line_quoting_the_tenant_or_what_was_typed_has_one_prefix_and_no_controls(
+    settings_factory: Callable[..., Settings], redis_client: redis.Redis
+) -> None:
+    settings = settings_factory()
+    outcome = Outcome(
+        request_id="shown-reused",
+        status="failed",
+        error=ErrorInfo(code="bad_request", message=f"tenant said {TITLE}\u202e"),
+        attempts=1,
+        received_at=utc_timestamp(),
+        finished_at=utc_timestamp(),
+    )
+    assert make_recorder(settings, redis_client).record(outcome, original={})
+    # The refusal of a reused id quotes the tenant's message; a command's own usage error
+    # quotes what was typed: both through the one error helper.
+    for args, code in (
+        (["submit", "--audience", "https://api/", "--client-id", "c-1",
+          "--request-id", "shown-reused"], 1),
+        (["revoke", "--grant-id", "cgr_1", "--request-id", "shown-reused"], 1),
+        (["results", "--since", f"1h{TITLE}\u202e"], 2),
+    ):  # fmt: skip
+        result = grants(settings, *args)
+        assert result.exit_code == code, result.output
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: ") and line.count("error: ") == 1
+        assert_nothing_forged(result.stderr)
+        assert "\\x1b" in line

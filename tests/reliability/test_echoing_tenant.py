@@ -65,8 +65,11 @@ def test_nothing_an_echoing_tenant_repeats_reaches_any_sink(
     key_prefix: str,
     queue_name: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     emulator.admin.rotate_secret(SECRET)
+    # The session's emulator is shared: the tests after this one log in with the seed's secret.
+    request.addfinalizer(lambda: emulator.admin.rotate_secret(emulator.client_secret))
     settings = settings_factory(
         auth0_client_secret=SECRET, grants_log_format="json", grants_retry_budget_s=2.0
     )

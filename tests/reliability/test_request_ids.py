@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -125,8 +126,9 @@ def test_submit_refuses_a_used_id_saying_what_it_was_and_how_it_ended(
         settings, "submit", "--audience", "https://nowhere.example.com/",
         "--client-id", owner, "--request-id", "cli-failed",
     )  # fmt: skip
+    # The same request again: its recorded outcome, and how to really retry it.
     assert retry.exit_code == 1
-    assert "it ended failed (not_found" in retry.stderr
+    assert json.loads(retry.stdout.splitlines()[1])["error"]["code"] == "not_found"
     assert "grants dlq replay cli-failed" in retry.stderr
 
 

@@ -13,6 +13,7 @@ from grant_worker.tasks.errors import (
     BadRequest,
     Forbidden,
     GrantConflict,
+    InsufficientScope,
     NetworkError,
     NotFound,
     RateLimited,
@@ -47,6 +48,18 @@ def test_each_management_status_becomes_its_error(status: int, kind: type) -> No
     error = management_error(status, {}, json.dumps(ERROR_BODY), now_epoch_s=NOW)
     assert type(error) is kind
     assert error.http_status == status
+
+
+def test_a_403_insufficient_scope_is_told_apart_from_other_403s() -> None:
+    body = {
+        "statusCode": 403,
+        "error": "Forbidden",
+        "message": "Insufficient scope, expected any of: read:resource_servers",
+        "errorCode": "insufficient_scope",
+    }
+    error = management_error(403, {}, json.dumps(body), now_epoch_s=NOW)
+    assert isinstance(error, InsufficientScope) and isinstance(error, Forbidden)
+    assert error.code == "forbidden"
 
 
 def test_auth0s_message_and_error_code_are_kept() -> None:

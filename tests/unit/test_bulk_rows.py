@@ -76,7 +76,9 @@ def test_a_bad_boolean_cell_is_a_problem_of_its_line(tmp_path: Path) -> None:
 def test_unknown_csv_columns_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "g.csv", "client,audience\nsvc-1,https://api/\n")
     checked = check_file(path, "csv", batch_id=None)
-    assert "unknown columns ['client']" in checked.invalid[0].problems[0]
+    (problem,) = checked.invalid[0].problems
+    assert "unknown column 'client' (did you mean 'client_id'?)" in problem
+    assert "the columns are client_id, default_for, audience" in problem
 
 
 def test_jsonl_rows_get_the_batch_id_unless_they_name_one(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +11,9 @@ from grant_worker.tasks.messages.models import Outcome
 from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED, fail_usage, settings_or_exit
 from grant_worker.worker.shown import json_text, shown, shown_json
 
+if TYPE_CHECKING:
+    from grant_worker.worker.client.grant_client import GrantClient
+
 __all__ = [
     "POSITIVE_SECONDS",
     "echo_json",
@@ -18,6 +21,7 @@ __all__ = [
     "exit_code_for",
     "fail_usage",
     "load_settings",
+    "no_worker_note",
     "rich_safe",
     "say",
 ]
@@ -56,3 +60,20 @@ def rich_safe(value: Any) -> str:
     from rich.markup import escape
 
     return escape(shown(value))
+
+
+def no_worker_note(client: GrantClient) -> str:
+    """For a `--wait` that timed out: why nothing answered, when no live worker consumes the
+    queue the request went to (workers on other queues under the prefix are named)."""
+    from grant_worker.tasks.fleet import read_beats
+
+    queue = client.settings.grants_queue
+    beats = [beat for beat in read_beats(client.redis, client.keys) if beat.current]
+    if any(beat.may_consume(queue) for beat in beats):
+        return ""
+    others = sorted({q for beat in beats for q in beat.queues or ()})
+    elsewhere = f" (live workers here consume {', '.join(others)})" if others else ""
+    return (
+        f"; no worker is registered on queue {queue} (GRANTS_QUEUE) under this key prefix"
+        f"{elsewhere}: start one with `grants worker`"
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -10,7 +9,7 @@ import click
 from grant_worker.tasks.outcomes.batches import STATES, BatchView, list_batches, read_batch
 from grant_worker.worker.cli.base import echo_json, load_settings, say
 from grant_worker.worker.cli.progress import human_duration
-from grant_worker.worker.exit_codes import EXIT_USAGE
+from grant_worker.worker.exit_codes import fail_usage
 
 
 def describe(view: BatchView) -> str:
@@ -48,8 +47,7 @@ def batch_status(batch_id: str, as_json: bool) -> None:
     with _client() as client:
         view = read_batch(client.redis, client.keys, batch_id)
     if view is None:
-        say(f"error: no batch {batch_id!r}", err=True)
-        sys.exit(EXIT_USAGE)
+        fail_usage(f"no batch {batch_id!r}")
     if as_json:
         echo_json(view.as_dict())
     else:

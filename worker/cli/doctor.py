@@ -20,12 +20,16 @@ from typing import Any, Literal
 import click
 import redis
 import requests
-from pydantic import ValidationError
 
-from grant_worker.config.settings import Settings, unknown_grants_variables
+from grant_worker.config.settings import (
+    Settings,
+    SettingsInvalid,
+    load_settings,
+    unknown_env_file_variables,
+    unknown_grants_variables,
+)
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.messages.validation import describe_errors
 from grant_worker.worker.cli.base import echo_json, rich_safe
 from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED
 
@@ -49,19 +53,19 @@ class Check:
 def check_configuration(environ: dict[str, str]) -> tuple[list[Check], Settings | None]:
     checks = []
     try:
-        settings = Settings()
-    except ValidationError as exc:
+        settings = load_settings()
+    except SettingsInvalid as exc:
         return [
             Check(
                 "config",
                 "settings",
                 "fail",
-                "; ".join(describe_errors(exc)),
+                str(exc),
                 "correct the variables named (environment or .env)",
             )
         ], None
     checks.append(Check("config", "settings", "pass", "every setting is valid"))
-    for warning in unknown_grants_variables(environ):
+    for warning in unknown_grants_variables(environ) + unknown_env_file_variables():
         checks.append(Check("config", "unknown variable", "warn", warning, "rename or remove it"))
     try:
         settings.require_auth0()
@@ -250,30 +254,35 @@ def token_scopes(token: str) -> list[str] | None:
 
 
 def check_tenant(settings: Settings) -> list[Check]:
-    from grant_worker.tasks.auth0.api import GRANTS_PATH, make_api
-    from grant_worker.tasks.auth0.session import make_session
+    from grant_worker.tasks.auth0.api import GRANTS_PATH, LIST_GRANTS, make_api
+    from grant_worker.tasks.auth0.diagnosis import diagnose
+    from grant_worker.tasks.auth0.proxies import proxy_address
+    from grant_worker.tasks.auth0.session import make_session, tenant_proxy
+    from grant_worker.tasks.auth0.translate import management_error, network_error
     from grant_worker.tasks.errors import Auth0Error
 
     session = make_session(settings)
+    proxy = tenant_proxy(settings)
+    via = f" through the proxy {proxy_address(proxy)}" if proxy else ""
+    # What the tenant must not echo back into a check's text: the token and the client secret
+    # (`translate.redact`, applied before the diagnosis is written).
+    secrets: tuple[str, ...] = ()
+    if settings.auth0_client_secret is not None:
+        secrets = (settings.auth0_client_secret.get_secret_value(),)
     try:
         if settings.auth0_token is not None:
             token = settings.auth0_token.get_secret_value()
             source = "AUTH0_TOKEN"
         else:
-            token = make_api(settings, session).fetch_token().access_token.get_secret_value()
+            api = make_api(settings, session)
+            if api.secrets is not None and api.secrets.current.client_secret is not None:
+                secrets = (api.secrets.current.client_secret.get_secret_value(),)
+            token = api.fetch_token().access_token.get_secret_value()
             source = "client credentials"
     except Auth0Error as exc:
-        return [
-            Check(
-                "tenant",
-                "token",
-                "fail",
-                f"{exc.code}: {exc}",
-                "check AUTH0_CLIENT_ID / AUTH0_CLIENT_SECRET and that the application is "
-                "authorized for the Management API",
-            )
-        ]
-    checks = [Check("tenant", "token", "pass", f"a token from {source}")]
+        found = diagnose(exc, settings)
+        return [Check("tenant", "token", "fail", found.detail, found.fix)]
+    checks = [Check("tenant", "token", "pass", f"a token from {source}{via}")]
     scopes = token_scopes(token)
     if scopes is None:
         checks.append(
@@ -300,19 +309,27 @@ def check_tenant(settings: Settings) -> list[Check]:
             timeout=(settings.grants_connect_timeout_s, settings.grants_read_timeout_s),
         )
     except requests.RequestException as exc:
-        checks.append(
-            Check("tenant", "api", "fail", type(exc).__name__, "check the network to the tenant")
-        )
+        found = diagnose(network_error(exc, LIST_GRANTS), settings)
+        checks.append(Check("tenant", "api", "fail", found.detail, found.fix))
         return checks
-    checks.append(
-        Check(
-            "tenant",
-            "api",
-            "pass" if response.ok else "fail",
-            f"GET {GRANTS_PATH} answered {response.status_code}",
-            "" if response.ok else "see the scopes check, and the tenant's logs",
+    if response.ok:
+        checks.append(
+            Check("tenant", "api", "pass", f"GET {GRANTS_PATH} answered {response.status_code}")
         )
-    )
+    else:
+        error = management_error(
+            response.status_code,
+            response.headers,
+            response.content,
+            now_epoch_s=time.time(),
+            secrets=(token, *secrets),
+            client_id=settings.auth0_client_id,
+        )
+        error.endpoint = LIST_GRANTS
+        found = diagnose(error, settings)
+        checks.append(
+            Check("tenant", "api", "fail", f"GET {GRANTS_PATH}: {found.detail}", found.fix)
+        )
     limit = response.headers.get("x-ratelimit-limit")
     if limit is None:
         checks.append(

@@ -4,8 +4,7 @@ one block (`_register_commands`). Exit codes: `worker.exit_codes`.
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import click
@@ -14,32 +13,73 @@ from pydantic import ValidationError
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.broker_faults import classify
 from grant_worker.worker.cli.extras import command_or_stand_in
-from grant_worker.worker.exit_codes import EXIT_BROKER_UNAVAILABLE, fail_usage
-from grant_worker.worker.shown import shown
+from grant_worker.worker.exit_codes import (
+    EXIT_BROKER_UNAVAILABLE,
+    fail,
+    fail_usage,
+)
+
+
+def _click_error(exc: click.ClickException) -> NoReturn:
+    """click's own errors (unknown option, missing argument, bad value...) with the prefix
+    every other error line has, where click would print `Error: `; same exit code (2 for
+    usage errors), same usage line and help hint before it."""
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is not None:
+        hint = ""
+        if ctx.command.get_help_option(ctx) is not None:
+            hint = f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.\n"
+        click.echo(f"{ctx.get_usage()}\n{hint}", err=True, color=ctx.color)
+    fail(exc.format_message(), exc.exit_code)
 
 
 class GrantsGroup(click.Group):
-    """Turns broker failures into an exit code with a message, not a traceback: 4 "broker
-    unavailable" (unreachable, out of memory, read-only, loading), 2 when Redis refused the
-    credentials (a configuration error).
+    """Every error line starts with `error: ` (click's own usage errors included), and broker
+    failures become an exit code with a message, not a traceback: 4 "broker unavailable"
+    (unreachable, out of memory, read-only, loading), 2 when Redis refused the credentials (a
+    configuration error).
 
     The message names the failure, never the URL (it may carry a password).
     """
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # The group's own options and arguments are parsed here, before `invoke`.
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            _click_error(exc)
+
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:
+            _click_error(exc)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         import kombu.exceptions
         import redis
 
+        from grant_worker.worker.client.broker import BrokerUnavailable
+
         try:
             return super().invoke(ctx)
+        except BrokerUnavailable as exc:
+            if exc.credentials_refused:
+                fail_usage(exc.message)
+            fail(f"broker unavailable: {exc.message}", EXIT_BROKER_UNAVAILABLE)
         except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
             cause = exc.__cause__ or exc.__context__
             refused = classify(exc) == "auth" or (cause is not None and classify(cause) == "auth")
             text = f"{type(exc).__name__}: {_scrubbed(exc)}"
             if refused:
                 fail_usage(f"Redis at REDIS_URL refused the credentials: {text}")
-            click.echo(f"error: broker unavailable (Redis at REDIS_URL): {shown(text)}", err=True)
-            sys.exit(EXIT_BROKER_UNAVAILABLE)
+            fail(f"broker unavailable (Redis at REDIS_URL): {text}", EXIT_BROKER_UNAVAILABLE)
 
 
 def _scrubbed(exc: BaseException) -> str:

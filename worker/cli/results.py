@@ -8,6 +8,7 @@ import click
 
 from grant_worker.tasks.messages.models import Status
 from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings, say
+from grant_worker.worker.exit_codes import EXIT_TIMEOUT, fail
 
 
 @click.command()
@@ -17,7 +18,15 @@ from grant_worker.worker.cli.base import echo_outcome, fail_usage, load_settings
 @click.option("--batch-id", default=None)
 @click.option("--status", type=click.Choice(list(get_args(Status))))
 @click.option("--since", default=None, help="ISO 8601 time, or an age: 30s, 15m, 2h, 1d.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N outcomes.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="At most N outcomes, oldest first."
+)
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The newest N outcomes (printed oldest first).",
+)
 def results(
     follow: bool,
     from_start: bool,
@@ -26,14 +35,23 @@ def results(
     status: str | None,
     since: str | None,
     limit: int | None,
+    last: int | None,
 ) -> None:
-    """Print outcomes from the results stream as JSON lines."""
+    """Print outcomes from the results stream as JSON lines; exit 3 when --request-id has none."""
     from itertools import islice
 
     from grant_worker.worker.client.grant_client import GrantClient
 
+    if last is not None and (follow or limit is not None or request_id is not None):
+        fail_usage("--last reads what is recorded: it takes no --follow, --limit or --request-id")
     since_ms = parse_since(since) if since is not None else None
     with GrantClient(load_settings()) as client:
+        if last is not None:
+            for outcome in client.newest_results(
+                last, batch_id=batch_id, status=status, since_ms=since_ms, on_unreadable=_skipped
+            ):
+                echo_outcome(outcome)
+            return
         found = client.results(
             request_id=request_id,
             batch_id=batch_id,
@@ -43,11 +61,15 @@ def results(
             from_start=from_start,
             on_unreadable=_skipped,
         )
+        printed = 0
         try:
             for outcome in islice(found, limit):
                 echo_outcome(outcome)
+                printed += 1
         except KeyboardInterrupt:
-            pass
+            return
+    if request_id is not None and not printed:
+        fail(f"request {request_id} has no outcome (unknown id, or not finished yet)", EXIT_TIMEOUT)
 
 
 def _skipped(entry_id: str, why: str) -> None:

@@ -13,9 +13,8 @@ from grant_worker.worker.cli.base import (
     exit_code_for,
     fail_usage,
     load_settings,
-    say,
 )
-from grant_worker.worker.exit_codes import EXIT_FAILED, EXIT_TIMEOUT
+from grant_worker.worker.cli.sending import send_once
 
 
 @click.command()
@@ -38,7 +37,7 @@ def revoke(
     timeout_s: float,
 ) -> None:
     """Enqueue the revoke of one grant and print its request id (exit 0: revoked or absent)."""
-    from grant_worker.worker.client.grant_client import GrantClient, WaitTimeout
+    from grant_worker.worker.client.grant_client import GrantClient
 
     by_key = client_id is not None or audience is not None or subject_type is not None
     if by_key == (grant_id is not None):
@@ -46,30 +45,22 @@ def revoke(
     if by_key and (client_id is None or audience is None):
         fail_usage("--client-id and --audience go together")
     with GrantClient(load_settings()) as client:
-        if request_id is not None:
-            from grant_worker.worker.client.reuse import earlier_use
-
-            if refusal := earlier_use(client, request_id):
-                say(f"error: {refusal}", err=True)
-                sys.exit(EXIT_FAILED)
+        envelope = client.revoke_request(
+            client_id=client_id,
+            audience=audience,
+            subject_type=subject_type,
+            grant_id=grant_id,
+            request_id=request_id,
+            batch_id=batch_id,
+        )
         try:
-            submitted = client.revoke(
-                client_id=client_id,
-                audience=audience,
-                subject_type=subject_type,
-                grant_id=grant_id,
-                request_id=request_id,
-                batch_id=batch_id,
-            )
+            prepared = client.prepare(envelope)
         except RequestInvalid as exc:
             fail_usage(f"invalid request: {exc.message}")
-        say(submitted)
-        if not wait:
-            return
-        try:
-            outcome = client.wait(submitted, timeout_s=timeout_s)
-        except WaitTimeout as exc:
-            say(f"timeout: {exc}", err=True)
-            sys.exit(EXIT_TIMEOUT)
+        outcome = send_once(
+            client, prepared, given_id=request_id is not None, wait=wait, timeout_s=timeout_s
+        )
+    if outcome is None:
+        return
     echo_outcome(outcome)
     sys.exit(exit_code_for([outcome]))

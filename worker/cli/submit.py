@@ -17,7 +17,7 @@ from grant_worker.worker.cli.base import (
     load_settings,
     say,
 )
-from grant_worker.worker.exit_codes import EXIT_FAILED, EXIT_TIMEOUT
+from grant_worker.worker.cli.sending import send_once
 
 
 @click.command()
@@ -62,7 +62,7 @@ def submit(
 ) -> None:
     """Enqueue one grant request and print its request id."""
     from grant_worker.worker.cli.bulk.rows import split_list
-    from grant_worker.worker.client.grant_client import GrantClient, WaitTimeout
+    from grant_worker.worker.client.grant_client import GrantClient
 
     grant: dict[str, Any] = {"audience": audience}
     grant.update({name: value for name, value in fields.items() if value is not None})
@@ -84,24 +84,15 @@ def submit(
         except json.JSONDecodeError as exc:
             fail_usage(f"--metadata: not valid JSON ({exc.msg})")
     with GrantClient(load_settings()) as client:
-        if request_id is not None:
-            from grant_worker.worker.client.reuse import earlier_use
-
-            if refusal := earlier_use(client, request_id):
-                say(f"error: {refusal}", err=True)
-                sys.exit(EXIT_FAILED)
         try:
-            submitted = client.submit(envelope)
+            prepared = client.prepare(envelope)
         except RequestInvalid as exc:
             fail_usage(f"invalid request: {exc.message}")
-        click.echo(submitted)
-        if not wait:
-            return
-        try:
-            outcome = client.wait(submitted, timeout_s=timeout_s)
-        except WaitTimeout as exc:
-            say(f"timeout: {exc}", err=True)
-            sys.exit(EXIT_TIMEOUT)
+        outcome = send_once(
+            client, prepared, given_id=request_id is not None, wait=wait, timeout_s=timeout_s
+        )
+    if outcome is None:
+        return
     echo_outcome(outcome)
     if outcome.status == "exists" and outcome.differences:
         say(drift_note(outcome.differences), err=True, multiline=True)

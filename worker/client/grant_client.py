@@ -13,12 +13,14 @@ second, and a batch's ledger is written in the same step (`tasks.outcomes.batche
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 import redis
 from kombu import serialization
@@ -33,7 +35,13 @@ from grant_worker.tasks.outcomes.batches import register_mark_queued
 from grant_worker.tasks.outcomes.letters import outcome_entry
 from grant_worker.tasks.outcomes.recorder import make_recorder
 from grant_worker.tasks.outcomes.records import resolve
-from grant_worker.tasks.outcomes.streams import entries_after, entries_between, newest_id
+from grant_worker.tasks.outcomes.streams import (
+    entries_after,
+    entries_before,
+    entries_between,
+    newest_id,
+)
+from grant_worker.worker.client.broker import broker_errors
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -53,8 +61,37 @@ class WaitTimeout(TimeoutError):
     """Raised when an outcome did not arrive within the timeout."""
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _redis_guarded(
+    method: Callable[Concatenate[GrantClient, P], R],
+) -> Callable[Concatenate[GrantClient, P], R]:
+    """Any Redis error of `method`, or of the iterator it returns, as `BrokerUnavailable`."""
+
+    @functools.wraps(method)
+    def guarded(self: GrantClient, *args: P.args, **kwargs: P.kwargs) -> R:
+        with broker_errors(self.settings):
+            result = method(self, *args, **kwargs)
+        if isinstance(result, types.GeneratorType):
+            return cast(R, _guarded_iterator(self.settings, result))
+        return result
+
+    return guarded
+
+
+def _guarded_iterator(settings: Settings, items: Iterator[Outcome]) -> Iterator[Outcome]:
+    with broker_errors(settings):
+        yield from items
+
+
 class GrantClient:
-    """Producer and reader for one deployment (one Redis, one queue, one key prefix)."""
+    """Producer and reader for one deployment (one Redis, one queue, one key prefix).
+
+    Every call that reaches Redis raises `worker.client.broker.BrokerUnavailable` when Redis
+    fails it (the Redis error as its cause), never a `redis` exception.
+    """
 
     def __init__(
         self,
@@ -107,6 +144,7 @@ class GrantClient:
         """Enqueue one request; returns its request id (also the Celery task id)."""
         return self.submit_many([request])[0]
 
+    @_redis_guarded
     def revoke(
         self,
         *,
@@ -125,6 +163,26 @@ class GrantClient:
 
         Raises `tasks.errors.RequestInvalid` naming each broken rule.
         """
+        envelope = self.revoke_request(
+            client_id=client_id, default_for=default_for, audience=audience,
+            subject_type=subject_type, grant_id=grant_id, request_id=request_id,
+            batch_id=batch_id, metadata=metadata,
+        )  # fmt: skip
+        return self.submit(envelope)
+
+    @staticmethod
+    def revoke_request(
+        *,
+        client_id: str | None = None,
+        default_for: str | None = None,
+        audience: str | None = None,
+        subject_type: str | None = None,
+        grant_id: str | None = None,
+        request_id: str | None = None,
+        batch_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The envelope of the revoke `revoke` enqueues (for `prepare`, to look before)."""
         envelope: dict[str, Any] = {"action": "revoke"}
         named = {"client_id": client_id, "default_for": default_for, "audience": audience,
                  "subject_type": subject_type}  # fmt: skip
@@ -133,8 +191,9 @@ class GrantClient:
         extra = {"grant_id": grant_id, "request_id": request_id, "batch_id": batch_id,
                  "metadata": metadata}  # fmt: skip
         envelope.update({name: value for name, value in extra.items() if value is not None})
-        return self.submit(envelope)
+        return envelope
 
+    @_redis_guarded
     def submit_many(self, requests: Iterable[GrantRequest | dict[str, Any] | str]) -> list[str]:
         """Enqueue requests; returns their ids in order.
 
@@ -192,6 +251,7 @@ class GrantClient:
         }
         return json.dumps(envelope)
 
+    @_redis_guarded
     def recorded_many(self, request_ids: Sequence[str]) -> dict[str, Outcome]:
         """The recorded outcomes of those of `request_ids` that have one (MGET of the records
         in chunks, then their results entries, pipelined; `records.resolve`)."""
@@ -203,10 +263,12 @@ class GrantClient:
             found.update(resolve(self.redis, self.keys, records))
         return found
 
+    @_redis_guarded
     def outcome(self, request_id: str) -> Outcome | None:
         """The recorded outcome of `request_id`, or None while it has none."""
         return self._recorder.recorded(request_id)
 
+    @_redis_guarded
     def wait(self, request_id: str, *, timeout_s: float) -> Outcome:
         """Block until `request_id` has an outcome; raises `WaitTimeout` after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
@@ -221,6 +283,7 @@ class GrantClient:
             time.sleep(min(pause_s, remaining))
             pause_s = min(pause_s * 2, POLL_MAX_S)
 
+    @_redis_guarded
     def wait_many(
         self,
         request_ids: Iterable[str],
@@ -262,6 +325,7 @@ class GrantClient:
                         missing.discard(found.request_id)
                         yield found
 
+    @_redis_guarded
     def results(
         self,
         *,
@@ -287,6 +351,37 @@ class GrantClient:
         if request_id is not None:
             return self._one_result(request_id, follow=follow, after=now_id)
         return self._results(batch_id, status, since_ms, follow, from_start, now_id, on_unreadable)
+
+    @_redis_guarded
+    def newest_results(
+        self,
+        count: int,
+        *,
+        batch_id: str | None = None,
+        status: str | None = None,
+        since_ms: int | None = None,
+        on_unreadable: Unreadable | None = None,
+    ) -> list[Outcome]:
+        """The newest `count` outcomes matching the filters, oldest first among them (the
+        results stream read backwards, a page at a time, until enough match). An entry that is
+        not an outcome is skipped and passed to `on_unreadable` (entry id, why), else logged."""
+        found: list[Outcome] = []
+        low = f"{since_ms}-0" if since_ms is not None else "-"
+        high = "+"
+        while len(found) < count:
+            page = entries_before(
+                self.redis, self.keys.results, high=high, low=low, count=STREAM_PAGE
+            )
+            for entry_id, fields in page:
+                high = f"({entry_id}"
+                outcome = _matching(entry_id, fields, batch_id, status, on_unreadable)
+                if outcome is not None:
+                    found.append(outcome)
+                    if len(found) == count:
+                        break
+            if len(page) < STREAM_PAGE:
+                break
+        return found[::-1]
 
     def _results(
         self,

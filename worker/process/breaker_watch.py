@@ -21,23 +21,22 @@ with the breaker open, so it drains as soon as the tenant is back.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-import click
 import redis
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.auth0.api import ManagementApi, make_api
+from grant_worker.tasks.auth0.diagnosis import diagnose
 from grant_worker.tasks.auth0.secrets import FileWatch, SecretFileError, watched_files
 from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.auth0.tokens import TokenCache
 from grant_worker.tasks.connections import make_redis
 from grant_worker.tasks.errors import Auth0Error
 from grant_worker.tasks.flow.breaker import Breaker, make_breaker, show_gauge, tenant_fault
-from grant_worker.worker.exit_codes import EXIT_USAGE
+from grant_worker.worker.exit_codes import fail_usage
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,12 @@ NEEDED_SCOPE = "create:client_grants"
 class ProbeFailed(Exception):
     """Raised by `probe_tenant` with the breaker cause the tenant still shows."""
 
-    def __init__(self, cause: str, message: str) -> None:
+    def __init__(self, cause: str, message: str, error: Auth0Error | None = None) -> None:
         super().__init__(message)
         self.cause = cause
         self.message = message
+        # The tenant's answer behind it, when there was one (for `diagnose`).
+        self.error = error
 
 
 def probe_tenant(api: ManagementApi) -> None:
@@ -77,7 +78,7 @@ def probe_tenant(api: ManagementApi) -> None:
             tokens.replace(issued)
         api.probe()
     except Auth0Error as exc:
-        raise ProbeFailed(tenant_fault(exc) or "unreachable", exc.message) from None
+        raise ProbeFailed(tenant_fault(exc) or "unreachable", exc.message, exc) from None
 
 
 class BreakerWatch:
@@ -198,20 +199,19 @@ def check_tenant_at_start(settings: Settings, client: redis.Redis | None = None)
     try:
         probe_tenant(api)
     except ProbeFailed as exc:
+        found = diagnose(exc.error, settings) if exc.error is not None else None
         if exc.cause in ("token_refused", "token_rejected"):
-            what = (
-                "AUTH0_TOKEN / AUTH0_TOKEN_FILE"
-                if not isinstance(api.tokens, TokenCache)
-                else "AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET / AUTH0_CLIENT_SECRET_FILE"
-            )
-            _refuse(f"the tenant refused the worker's credentials ({exc.message}); check {what}")
+            fix = found.fix if found is not None else "check the Auth0 credentials"
+            _refuse(f"the tenant refused the worker's credentials ({exc.message}); fix: {fix}")
+        message = f"{found.detail}; fix: {found.fix}" if found is not None else exc.message
         breaker = make_breaker(settings, client or make_redis(settings))
-        breaker.open(exc.cause, f"at start-up: {exc.message}")
+        if not breaker.open(exc.cause, f"at start-up: {message}"):
+            # Already open (another worker saw it first): this worker's reading still counts.
+            log.warning("the fleet's breaker is open; at start-up: %s", message)
 
 
-def _refuse(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_USAGE)
+def _refuse(message: str) -> NoReturn:
+    fail_usage(message)
 
 
 __all__ = [

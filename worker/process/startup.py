@@ -4,7 +4,9 @@
 pool, its size and the queue come from the app's configuration (`worker.process.app.celery_config`),
 and the checks and services below hang on Celery's own hooks, so neither command can skip them:
 
-- `celeryd_init` (before the banner): logging in the configured format (`Settings` itself
+- `celeryd_init` (before the banner): Celery's `--concurrency` carried into the settings and
+  queue flags that would leave GRANTS_QUEUE refused (`worker.process.flags`), logging in the
+  configured format (`Settings` itself
   has warned about unknown `GRANTS_*` variables), the Auth0 settings required, Redis reachable
   with the given credentials (a refused password exits 2 at once; an unreachable Redis is
   waited for, with the reason logged), the health/metrics port bound (taken → exit 2),
@@ -40,6 +42,7 @@ from grant_worker.worker.exit_codes import fail_usage
 from grant_worker.worker.process import health
 from grant_worker.worker.process.breaker_watch import check_tenant_at_start
 from grant_worker.worker.process.broker.monitor import broker_state
+from grant_worker.worker.process.flags import FlagRefused, apply_worker_flags
 from grant_worker.worker.process.gauges import QueueGauges, register_gauges
 
 log = logging.getLogger(__name__)
@@ -185,6 +188,10 @@ def _on_celeryd_init(
     signals.setup_logging.connect(_on_setup_logging, weak=False, dispatch_uid="grants-logging")
     global _our_worker
     _our_worker = True
+    try:
+        apply_worker_flags(settings, options or {})
+    except FlagRefused as exc:
+        exit_config_error(str(exc))
     log_format = prepare_worker(settings, str(sender), (options or {}).get("loglevel"))
     if log_format == "json" and instance is not None:
         # Celery prints its banner as art on stdout; in JSON mode it becomes one event.

@@ -198,6 +198,8 @@ class Watchdog:
             "stalled": stalled,
             "broker_ready": broker_ready,
             "bridge_alive": bridge_alive,
+            # A CLI waiting on a queue tells "no worker on it" from "a slow one" by this.
+            "queues": [self._queue],
             "at": time.time(),
         }
         beat(self._client, self._keys, self._identity, facts, self._heartbeat_ttl_s)

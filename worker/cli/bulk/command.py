@@ -9,7 +9,7 @@ import click
 
 from grant_worker.tasks.errors import GrantWorkerError
 from grant_worker.worker.cli.base import POSITIVE_SECONDS, fail_usage, load_settings, say
-from grant_worker.worker.exit_codes import EXIT_FAILED
+from grant_worker.worker.exit_codes import EXIT_FAILED, fail
 
 
 @click.command()
@@ -62,8 +62,7 @@ def bulk(
         try:
             code = run_plan(settings, checked, terminal=sys.stdout.isatty())
         except GrantWorkerError as exc:
-            say(f"error: the tenant's grants could not be read: {exc}", err=True)
-            sys.exit(EXIT_FAILED)
+            fail(f"the tenant could not be read for the plan: {exc}", EXIT_FAILED)
         sys.exit(code)
     options = BulkOptions(
         fmt=fmt,

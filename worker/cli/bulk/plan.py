@@ -1,8 +1,11 @@
 """`grants bulk FILE --plan`: what a file would do to the tenant, read from it, written nowhere.
 
-The grants of every audience the file names are listed from the tenant (checkpoint pages, each
-call paced by the fleet's pace, so a plan never spends the rate the workers need), then each
-row is decided by the same pure rules the worker applies on a 409 (`tasks.conflicts`).
+Each distinct audience and client of the file is read once (`targets`: a row naming an API or
+a client the tenant lacks, or a client that cannot hold grants, would `fail`; checks the token
+has no read scope for are `unchecked`); the grants of every audience are listed (checkpoint
+pages). Every call is paced by the fleet's pace, so a plan never spends the rate the workers
+need. Each row is then decided by the same pure rules the worker applies on a 409
+(`tasks.conflicts`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from rich.console import Console
@@ -26,10 +29,14 @@ from grant_worker.tasks.errors import NotFound
 from grant_worker.tasks.flow.pace import make_pace
 from grant_worker.tasks.messages.models import Grant
 from grant_worker.tasks.revoke import ProtectedGrants, protected_grants
-from grant_worker.worker.cli.base import echo_json, rich_safe
-from grant_worker.worker.cli.bulk.rows import Checked, Row
+from grant_worker.worker.cli.base import echo_json, rich_safe, say
+from grant_worker.worker.cli.bulk.rows import Checked, Row, RowProblem
+from grant_worker.worker.cli.bulk.targets import SCOPE_OF, Check, Targets, read_targets
+from grant_worker.worker.exit_codes import EXIT_DONE, EXIT_FAILED
 
-Action = Literal["create", "exists", "exists_differs", "revoke", "absent", "invalid", "duplicate"]
+Action = Literal[
+    "create", "exists", "exists_differs", "revoke", "absent", "fail", "invalid", "duplicate"
+]
 # What the row's on_conflict makes of it: nothing to do, a PATCH, or a `conflict` failure.
 Then = Literal["create", "nothing", "update", "fail", "delete", "protected"]
 
@@ -48,6 +55,9 @@ class PlannedRow:
     problems: tuple[str, ...] = ()
     duplicate_of: int | None = None
     grant_id: str | None = None
+    # `fail`: the error code the run would end the row with.
+    reason: str | None = None
+    unchecked: tuple[Check, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {name: value for name, value in self.__dict__.items() if value not in (None, ())}
@@ -93,21 +103,30 @@ def plan_rows(
     existing: dict[str, list[Grant]],
     by_id: Mapping[str, Grant | None] | None = None,
     protected: ProtectedGrants | None = None,
+    targets: Targets | None = None,
 ) -> list[PlannedRow]:
-    """What each row of `checked` would do, given the grants that exist, in line order.
+    """What each row of `checked` would do, given the grants that exist and the audiences and
+    clients read (`targets`; None: nothing checked), in line order.
 
     Rows are decided in file order, each seeing the grants the rows before it would create or
     revoke. `by_id`: the grants that revokes name by id (None: not there); `protected`: the
     grants no revoke deletes.
     """
+    targets = targets or Targets(unchecked={"audience", "client"})
     grants = {audience: list(found) for audience, found in existing.items()}
-    planned = [_invalid(line, problems) for line, problems in _problems(checked)]
+    planned = [_invalid(problem) for problem in checked.invalid]
     for row in checked.rows:
         if row.request.action == "revoke":
             planned.append(_decide_revoke(row, grants, by_id or {}, protected))
             continue
-        audience = row.request.creates.audience
-        planned.append(_decide(row, grants.setdefault(audience, [])))
+        creates = row.request.creates
+        refusal = targets.refusal(creates.audience, creates.client_id)
+        if refusal is not None:
+            planned.append(_failing(row, *refusal))
+            continue
+        decided = _decide(row, grants.setdefault(creates.audience, []))
+        unchecked = targets.unchecked_for(creates.client_id)
+        planned.append(replace(decided, unchecked=unchecked) if unchecked else decided)
     for duplicate in checked.duplicates:
         grant = duplicate.first.request.grant
         planned.append(
@@ -125,12 +144,17 @@ def plan_rows(
     return sorted(planned, key=lambda row: row.line)
 
 
-def summarise(planned: list[PlannedRow]) -> dict[str, int]:
+def summarise(planned: list[PlannedRow]) -> dict[str, Any]:
     counts = Counter(row.action for row in planned)
-    summary = {action: counts.get(action, 0) for action in Action.__args__}  # type: ignore[attr-defined]
+    summary: dict[str, Any] = {action: counts.get(action, 0) for action in Action.__args__}  # type: ignore[attr-defined]
     summary["would_update"] = sum(1 for row in planned if row.then == "update")
     summary["would_fail"] = sum(1 for row in planned if row.then == "fail")
     summary["rows"] = len(planned)
+    unchecked: dict[str, int] = {check: 0 for check in SCOPE_OF}
+    for row in planned:
+        for check in row.unchecked:
+            unchecked[check] += 1
+    summary["unchecked"] = unchecked
     return summary
 
 
@@ -201,21 +225,59 @@ def _decide(row: Row, grants: list[Grant]) -> PlannedRow:
     return PlannedRow(action=action, then="nothing", differences=found, **common)
 
 
-def _problems(checked: Checked) -> list[tuple[int, list[str]]]:
-    return [(problem.line, problem.problems) for problem in checked.invalid]
+def _failing(row: Row, reason: str, why: str) -> PlannedRow:
+    grant = row.request.creates
+    return PlannedRow(
+        line=row.line,
+        action="fail",
+        then="fail",
+        request_id=row.request_id,
+        client_id=grant.client_id,
+        default_for=grant.default_for,
+        audience=grant.audience,
+        problems=(why,),
+        reason=reason,
+    )
 
 
-def _invalid(line: int, problems: list[str]) -> PlannedRow:
-    return PlannedRow(line=line, action="invalid", problems=tuple(problems))
+def _invalid(problem: RowProblem) -> PlannedRow:
+    found = problem.identity()
+    return PlannedRow(
+        line=problem.line,
+        action="invalid",
+        problems=tuple(problem.problems),
+        request_id=found.get("request_id"),
+        client_id=found.get("client_id"),
+        default_for=found.get("default_for"),
+        audience=found.get("audience"),
+        grant_id=found.get("grant_id"),
+    )
 
 
 def run_plan(settings: Settings, checked: Checked, *, terminal: bool) -> int:
     """Print the plan of `checked` (a table on a terminal, else a JSON line per row), then its
-    summary as one JSON line. Writes nothing anywhere; exit 0."""
-    audiences = [row.request.grant.audience for row in checked.rows if row.request.grant]
+    summary as one JSON line. Writes nothing anywhere; exit 1 when a row is invalid (the run
+    would refuse the file) or would fail, else 0.
+
+    The audiences and clients of the creates are read first (`targets`): a revoke needs
+    neither, its grant is there or it is not."""
     api = paced_api(settings)
+    creates = [row.request.creates for row in checked.rows if row.request.action != "revoke"]
+    client_ids = [g.client_id for g in creates if g.client_id is not None]
+    targets = read_targets(api, [g.audience for g in creates], client_ids)
+    for check in sorted(targets.unchecked):
+        say(
+            f"note: {check}s unchecked: the token lacks {SCOPE_OF[check]}, so rows naming an "
+            f"unknown {check} show what the run would try, not that it would fail",
+            err=True,
+        )
+    audiences = {row.request.grant.audience for row in checked.rows if row.request.grant}
+    # An audience read and found missing has no grants to list; one not read (only revokes
+    # name it, or the token may not read APIs) is listed.
+    listed = [a for a in audiences if targets.servers.get(a, True) is not None]
     by_id = fetch_by_id(api, [row.request.grant_id for row in checked.rows])
-    planned = plan_rows(checked, fetch_existing(api, audiences), by_id, protected_grants(settings))
+    existing = fetch_existing(api, listed)
+    planned = plan_rows(checked, existing, by_id, protected_grants(settings), targets)
     if terminal:
         table = Table(title=f"plan of batch {checked.batch_id}")
         for column in ("line", "client / default_for", "audience", "action", "then", "how"):
@@ -226,6 +288,9 @@ def run_plan(settings: Settings, checked: Checked, *, terminal: bool) -> int:
                 how = json.dumps(row.differences)
             if row.duplicate_of:
                 how = f"same request as line {row.duplicate_of}"
+            if row.unchecked:
+                unchecked = f"{' and '.join(row.unchecked)} unchecked"
+                how = f"{how}; {unchecked}" if how else unchecked
             table.add_row(
                 str(row.line),
                 rich_safe(row.client_id or row.default_for or ""),
@@ -239,4 +304,5 @@ def run_plan(settings: Settings, checked: Checked, *, terminal: bool) -> int:
         for row in planned:
             echo_json(row.as_dict())
     echo_json({"batch_id": checked.batch_id, **summarise(planned)})
-    return 0
+    failing = checked.invalid or any(row.action == "fail" for row in planned)
+    return EXIT_FAILED if failing else EXIT_DONE

@@ -62,6 +62,7 @@ def report_lines(
         lines.append(
             {
                 **_blank(problem.line),
+                **problem.identity(),
                 "status": INVALID,
                 "error_code": "invalid_request",
                 "error_message": "; ".join(problem.problems),

@@ -9,6 +9,7 @@ flagged as a duplicate of the first and sent once.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import json
 import re
@@ -50,6 +51,16 @@ class RowProblem:
     problems: list[str]
     raw: Any = None
 
+    def identity(self) -> dict[str, str]:
+        """The row's client, audience and ids as read, where they are text: an invalid row
+        stays recognisable in a plan and a report."""
+        raw: dict[str, Any] = self.raw if isinstance(self.raw, dict) else {}
+        nested = raw.get("grant")
+        grant: dict[str, Any] = nested if isinstance(nested, dict) else raw
+        found = {name: grant.get(name) for name in ("client_id", "default_for", "audience")}
+        found.update({name: raw.get(name) for name in ("request_id", "batch_id", "grant_id")})
+        return {name: value for name, value in found.items() if isinstance(value, str) and value}
+
 
 @dataclass(frozen=True)
 class Row:
@@ -83,7 +94,12 @@ class Checked:
 
 
 def guess_format(path: Path) -> Format:
-    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    return "csv" if path.suffix.lower() in (".csv", ".tsv") else "jsonl"
+
+
+KNOWN_COLUMNS = (*GRANT_COLUMNS, *LIST_COLUMNS, *BOOL_COLUMNS, *ENVELOPE_COLUMNS, *JSON_COLUMNS)
+# Delimiters a spreadsheet writes, depending on its locale: `;` where `,` is the decimal mark.
+_DELIMITERS = (",", ";", "\t", "|")
 
 
 def split_list(value: str) -> list[str]:
@@ -172,37 +188,89 @@ def _rows(data: bytes, fmt: Format) -> Iterator[tuple[int, Any]]:
         yield 1, RowProblem(1, [f"file: not valid UTF-8 ({exc.reason} at byte {exc.start})"])
         return
     if fmt == "jsonl":
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            if len(line.encode("utf-8")) > MAX_MESSAGE_BYTES:
-                too_long = f"request: at most {MAX_MESSAGE_BYTES} bytes; not read"
-                yield line_no, RowProblem(line_no, [too_long])
-                continue
-            try:
-                # Bounded in size and depth, as every door of the worker is.
-                yield line_no, decode_json(line, what="request")
-            except RequestInvalid as exc:
-                yield line_no, RowProblem(line_no, exc.problems, line)
+        yield from _jsonl_rows(text)
         return
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    known = {*GRANT_COLUMNS, *LIST_COLUMNS, *BOOL_COLUMNS, *ENVELOPE_COLUMNS, *JSON_COLUMNS}
-    unknown = set(reader.fieldnames or ()) - known
+    yield from _csv_rows(text)
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
+    first = True
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if len(line.encode("utf-8")) > MAX_MESSAGE_BYTES:
+            too_long = f"request: at most {MAX_MESSAGE_BYTES} bytes; not read"
+            yield line_no, RowProblem(line_no, [too_long])
+            first = False
+            continue
+        try:
+            # Bounded in size and depth, as every door of the worker is.
+            yield line_no, decode_json(line, what="request")
+        except RequestInvalid as exc:
+            problems = list(exc.problems)
+            if first and _looks_like_a_csv_header(line):
+                problems.append(
+                    "file: read as JSON lines, but its first line looks like a CSV header; "
+                    "pass --format csv"
+                )
+            yield line_no, RowProblem(line_no, problems, line)
+        first = False
+
+
+def _looks_like_a_csv_header(line: str) -> bool:
+    cells = {cell.strip().strip('"').lower() for cell in re.split(r"[,;\t|]", line)}
+    return "audience" in cells or len(cells & set(KNOWN_COLUMNS)) >= 2
+
+
+def _delimiter(header: str) -> str:
+    """The delimiter the header line uses most (`,` when it uses none)."""
+    counts = {delimiter: header.count(delimiter) for delimiter in _DELIMITERS}
+    best = max(counts, key=lambda delimiter: counts[delimiter])
+    return best if counts[best] else ","
+
+
+def _column_problem(unknown: list[str]) -> str:
+    hints = []
+    for name in unknown:
+        guess = difflib.get_close_matches(name, KNOWN_COLUMNS, n=1, cutoff=0.6)
+        hints.append(f"{name!r} (did you mean {guess[0]!r}?)" if guess else repr(name))
+    return (
+        f"header: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+        f"the columns are {', '.join(KNOWN_COLUMNS)}"
+    )
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return
+    delimiter = _delimiter(lines[0])
+    header = next(csv.reader(lines[:1], delimiter=delimiter), [])
+    # Column names are matched as people write them: `Client_ID`, ` audience `.
+    names = [name.strip().lower() for name in header]
+    unknown = [name for name in names if name not in KNOWN_COLUMNS]
     if unknown:
-        yield 1, RowProblem(1, [f"header: unknown columns {sorted(unknown)}"])
+        yield 1, RowProblem(1, [_column_problem(unknown)])
         return
+    reader = csv.DictReader(lines[1:], fieldnames=names, delimiter=delimiter)
     for row in reader:
+        line = reader.line_num + 1  # the header was read apart
         converted = csv_row_to_request(row)
         if isinstance(converted, RowProblem):
-            converted = RowProblem(reader.line_num, converted.problems, row)
-        yield reader.line_num, converted
+            converted = RowProblem(line, converted.problems, row)
+        yield line, converted
 
 
-def csv_row_to_request(row: dict[str, str | None]) -> dict[str, Any] | RowProblem:
+def csv_row_to_request(row: dict[str | None, Any]) -> dict[str, Any] | RowProblem:
     """One CSV row as a request envelope; empty cells are fields left out."""
     grant: dict[str, Any] = {}
     envelope: dict[str, Any] = {}
     for column, value in row.items():
+        if column is None:  # csv.DictReader's key for the cells past the header's
+            return RowProblem(
+                0, ["row: more cells than the header has columns (quote a cell that holds the "
+                    "delimiter)"],
+            )  # fmt: skip
         if value is None or value.strip() == "":
             continue
         value = value.strip()

@@ -21,7 +21,7 @@ from rich.table import Table
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import QUEUED
-from grant_worker.worker.cli.base import echo_json, rich_safe
+from grant_worker.worker.cli.base import echo_json, no_worker_note, rich_safe
 from grant_worker.worker.cli.bulk.report import (
     SUMMARY_STATES,
     report_lines,
@@ -95,7 +95,7 @@ def run_bulk(settings: Settings, path: Path, options: BulkOptions) -> int:
                 try:
                     _wait(client, run, settings, options.timeout_s, stop)
                 except WaitTimeout as exc:
-                    say(f"timeout: {exc}")
+                    say(f"timeout: {exc}{no_worker_note(client)}")
                     _list_pending(run)
                     _finish(run, options)
                     return EXIT_TIMEOUT

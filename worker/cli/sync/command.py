@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from grant_worker.tasks.errors import GrantWorkerError
-from grant_worker.worker.cli.base import POSITIVE_SECONDS, fail_usage, load_settings, say
-from grant_worker.worker.exit_codes import EXIT_FAILED
+from grant_worker.worker.cli.base import POSITIVE_SECONDS, fail_usage, load_settings
+from grant_worker.worker.exit_codes import EXIT_FAILED, fail
 
 
 @click.command()
@@ -54,6 +54,5 @@ def sync(
     try:
         code = run_sync(settings, file, options)
     except GrantWorkerError as exc:
-        say(f"error: the tenant's grants could not be read: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+        fail(f"the tenant could not be read for the sync: {exc}", EXIT_FAILED)
     sys.exit(code)

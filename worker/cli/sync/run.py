@@ -13,7 +13,7 @@ import hashlib
 import json
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -21,13 +21,15 @@ from rich.console import Console
 from rich.table import Table
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.auth0.api import ManagementApi
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.revoke import protected_grants
-from grant_worker.worker.cli.base import echo_json, rich_safe
+from grant_worker.worker.cli.base import echo_json, no_worker_note, rich_safe
 from grant_worker.worker.cli.bulk.plan import paced_api
 from grant_worker.worker.cli.bulk.report import write_report
 from grant_worker.worker.cli.bulk.rows import Format, Row, check_file, guess_format
 from grant_worker.worker.cli.bulk.run import queued_before
+from grant_worker.worker.cli.bulk.targets import SCOPE_OF, read_targets
 from grant_worker.worker.cli.progress import Meter, StopSignals, say
 from grant_worker.worker.cli.sync.plan import (
     ACTIONS,
@@ -43,6 +45,7 @@ from grant_worker.worker.exit_codes import (
     EXIT_INTERRUPTED,
     EXIT_TIMEOUT,
     EXIT_USAGE,
+    report_error,
 )
 from grant_worker.worker.shown import shown
 
@@ -80,7 +83,8 @@ def run_sync(settings: Settings, path: Path, options: SyncOptions) -> int:
     if problems:
         say(f"{len(problems)} rows cannot be synced; nothing was enqueued")
         return EXIT_FAILED
-    existing = paced_api(settings).find_grants(audience=options.audience)
+    api = paced_api(settings)
+    existing = api.find_grants(audience=options.audience)
     actions = decide(rows, existing, audience=options.audience, prune=options.prune,
                      protected=protected_grants(settings), batch_id=batch_id)  # fmt: skip
     for action in actions:
@@ -88,12 +92,13 @@ def run_sync(settings: Settings, path: Path, options: SyncOptions) -> int:
             say(f"kept {action.grant_id} ({action.client_id or action.default_for}): "
                 f"{action.reason}")  # fmt: skip
     if options.plan:
+        actions, failing = _checked_creates(api, options.audience, actions)
         _print_plan(batch_id, actions, terminal=sys.stdout.isatty())
-        return EXIT_DONE
+        return EXIT_FAILED if failing else EXIT_DONE
     revokes = summarise(actions)["revoke"]
     if revokes > options.max_revoke and not options.yes:
-        say(
-            f"error: this sync would revoke {revokes} grants, more than --max-revoke "
+        report_error(
+            f"this sync would revoke {revokes} grants, more than --max-revoke "
             f"{options.max_revoke}; nothing was enqueued. Check with --plan, then add --yes"
         )
         return EXIT_USAGE
@@ -130,7 +135,7 @@ def _execute(
             try:
                 _wait(client, settings, work, outcomes, options.timeout_s, stop)
             except WaitTimeout as exc:
-                say(f"timeout: {exc}")
+                say(f"timeout: {exc}{no_worker_note(client)}")
                 _finish(batch_id, actions, outcomes, sent, options)
                 return EXIT_TIMEOUT
         if stop.requested:
@@ -139,6 +144,31 @@ def _execute(
             return EXIT_INTERRUPTED
     _finish(batch_id, actions, outcomes, sent, options)
     return EXIT_DONE if all(outcome.done for outcome in outcomes.values()) else EXIT_FAILED
+
+
+def _checked_creates(
+    api: ManagementApi, audience: str, actions: list[SyncAction]
+) -> tuple[list[SyncAction], bool]:
+    """For `--plan`: the audience read (one call), and the client of each create (one call per
+    distinct client; a grant that is listed already has its client). A create Auth0 would
+    refuse keeps its action and says so in `reason`; True when there is one. A check the token
+    has no read scope for is noted and left unchecked, as `grants bulk --plan` does."""
+    client_ids = [a.client_id for a in actions if a.action == "create" and a.client_id]
+    targets = read_targets(api, [audience], client_ids)
+    for check in sorted(targets.unchecked):
+        say(f"note: {check}s unchecked: the token lacks {SCOPE_OF[check]}, so creates naming "
+            f"an unknown {check} show what the run would try, not that it would fail")  # fmt: skip
+    failing = False
+    checked: list[SyncAction] = []
+    for action in actions:
+        refusal = targets.refusal(audience, action.client_id) if action.action == "create" else None
+        if refusal is not None:
+            code, why = refusal
+            failing = True
+            action = replace(action, reason=f"would fail ({code}): {why}")
+            say(f"line {action.line}: the create would fail ({code}): {why}")
+        checked.append(action)
+    return checked, failing
 
 
 def resume_command(path: Path, options: SyncOptions) -> str:
