@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from grant_worker.tasks.messages.models import GrantRequest, Outcome
+from grant_worker.tasks.outcomes.batches import STATES as LEDGER_STATES
 from grant_worker.worker.cli.bulk.rows import Checked
 
 # Row states beyond an outcome's status: enqueued and not yet ended; never enqueued (the run
@@ -21,15 +22,10 @@ from grant_worker.worker.cli.bulk.rows import Checked
 PENDING = "pending"
 NOT_SENT = "not_sent"
 INVALID = "invalid"
+# How a row ended, as the batch ledger counts it (`cancelled` is a withdrawal, never a run's),
+# then the row states a run adds.
 SUMMARY_STATES = (
-    "created",
-    "exists",
-    "exists_differs",
-    "updated",
-    "revoked",
-    "absent",
-    "failed",
-    "rejected",
+    *(state for state in LEDGER_STATES if state != "cancelled"),
     PENDING,
     NOT_SENT,
     INVALID,
