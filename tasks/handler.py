@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from grant_worker.tasks import metrics
+from grant_worker.tasks.delivery.admission import Admissions
 from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.delivery.locks import RequestLocks
 from grant_worker.tasks.delivery.receipt import rejected_outcome
@@ -36,7 +37,7 @@ from grant_worker.tasks.messages.models import (
     utc_timestamp,
 )
 from grant_worker.tasks.messages.validation import parse_request
-from grant_worker.tasks.outcomes.claims import Claim, RequestClaims
+from grant_worker.tasks.outcomes.claims import Claim, RequestClaims, claim_value, owner
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.provision import Provisioner, Resolution
 from grant_worker.tasks.revoke import Revocation, Revoker
@@ -59,6 +60,8 @@ class GrantHandler:
     claims: RequestClaims | None = None
     # Set once the worker is stopping: requests not yet begun go back to the queue.
     shutdown: ShutdownSignal | None = None
+    # Reads the request's state and takes its lock and claim in one step (None: step by step).
+    admissions: Admissions | None = None
 
     def handle(self, raw: Any, *, fallback_id: str) -> Outcome:
         """Work on `raw` (dict, JSON text or bytes); `fallback_id` is the Celery task id.
@@ -79,6 +82,9 @@ class GrantHandler:
             return self.reject(raw, fallback_id=fallback_id, error=exc, received_at=received_at)
 
         request_id = request.request_id or safe_request_id(fallback_id)
+        admitted = self._admit(request_id, request, received_at, fallback_id, started)
+        if admitted is not None:
+            return admitted
         earlier = self._earlier_outcome(request_id, request)
         if earlier is not None:
             return earlier
@@ -99,8 +105,65 @@ class GrantHandler:
             earlier = self._earlier_outcome(request_id, request)
             if earlier is not None:
                 return earlier
-            outcome = self._work(request, request_id, received_at, delivery_id=fallback_id)
+            outcome = self._work(
+                request,
+                request_id,
+                received_at,
+                delivery_id=fallback_id,
+                sent_before=self.ledger.was_sent(request_id),
+            )
             written = self.recorder.record(outcome, original=request.wire())
+        return self._finished(request_id, outcome, written, started)
+
+    def _admit(
+        self,
+        request_id: str,
+        request: GrantRequest,
+        received_at: str,
+        fallback_id: str,
+        started: float,
+    ) -> Outcome | None:
+        """The plain case in one round trip (`tasks.delivery.admission`): the outcome, or None
+        when the step-by-step path must decide (lock busy, id owned by another request,
+        stopping, reads to be confirmed by a replica)."""
+        if (
+            self.admissions is None
+            or self.recorder.confirms_reads
+            or (self.shutdown is not None and self.shutdown.started)
+        ):
+            return None
+        admission = self.admissions.admit(
+            request_id, claim_value(request) if self.claims is not None else ""
+        )
+        if admission.state == "busy":
+            return None
+        if admission.state == "recorded":
+            earlier_owner = owner(admission.record, admission.claim)
+            if self.claims is not None and earlier_owner and not earlier_owner.owns(request):
+                return None
+            earlier = self.recorder.from_record(request_id, admission.record)
+            if earlier is None:
+                return None
+            metrics.DUPLICATE_DELIVERIES.inc()
+            log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)
+            return earlier
+        with self.locks.adopt(request_id, admission.token):
+            claimed = owner("", admission.claim)
+            if claimed is not None and not claimed.owns(request):
+                return self._reject_reused(request, request_id, claimed, received_at)
+            outcome = self._work(
+                request,
+                request_id,
+                received_at,
+                delivery_id=fallback_id,
+                sent_before=admission.sent is not None,
+            )
+            written = self.recorder.record(outcome, original=request.wire())
+        return self._finished(request_id, outcome, written, started)
+
+    def _finished(
+        self, request_id: str, outcome: Outcome, written: bool, started: float
+    ) -> Outcome:
         metrics.TASK_SECONDS.observe(time.monotonic() - started)
         if not written:
             return self.recorder.recorded(request_id) or outcome
@@ -120,9 +183,14 @@ class GrantHandler:
         return earlier
 
     def _work(
-        self, request: GrantRequest, request_id: str, received_at: str, *, delivery_id: str
+        self,
+        request: GrantRequest,
+        request_id: str,
+        received_at: str,
+        *,
+        delivery_id: str,
+        sent_before: bool,
     ) -> Outcome:
-        sent_before = self.ledger.was_sent(request_id)
         marker = self.ledger.marker(request_id)
         done: Resolution | Revocation
         try:

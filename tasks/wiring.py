@@ -8,6 +8,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks.activity import ActivityCounter
 from grant_worker.tasks.auth0.session import make_session
 from grant_worker.tasks.connections import make_redis
+from grant_worker.tasks.delivery.admission import Admissions
 from grant_worker.tasks.delivery.ledger import DeliveryLedger
 from grant_worker.tasks.delivery.locks import RequestLocks
 from grant_worker.tasks.delivery.shutdown import SHUTDOWN
@@ -45,4 +46,10 @@ def make_handler(settings: Settings, client: redis.Redis | None = None) -> Grant
         max_deliveries=settings.grants_max_deliveries,
         claims=RequestClaims(client, keys, ttl_s=settings.grants_record_ttl_s),
         shutdown=SHUTDOWN,
+        admissions=Admissions(
+            client,
+            keys,
+            lock_ttl_s=settings.grants_heartbeat_ttl_s,
+            claim_ttl_s=settings.grants_record_ttl_s,
+        ),
     )

@@ -114,6 +114,20 @@ class RequestLocks:
             self._drop(key)
             _release(lock)
 
+    @contextmanager
+    def adopt(self, request_id: str, token: bytes) -> Iterator[None]:
+        """Hold the lock of `request_id` that `tasks.delivery.admission` took with `token`:
+        renewed and released as one taken by `hold`."""
+        key = self._keys.lock(request_id)
+        lock = self._client.lock(key, timeout=self._ttl_s, sleep=POLL_S, thread_local=False)
+        lock.local.token = token
+        self._keep(key, lock)
+        try:
+            yield
+        finally:
+            self._drop(key)
+            _release(lock)
+
     def _keep(self, key: str, lock: Lock) -> None:
         with self._held_lock:
             self._held[key] = lock

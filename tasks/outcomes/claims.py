@@ -145,10 +145,10 @@ class RequestClaims:
     def claim(self, request_id: str, request: GrantRequest) -> Claim | None:
         """Claim `request_id` for `request`; the earlier claim when it belongs to another
         request (nothing is changed then), else None (claimed now, or already ours)."""
-        value = json.dumps({"fingerprint": fingerprint(request), "request": normalised(request)})
+        value = claim_value(request)
         keys = [self._keys.claim(request_id), self._keys.outcome_record(request_id)]
         record, claim = self._claim(keys=keys, args=[value, self._ttl_s])
-        earlier = _owner(str(record), str(claim))
+        earlier = owner(str(record), str(claim))
         if earlier is None or earlier.owns(request):
             return None
         return earlier
@@ -160,7 +160,7 @@ class RequestClaims:
         pipe.get(self._keys.outcome_record(request_id))
         pipe.get(self._keys.claim(request_id))
         record, claim = pipe.execute()
-        return _owner(record or "", claim or "")
+        return owner(record or "", claim or "")
 
     def matches(self, request_id: str, request: GrantRequest) -> bool:
         """True when `request_id` is unclaimed or claimed by this very request."""
@@ -168,7 +168,13 @@ class RequestClaims:
         return earlier is None or earlier.owns(request)
 
 
-def _owner(record: str, claim: str) -> Claim | None:
+def claim_value(request: GrantRequest) -> str:
+    """The claim key's value for `request`: its fingerprint and normalised request."""
+    return json.dumps({"fingerprint": fingerprint(request), "request": normalised(request)})
+
+
+def owner(record: str, claim: str) -> Claim | None:
+    """Who owns a request id, told from its outcome record and claim key as read."""
     # A claim key, where there is one, holds the request in flight: its normalised request,
     # or only the fingerprint a replay moved back from the record (`tasks.outcomes.replays`).
     if claim:

@@ -206,7 +206,7 @@ class OutcomeRecorder:
         """
         key = self._keys.outcome_record(request_id)
         if not (confirmed and self._min_replicas):
-            return self._resolve(request_id, self._client.get(key))
+            return self.from_record(request_id, self._client.get(key))
         pipe = self._client.pipeline(transaction=False)
         pipe.get(key)
         pipe.execute_command("WAIT", self._min_replicas, self._replica_wait_ms)
@@ -226,12 +226,17 @@ class OutcomeRecorder:
                 f"the outcome of {request_id} is on a primary no replica confirms; "
                 "not taken as recorded (a failover may be under way)"
             )
-        return self._resolve(request_id, raw)
+        return self.from_record(request_id, raw)
 
-    def _resolve(self, request_id: str, raw: Any) -> Outcome | None:
+    def from_record(self, request_id: str, raw: Any) -> Outcome | None:
         # The record is a pointer: the outcome is read from its results entry (or, trimmed,
         # told from the pointer alone).
         return resolve(self._client, self._keys, {request_id: raw}).get(request_id) if raw else None
+
+    @property
+    def confirms_reads(self) -> bool:
+        """Whether a record counts only once a replica confirms it (behind Sentinel)."""
+        return bool(self._min_replicas)
 
     def forget(self, request_id: str) -> None:
         """Drop the record so that a replay of the same request id is worked on again."""
