@@ -78,6 +78,12 @@ class ActivityCounter:
         self._keys = keys
         self._clock = clock
 
+    def field_of(self, series: str) -> tuple[str, str]:
+        """(hash, field) counting one event of `series` now: for a script that counts it in
+        the same step as the event itself (the recorder's)."""
+        minute, second = slot(self._clock())
+        return self._keys.activity(minute), f"{second}:{series}"
+
     def count(self, *series: str) -> None:
         minute, second = slot(self._clock())
         key = self._keys.activity(minute)

@@ -147,7 +147,7 @@ class GrantHandler:
             metrics.DUPLICATE_DELIVERIES.inc()
             log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)
             return earlier
-        with self.locks.adopt(request_id, admission.token):
+        with self.locks.adopt(request_id, admission.token) as released:
             claimed = owner("", admission.claim)
             if claimed is not None and not claimed.owns(request):
                 return self._reject_reused(request, request_id, claimed, received_at)
@@ -158,7 +158,10 @@ class GrantHandler:
                 delivery_id=fallback_id,
                 sent_before=admission.sent is not None,
             )
-            written = self.recorder.record(outcome, original=request.wire())
+            # The lock is released by the recording script itself.
+            written = self.recorder.record(
+                outcome, original=request.wire(), release=admission.token, released=released
+            )
         return self._finished(request_id, outcome, written, started)
 
     def _finished(

@@ -115,15 +115,21 @@ class RequestLocks:
             _release(lock)
 
     @contextmanager
-    def adopt(self, request_id: str, token: bytes) -> Iterator[None]:
+    def adopt(self, request_id: str, token: bytes) -> Iterator[Callable[[], None]]:
         """Hold the lock of `request_id` that `tasks.delivery.admission` took with `token`:
-        renewed and released as one taken by `hold`."""
+        renewed and released as one taken by `hold`. Yields what to call once a script has
+        released it (the recorder's, with the outcome): no second round trip then."""
         key = self._keys.lock(request_id)
         lock = self._client.lock(key, timeout=self._ttl_s, sleep=POLL_S, thread_local=False)
         lock.local.token = token
+
+        def released() -> None:
+            self._drop(key)
+            lock.local.token = None  # redis-py's `release` then sends nothing
+
         self._keep(key, lock)
         try:
-            yield
+            yield released
         finally:
             self._drop(key)
             _release(lock)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import reprlib
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from grant_worker.config.settings import Settings
-from grant_worker.tasks.activity import ActivityCounter, outcome_series
+from grant_worker.tasks.activity import RETENTION_S, ActivityCounter, outcome_series
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import COUNT_IN_BATCH, batch_argument, batch_keys
@@ -110,7 +111,13 @@ class OutcomeRecorder:
         self._activity = ActivityCounter(client, keys)
 
     def record(
-        self, outcome: Outcome, *, original: Any = None, withdraw: str | None = None
+        self,
+        outcome: Outcome,
+        *,
+        original: Any = None,
+        withdraw: str | None = None,
+        release: bytes | None = None,
+        released: Callable[[], None] | None = None,
     ) -> bool:
         """Record `outcome` unless one is already recorded for its request id.
 
@@ -118,7 +125,10 @@ class OutcomeRecorder:
         Returns False when an outcome was already recorded (nothing is written then).
         With `withdraw` (an exact item of the queue), the item is removed in the same step, and
         nothing is written when it is no longer on the queue (a worker took it): False.
+        With `release` (the token of the request lock held), the lock is released in the same
+        step, whether or not this outcome was written, and `released` is called after.
         """
+        activity_key, activity_field = self._activity.field_of(outcome_series(outcome.status))
         outcome, outcome_json = serialisable(outcome)
         dead = ""
         if not outcome.done:
@@ -135,9 +145,11 @@ class OutcomeRecorder:
             self._keys.events,
             self._keys.claim(outcome.request_id),
             *markers,
+            self._keys.lock(outcome.request_id),
+            activity_key,
             *batch_keys(self._keys, outcome.batch_id, self._queue),
         ]
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             outcome_json,
             outcome.request_id,
             outcome.status,
@@ -146,6 +158,9 @@ class OutcomeRecorder:
             dead,
             len(markers),
             STATUS_LETTERS[outcome.status],
+            release or "",
+            activity_field,
+            RETENTION_S,
             batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
         ]
         if not self._min_replicas:
@@ -165,10 +180,8 @@ class OutcomeRecorder:
                     f"{self._min_replicas} replica(s) within {self._replica_wait_ms} ms; not "
                     "acknowledged (a failover may be under way)"
                 )
-        if int(written) == 1:
-            # For the dashboard's per-second chart; apart from the script, so that it stays
-            # one best-effort round trip that can never undo or block a recorded outcome.
-            self._activity.count(outcome_series(outcome.status))
+        if released is not None and int(written) >= 0:
+            released()
         return int(written) == 1
 
     def publish(self, outcome: Outcome, *, original: Any = None) -> None:

@@ -1,14 +1,26 @@
 -- Record a request's one outcome (tasks/outcomes/recorder.py), unless it has one already: the
--- results entry, the dead letter, the live event, the record, and the end of the in-flight
--- claim and markers, in one atomic step. Runs after batch_count_outcome.lua, as one script.
+-- results entry, the dead letter, the live event, the record, the end of the in-flight claim,
+-- markers and request lock, and the dashboard's counter, in one atomic step. Runs after
+-- batch_count_outcome.lua, as one script.
 -- KEYS[1] record, KEYS[2] results, KEYS[3] dead, KEYS[4] events (channel), KEYS[5] claim,
---   KEYS[6..5+ARGV[7]] the per-request markers to delete, then the batch ledger's keys
---   (batch_count_outcome.lua reads them from the end).
+--   KEYS[6..5+ARGV[7]] the per-request markers to delete, then the request lock, then the
+--   activity hash of this second, then the batch ledger's keys (batch_count_outcome.lua reads
+--   them from the end).
 -- ARGV[1] outcome_json, ARGV[2] request_id, ARGV[3] status, ARGV[4] ttl_s, ARGV[5] maxlen,
---   ARGV[6] dead_json ("" = not dead), ARGV[7] marker count, ARGV[8] status letter, then the
---   batch ledger's argument (last).
--- Returns 1 when recorded now, 0 when an outcome was recorded already.
+--   ARGV[6] dead_json ("" = not dead), ARGV[7] marker count, ARGV[8] status letter,
+--   ARGV[9] the request lock's token ('' = none held), ARGV[10] the activity field ('' =
+--   none), ARGV[11] the activity hash's ttl_s, then the batch ledger's argument (last).
+-- Returns 1 when recorded now, 0 when an outcome was recorded already; the request lock is
+-- released either way (the delivery is over), and only if it is still this token's.
+local markers = tonumber(ARGV[7])
+local lock = KEYS[6 + markers]
+local function release_lock()
+  if ARGV[9] ~= '' and redis.call('GET', lock) == ARGV[9] then
+    redis.call('DEL', lock)
+  end
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  release_lock()
   return 0
 end
 local maxlen = tonumber(ARGV[5])
@@ -46,5 +58,13 @@ redis.call('SET', KEYS[1], ARGV[8] .. ' ' .. entry .. ' ' .. fingerprint,
            'EX', tonumber(ARGV[4]))
 -- The markers (delivery count, "may have been sent") only matter until the outcome is
 -- recorded: from now on the record answers every redelivery. Deleted in the same step.
-for i = 6, 5 + tonumber(ARGV[7]) do redis.call('DEL', KEYS[i]) end
+for i = 6, 5 + markers do redis.call('DEL', KEYS[i]) end
+release_lock()
+-- The dashboard's per-second count is best-effort: pcall, so that a failure there can never
+-- fail or undo the record written above.
+if ARGV[10] ~= '' then
+  local activity = KEYS[7 + markers]
+  redis.pcall('HINCRBY', activity, ARGV[10], 1)
+  redis.pcall('EXPIRE', activity, tonumber(ARGV[11]))
+end
 return 1
