@@ -26,7 +26,7 @@ def make_handler(settings: Settings, client: redis.Redis | None = None) -> Grant
     client = client or make_redis(settings)
     keys = Keys(settings.grants_key_prefix)
     session = make_session(settings)
-    ActivityCounter(client, keys).count_calls_of(session)
+    ActivityCounter(client, keys).count_calls_of(session, later=True)
     # A backoff is cut short by SIGTERM: the request goes back to the queue.
     provisioner = make_provisioner(settings, client, session=session, sleep=SHUTDOWN.sleep)
     return GrantHandler(

@@ -39,6 +39,47 @@ def test_management_calls_and_429s_are_counted_per_second_token_calls_are_not(
     assert 0 < redis_client.ttl(keys.activity(minute)) <= 20 * 60
 
 
+def test_calls_counted_later_land_in_the_second_they_were_answered_once_flushed(
+    emulator: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    keys = Keys(key_prefix)
+    session = requests.Session()
+    counter = ActivityCounter(redis_client, keys, clock=lambda: FIXED_NOW)
+    counter.count_calls_of(session, later=True)
+    emulator.admin.set_rate_limit(rate=0.001, burst=1)
+    grants = f"{emulator.base_url}/api/v2/client-grants"
+
+    first = session.get(grants, timeout=5)
+    second = session.get(grants, timeout=5)
+    emulator.admin.set_rate_limit(rate=None, burst=None)
+    session.post(f"{emulator.base_url}/oauth/token", json={}, timeout=5)
+    counter.flush()
+
+    assert (first.status_code, second.status_code) == (401, 429)
+    minute, second_of_minute = slot(FIXED_NOW)
+    assert redis_client.hgetall(keys.activity(minute)) == {
+        f"{second_of_minute}:call": "2",
+        f"{second_of_minute}:call:429": "1",
+    }
+    assert 0 < redis_client.ttl(keys.activity(minute)) <= 20 * 60
+
+
+def test_calls_counted_later_are_written_by_the_counters_own_thread(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    keys = Keys(key_prefix)
+    counter = ActivityCounter(redis_client, keys, clock=lambda: FIXED_NOW)
+    counter.count_later("call")
+    counter.count_later("call")
+    minute, second_of_minute = slot(FIXED_NOW)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not redis_client.hget(
+        keys.activity(minute), f"{second_of_minute}:call"
+    ):
+        time.sleep(0.05)
+    assert redis_client.hget(keys.activity(minute), f"{second_of_minute}:call") == "2"
+
+
 def test_the_overview_reads_a_quarter_hour_of_counters_in_per_second_slots(
     redis_client: redis.Redis, key_prefix: str, queue_name: str
 ) -> None:
