@@ -12,6 +12,7 @@ from celery.worker.consumer import Consumer
 from grant_worker.tasks import metrics
 from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.messages.inspection import Refusal, expiry_of, inspect_message
+from grant_worker.worker.process.broker.qos import delivery_count
 from grant_worker.worker.process.watchdog import note_message_taken
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ class InspectingConsumer(Consumer):
             return "done"
         desk = self.app.grants_receipt()
         try:
-            deliveries = desk.count(task_id)
+            # Counted as it was taken, in the transaction that recorded it (the QoS), or here.
+            deliveries = delivery_count(message) or desk.count(task_id)
         except Exception as exc:
             # Redis refused the count (down, full, failing over): work on it uncounted rather
             # than hold it. Whatever fails next fails on Redis too, and goes back with a pause.

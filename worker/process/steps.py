@@ -107,7 +107,7 @@ class RecoveryStep(bootsteps.StartStopStep):
         self._keys = Keys(settings.grants_key_prefix)
         # Set before the consumer takes its first message, so every tag it holds is tracked.
         self.identity = Identity.new(getattr(worker, "hostname", None) or socket.gethostname())
-        track_as(self.identity, self._keys)
+        track_as(self.identity, self._keys, deliveries_ttl_s=settings.grants_record_ttl_s)
         worker.grants_identity = self.identity
         self._loop: RecoveryLoop | None = None
         shutdown.install(worker, settings.grants_shutdown_grace_s)

@@ -18,17 +18,35 @@ from kombu.utils.json import dumps
 
 from grant_worker.tasks.fleet import Identity
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import is_request_id
 from grant_worker.tasks.scripts import register
 
 # The identity and key names of this process once it works as a worker; None in producers
 # and CLI processes, whose channels hold nothing.
 _tracking: tuple[Identity, Keys] | None = None
+# How long a delivery count lives (GRANTS_RECORD_TTL_S); None: deliveries are counted later,
+# by the consumer (`worker.process.consumer`).
+_deliveries_ttl_s: int | None = None
 
 
-def track_as(identity: Identity, keys: Keys) -> None:
-    """From now on, record the delivery tags this process holds under `identity`."""
-    global _tracking
+def track_as(identity: Identity, keys: Keys, *, deliveries_ttl_s: int | None = None) -> None:
+    """From now on, record the delivery tags this process holds under `identity`; with
+    `deliveries_ttl_s`, also count each delivery (`delivery_count`) as it is recorded."""
+    global _tracking, _deliveries_ttl_s
     _tracking = (identity, keys)
+    _deliveries_ttl_s = deliveries_ttl_s
+
+
+def delivery_count(message: Any) -> int | None:
+    """The deliveries of `message`'s task id so far, this one included, as counted when it was
+    taken; None when it was not counted then (the consumer counts it itself)."""
+    return getattr(message, "grants_deliveries", None)
+
+
+def _countable_task_id(message: Any) -> str | None:
+    # Only an id the consumer would count under: one it refuses is never counted.
+    task_id = (getattr(message, "headers", None) or {}).get("id")
+    return task_id if is_request_id(task_id) else None
 
 
 def tracked_identity() -> Identity | None:
@@ -74,13 +92,26 @@ class TrackingQoS(kombu_redis.QoS):
         # (`worker.process.broker.transport`): it leaves the list in the same transaction that
         # records it as unacknowledged.
         taken = getattr(self.channel, "taken_item", None)
+        # The delivery is counted in the same transaction (`tasks.delivery.receipt`): the
+        # count the consumer needs first thing costs no round trip of its own.
+        task_id = _countable_task_id(message) if _deliveries_ttl_s else None
         with self.pipe_or_acquire() as pipe:
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
                 self.unacked_key, delivery_tag, dumps([message._raw, exchange, routing_key])
             ).sadd(held, delivery_tag)
             if taken is not None:
                 pipe.lrem(taken[0], 1, taken[1])
-            pipe.execute()
+            if task_id is not None:
+                deliveries = _tracking[1].deliveries(task_id) if _tracking else ""
+                pipe.incr(deliveries).expire(deliveries, _deliveries_ttl_s or 0)
+            results = pipe.execute(raise_on_error=False)
+            recorded = results[:-2] if task_id is not None else results
+            failed = next((r for r in recorded if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise failed
+            if task_id is not None and not isinstance(results[-2], Exception):
+                # A count Redis refused (a damaged key) is left to the consumer's own.
+                message.grants_deliveries = int(results[-2])
             self.channel.taken_item = None  # recorded: out of the taking list
             virtual.QoS.append(self, message, delivery_tag)
 
