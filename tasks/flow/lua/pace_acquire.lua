@@ -7,7 +7,7 @@
 if redis.call('HGET', KEYS[2], 'state') == 'open' then
   return {-1, now, now, 0, 0}
 end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'tok_t', 'pause', 'rate', 'limit')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'tok_t', 'pause', 'rate', 'limit', 'seq')
 local rate, burst, interval = model(tonumber(state[4]), tonumber(state[5]))
 local tokens = tonumber(state[1])
 local tok_t = tonumber(state[2]) or now
@@ -26,7 +26,9 @@ end
 if slot - now > tonumber(ARGV[5]) then
   return {0, math.floor(slot), now, 0, paused}
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'tok_t', string.format('%.0f', now))
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+-- The sequence number is read above and written with the model: one HSET, as atomic.
+local seq = (tonumber(state[6]) or 0) + 1
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'tok_t', string.format('%.0f', now),
+  'seq', seq)
 redis.call('PEXPIRE', KEYS[1], ttl_ms)
 return {1, math.floor(slot), now, seq, 0}

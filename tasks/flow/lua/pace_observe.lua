@@ -30,6 +30,14 @@ local seq = tonumber(s[3]) or 0
 local obs_seq = tonumber(s[4]) or 0
 local pause = tonumber(s[10]) or 0
 local synced = 0
+-- Every field this answer changes, written by one HSET at the end.
+local changed = {}
+local function change(...)
+  for _, v in ipairs({...}) do changed[#changed + 1] = v end
+end
+local function write_changes()
+  if #changed > 0 then redis.call('HSET', KEYS[1], unpack(changed)) end
+end
 
 local function clamp(rate)
   return math.min(max_rate, math.max(min_rate, rate))
@@ -41,15 +49,16 @@ if L == nil or R == nil or L < 1 then
     local rate = learned or start_rate
     if kind == 'limited' then rate = rate / 2 else rate = rate + headless_step end
     learned = clamp(rate)
-    redis.call('HSET', KEYS[1], 'rate', tostring(learned))
+    change('rate', tostring(learned))
   end
+  write_changes()
   redis.call('PEXPIRE', KEYS[1], ttl_ms)
   local shown = learned or 0
   return {math.floor(shown * 1000), known_limit or -1, -1, pause, 0}
 end
 
 if R > L then R = L end
-redis.call('HSET', KEYS[1], 'limit', L, 'remaining', R, 'observed_at', now)
+change('limit', L, 'remaining', R, 'observed_at', now)
 
 if slot_seq > 0 and slot_seq > obs_seq then
   -- The tenant's count wins over the model: tokens = R - granted since - reserve.
@@ -57,8 +66,7 @@ if slot_seq > 0 and slot_seq > obs_seq then
   local reserve = 1 + math.floor(L / tonumber(ARGV[16]))
   local tokens = R - math.max(0, seq - slot_seq) - reserve
   if tokens > burst then tokens = burst end
-  redis.call('HSET', KEYS[1], 'obs_seq', slot_seq, 'tokens', tostring(tokens),
-    'tok_t', string.format('%.0f', now))
+  change('obs_seq', slot_seq, 'tokens', tostring(tokens), 'tok_t', string.format('%.0f', now))
   synced = 1
 end
 
@@ -71,8 +79,7 @@ if slot_seq > 0 then
   -- (The answer that opens a window does not count: the drain after it is what is measured.)
   local full = (R >= L - 1)
   if win_t == nil or slot_seq < win_seq then
-    redis.call('HSET', KEYS[1], 'win_t', now, 'win_seq', slot_seq, 'win_rem', R, 'win_rej', 0,
-      'win_full', 0)
+    change('win_t', now, 'win_seq', slot_seq, 'win_rem', R, 'win_rej', 0, 'win_full', 0)
   else
     local was_full = (tonumber(s[9]) or 0) == 1 or full
     local elapsed = now - win_t
@@ -87,15 +94,15 @@ if slot_seq > 0 then
           learned = (1 - smoothing) * learned + smoothing * estimate
         end
         learned = clamp(learned)
-        redis.call('HSET', KEYS[1], 'rate', tostring(learned))
+        change('rate', tostring(learned))
       end
-      redis.call('HSET', KEYS[1], 'win_t', now, 'win_seq', slot_seq, 'win_rem', R,
-        'win_rej', 0, 'win_full', 0)
+      change('win_t', now, 'win_seq', slot_seq, 'win_rem', R, 'win_rej', 0, 'win_full', 0)
     else
-      redis.call('HSET', KEYS[1], 'win_rej', rejected, 'win_full', was_full and 1 or 0)
+      change('win_rej', rejected, 'win_full', was_full and 1 or 0)
     end
   end
 end
+write_changes()
 redis.call('PEXPIRE', KEYS[1], ttl_ms)
 local rate = model(learned, L)
 return {math.floor(rate * 1000), L, R, pause, synced}
