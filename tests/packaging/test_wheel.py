@@ -38,6 +38,9 @@ with GrantClient(Settings()) as client:
     request_id = client.submit({"grant": {"client_id": sys.argv[1], "audience": sys.argv[2]}})
     outcome = client.wait(request_id, timeout_s=60)
 import grant_worker
+
+# One process builds both installs (module fixtures, ~25 s each) and runs every test of them.
+pytestmark = pytest.mark.xdist_group("packaging-installs")
 print(json.dumps({"status": outcome.status, "grant_worker": grant_worker.__file__}))
 """
 
