@@ -21,6 +21,9 @@ import pytest
 from grant_worker.worker.testing import READY_MARK, settings_env
 from tests.integration.conftest import make_settings
 
+# One process builds both installs (module fixtures, ~25 s each) and runs every test of them.
+pytestmark = pytest.mark.xdist_group("packaging-installs")
+
 ROOT = Path(__file__).resolve().parents[2]
 CELERY_WORKER = ["-m", "celery", "-A", "grant_worker.worker.app", "worker"]
 PROJECT_FILES = ["pyproject.toml", "README.md", "config", "tasks", "worker", "emulator"]
@@ -38,9 +41,6 @@ with GrantClient(Settings()) as client:
     request_id = client.submit({"grant": {"client_id": sys.argv[1], "audience": sys.argv[2]}})
     outcome = client.wait(request_id, timeout_s=60)
 import grant_worker
-
-# One process builds both installs (module fixtures, ~25 s each) and runs every test of them.
-pytestmark = pytest.mark.xdist_group("packaging-installs")
 print(json.dumps({"status": outcome.status, "grant_worker": grant_worker.__file__}))
 """
 
