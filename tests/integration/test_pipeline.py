@@ -51,8 +51,9 @@ def settings(shared_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def worker(shared_settings: Settings) -> None:
-    """The module's shared worker is running (see `shared_settings`)."""
+def worker(shared_settings: Settings, emulator: Any) -> None:
+    """The module's shared worker is running (see `shared_settings`), against an emulator reset
+    for this test: faults or limits another test of this process set must not reach it."""
 
 
 def test_a_new_grant_is_created_and_its_outcome_recorded_once(
