@@ -20,7 +20,8 @@ API = "https://api.example.com/"
 
 
 @pytest.fixture
-def settings(shared_settings: Settings) -> Settings:
+def settings(shared_settings: Settings, emulator: Any) -> Settings:
+    # The emulator reset for this test: another test of this process may have left faults.
     return shared_settings
 
 

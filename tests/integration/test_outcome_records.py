@@ -29,7 +29,8 @@ POINTER_MAX_BYTES = 28
 
 
 @pytest.fixture
-def settings(shared_settings: Settings) -> Settings:
+def settings(shared_settings: Settings, emulator: Any) -> Settings:
+    # The emulator reset for this test: another test of this process may have left faults.
     """The module's shared worker (see `shared_settings`): these tests tell requests apart by
     id and never trim the stream as a whole."""
     return shared_settings

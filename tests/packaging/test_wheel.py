@@ -21,6 +21,9 @@ import pytest
 from grant_worker.worker.testing import READY_MARK, settings_env
 from tests.integration.conftest import make_settings
 
+# One process builds both installs (module fixtures, ~25 s each) and runs every test of them.
+pytestmark = pytest.mark.xdist_group("packaging-installs")
+
 ROOT = Path(__file__).resolve().parents[2]
 CELERY_WORKER = ["-m", "celery", "-A", "grant_worker.worker.app", "worker"]
 PROJECT_FILES = ["pyproject.toml", "README.md", "config", "tasks", "worker", "emulator"]

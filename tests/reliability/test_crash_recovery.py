@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from grant_worker.config.settings import Settings
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
@@ -33,6 +35,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_sigkill_with_50_requests_in_flight_loses_nothing_and_creates_nothing_twice(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],

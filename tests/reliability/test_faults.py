@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from grant_worker.config.settings import Settings
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.testing import WorkerProcess
@@ -82,6 +84,7 @@ def test_an_outage_longer_than_the_budget_leaves_requests_queued_then_creates_ea
     figures(outage_requests=15, failed=0, dead_letters=0, duplicates=0)
 
 
+@pytest.mark.slow
 def test_a_token_that_expires_mid_run_is_refreshed_and_no_request_fails(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],

@@ -67,6 +67,7 @@ def own_settings(
 # Both workers run under the same host name, as two `grants worker` on one machine do without
 # --hostname: neither may take the other's heartbeat for its own dead past life and put its
 # messages back while they run, which would end some of the 500 as `poison`.
+@pytest.mark.slow
 def test_a_backlog_far_beyond_the_budget_is_all_created_at_the_tenants_pace(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 from grant_worker.config.settings import Settings
@@ -30,6 +31,7 @@ SETTINGS = {
 }
 
 
+@pytest.mark.slow
 def test_sigterm_with_hung_calls_exits_0_within_the_grace_and_loses_nothing(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],

@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.messages.inspection import TASK_NAME
 from grant_worker.worker.client.grant_client import GrantClient
@@ -77,6 +79,7 @@ def test_a_message_whose_celery_expires_passed_is_rejected_as_expired(
     figures(expired=len(ids) + 1, eta_held_s=round(finished - sent_at, 1))
 
 
+@pytest.mark.slow
 def test_messages_that_share_one_delivery_tag_survive_a_worker_kill(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],

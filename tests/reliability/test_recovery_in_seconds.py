@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 from grant_worker.config.settings import Settings
@@ -34,6 +35,7 @@ def held_by(client: redis.Redis, prefix: str, hostname: str) -> tuple[str, int]:
     return "", 0
 
 
+@pytest.mark.slow
 def test_sigkill_of_one_of_two_workers_is_recovered_by_the_other_in_seconds(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],

@@ -43,6 +43,7 @@ def everything_written(client: redis.Redis, prefix: str, queue: str) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_no_secret_or_token_appears_in_logs_outcomes_or_dead_letters_whatever_fails(
     settings_factory: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],

@@ -170,6 +170,7 @@ def test_creates_slower_than_the_read_timeout_end_created_not_failed(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_a_patch_the_tenant_carries_out_late_does_not_erase_a_later_merge(
     settings_factory: Callable[..., Settings],
