@@ -4,12 +4,14 @@ master's change is the reconciler being told of another run id before)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import redis
 
 from grant_worker.tasks.fleet import Identity
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.process.reconcile import RECENT_S, Held, Reconciler
+from tests.local_redis import RedisServer
 
 
 def _reconciler(
@@ -68,3 +70,25 @@ def test_without_a_change_of_master_nothing_is_touched(
     for _ in range(3):
         assert reconciler.check() == 0
     assert restored == []
+
+
+def test_a_master_that_changes_before_the_first_sweep_is_reconciled_too(
+    tmp_path: Path, key_prefix: str
+) -> None:
+    # A worker that meets a failover a second after it started: the master its first sweep
+    # sees is already the new one. Noted at start, it is a change all the same.
+    server = RedisServer(tmp_path).start()
+    try:
+        client = redis.Redis(port=server.port, decode_responses=True)
+        keys = Keys(key_prefix)
+        me = Identity.new("reconcile@test")
+        client.sadd(keys.held(str(me)), "stray-old")
+        client.zadd(keys.unacked_index, {"stray-old": time.time() - 30})
+        restored: list[str] = []
+        reconciler = _reconciler(client, keys, me, [], restored)
+        reconciler.prime()
+        server.restart()  # a new run id, as a promoted replica has; the data stays
+        assert reconciler.check() == 1
+        assert restored == ["stray-old"]
+    finally:
+        server.stop()

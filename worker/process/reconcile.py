@@ -111,6 +111,15 @@ class Reconciler:
         self._master: str | None = None
         self._until = 0.0
 
+    def prime(self) -> None:
+        """Note the master this worker starts on, before it takes any message: a failover
+        before the first sweep is then a change too, not the first master seen. Redis away at
+        start leaves it to the first sweep."""
+        try:
+            self._master = master_run_id(self._client)
+        except redis.RedisError as exc:
+            log.info("master not known at start (%s); the first sweep notes it", exc)
+
     def check(self) -> int:
         """Look at the master; reconcile after a change. Returns messages put back."""
         run_id = master_run_id(self._client)

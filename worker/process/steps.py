@@ -131,6 +131,7 @@ class RecoveryStep(bootsteps.StartStopStep):
             # Past it, kombu's own restore of unacknowledged messages has done the same.
             window_s=settings.visibility_timeout_s,
         )
+        reconciler.prime()
         self._loop = RecoveryLoop(
             recovery, interval_s=settings.grants_heartbeat_interval_s, reconciler=reconciler
         )
