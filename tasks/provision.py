@@ -51,7 +51,7 @@ from grant_worker.tasks.conflicts import (
     plan,
 )
 from grant_worker.tasks.delivery.fences import WriteFences
-from grant_worker.tasks.delivery.ledger import SentMarker
+from grant_worker.tasks.delivery.ledger import SendMark, SentMarker
 from grant_worker.tasks.delivery.locks import GrantBusy, GrantLocks, HeldGrant
 from grant_worker.tasks.errors import (
     Auth0Error,
@@ -239,39 +239,25 @@ class _Run(PacedRun):
             raise
 
     def _create_once(self, requested: CreateClientGrant, body: dict[str, Any]) -> Resolution:
-        sent = False
-        fresh_mark = False
-        marker = self.marker
-
-        def mark_sent() -> None:
-            nonlocal sent, fresh_mark
-            if not sent and marker is not None:
-                fresh_mark = marker.sending()
-            sent = True
-            if self.before_send is not None:
-                self.before_send()
-
+        mark = SendMark(self.marker, then=self.before_send)
         try:
-            grant = self.api.create_grant(body, before_send=mark_sent)
+            grant = self.api.create_grant(body, before_send=mark.before_send)
         except RetryableError as exc:
-            if sent and exc.ambiguous:
+            if mark.sent and exc.ambiguous:
                 self.maybe_sent = True
                 self.looked_up = False
-                if marker is not None:
-                    marker.lost()
+                mark.lost()
                 found = self._find_own(requested)
                 if found is not None:
                     return found
-            elif sent and fresh_mark and marker is not None:
-                marker.refused()
+            else:
+                mark.refused()
             raise
         except Auth0Error:
             # A definite answer (409, 400, 404, ...): this send created nothing.
-            if sent and fresh_mark and marker is not None:
-                marker.refused()
+            mark.refused()
             raise
-        if marker is not None:
-            marker.created()
+        mark.answered()
         return Resolution("created", grant, None, self.attempts)
 
     def _find_own(self, requested: CreateClientGrant) -> Resolution | None:

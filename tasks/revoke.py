@@ -27,7 +27,7 @@ from typing import Literal
 
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.conflicts import lookup_filters, pick
-from grant_worker.tasks.delivery.ledger import SentMarker
+from grant_worker.tasks.delivery.ledger import SendMark, SentMarker
 from grant_worker.tasks.delivery.locks import GrantBusy, GrantLocks, HeldGrant
 from grant_worker.tasks.errors import (
     Auth0Error,
@@ -162,18 +162,10 @@ class _RevokeRun(PacedRun):
     def _delete_once(
         self, request: GrantRequest, target: Grant, held: HeldGrant | None
     ) -> Revocation:
-        sent = False
-        fresh_mark = False
-        marker = self.marker
-
-        def mark_sent() -> None:
-            nonlocal sent, fresh_mark
-            if not sent and marker is not None:
-                fresh_mark = marker.sending()
-            sent = True
+        mark = SendMark(self.marker)
 
         def delete() -> None:
-            self.api.delete_grant(target.id, before_send=mark_sent)
+            self.api.delete_grant(target.id, before_send=mark.before_send)
 
         try:
             if held is None:
@@ -184,22 +176,19 @@ class _RevokeRun(PacedRun):
                 held.renew()
                 held.write(delete)
         except RetryableError as exc:
-            if sent and exc.ambiguous:
+            if mark.sent and exc.ambiguous:
                 self.maybe_sent = True
-                if marker is not None:
-                    marker.lost()
+                mark.lost()
                 if self._gone(request):
                     log.info("grant %s is gone after a lost DELETE reply", target.id)
                     return Revocation("revoked", target, self.attempts, resolved_by="lookup")
-            elif sent and fresh_mark and marker is not None:
-                marker.refused()
+            else:
+                mark.refused()
             raise
         except Auth0Error:
-            if sent and fresh_mark and marker is not None:
-                marker.refused()
+            mark.refused()
             raise
-        if marker is not None:
-            marker.created()
+        mark.answered()
         log.info("grant %s revoked (%s)", target.id, _describe(target))
         return Revocation("revoked", target, self.attempts)
 

@@ -18,6 +18,7 @@ A clean refusal (409, 400, a connect error: Auth0 certainly created nothing) tak
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import redis
@@ -44,6 +45,38 @@ class SentMarker(Protocol):
 
     def created(self) -> None:
         """The POST answered 201."""
+
+
+class SendMark:
+    """One write's use of the sent marker, for a caller's `before_send` hook: marked once as the
+    request goes out, then kept after a lost reply, taken back after a definite refusal of a
+    send that made the mark, or set answered."""
+
+    def __init__(self, marker: SentMarker | None, then: Callable[[], None] | None = None) -> None:
+        self._marker = marker
+        self._then = then
+        self._fresh = False
+        self.sent = False
+
+    def before_send(self) -> None:
+        if not self.sent and self._marker is not None:
+            self._fresh = self._marker.sending()
+        self.sent = True
+        if self._then is not None:
+            self._then()
+
+    def lost(self) -> None:
+        if self._marker is not None:
+            self._marker.lost()
+
+    def refused(self) -> None:
+        # Only a mark this send made: an earlier delivery's lost reply still stands.
+        if self.sent and self._fresh and self._marker is not None:
+            self._marker.refused()
+
+    def answered(self) -> None:
+        if self._marker is not None:
+            self._marker.created()
 
 
 class DeliveryLedger:
