@@ -41,6 +41,7 @@ from grant_worker.tasks.outcomes.claims import Claim, RequestClaims, claim_value
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.provision import Provisioner, Resolution
 from grant_worker.tasks.revoke import Revocation, Revoker
+from grant_worker.tasks.ride_along import RideAlong
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,16 @@ class GrantHandler:
             earlier = self._earlier_outcome(request_id, request)
             if earlier is not None:
                 return earlier
+            later = self.recorder.ride_along()
             outcome = self._work(
                 request,
                 request_id,
                 received_at,
                 delivery_id=fallback_id,
                 sent_before=self.ledger.was_sent(request_id),
+                later=later,
             )
-            written = self.recorder.record(outcome, original=request.wire())
+            written = self.recorder.record(outcome, original=request.wire(), later=later)
         return self._finished(request_id, outcome, written, started)
 
     def _admit(
@@ -151,16 +154,22 @@ class GrantHandler:
             claimed = owner("", admission.claim)
             if claimed is not None and not claimed.owns(request):
                 return self._reject_reused(request, request_id, claimed, received_at)
+            later = self.recorder.ride_along()
             outcome = self._work(
                 request,
                 request_id,
                 received_at,
                 delivery_id=fallback_id,
                 sent_before=admission.sent is not None,
+                later=later,
             )
             # The lock is released by the recording script itself.
             written = self.recorder.record(
-                outcome, original=request.wire(), release=admission.token, released=released
+                outcome,
+                original=request.wire(),
+                release=admission.token,
+                released=released,
+                later=later,
             )
         return self._finished(request_id, outcome, written, started)
 
@@ -193,18 +202,25 @@ class GrantHandler:
         *,
         delivery_id: str,
         sent_before: bool,
+        later: RideAlong,
     ) -> Outcome:
-        marker = self.ledger.marker(request_id)
+        """The request's story against the tenant, ended in the outcome to record. `later`
+        holds the writes that go with that record; on any other end they are sent here."""
+        marker = self.ledger.marker(request_id, later=later)
         done: Resolution | Revocation
         try:
             if request.action == "revoke":
-                done = self.revoker.revoke(request, sent_before=sent_before, marker=marker)
+                done = self.revoker.revoke(
+                    request, sent_before=sent_before, marker=marker, later=later
+                )
             else:
-                done = self.provisioner.provision(request, sent_before=sent_before, marker=marker)
+                done = self.provisioner.provision(
+                    request, sent_before=sent_before, marker=marker, later=later
+                )
         except ReturnToQueue:
             # Going back to the queue is not a delivery that failed: it must not bring the
             # request closer to `poison`. Counted at receipt under the task id.
-            self.ledger.uncount_delivery(delivery_id)
+            self.ledger.uncount_delivery(delivery_id, later=later)
             raise
         except Protected as exc:
             # Refused by the worker itself, nothing deleted: the request, not Auth0, is wrong.
@@ -226,6 +242,10 @@ class GrantHandler:
                 error=exc.to_error_info(),
                 attempts=attempts,
             )
+        except BaseException:
+            # Nothing is recorded after this: what the story queued goes on its own.
+            later.flush(quiet=True)
+            raise
         return self._outcome(
             request,
             request_id,

@@ -23,6 +23,7 @@ from grant_worker.tasks.flow import pacing
 from grant_worker.tasks.flow.breaker import Breaker, is_outage_error, tenant_fault
 from grant_worker.tasks.flow.pace import BreakerIsOpen, FleetPace, SlotUnavailable
 from grant_worker.tasks.flow.retry_policy import Budget, Random, RetryPolicy, call_with_retries
+from grant_worker.tasks.ride_along import RideAlong
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,8 +58,10 @@ class FlowParts(Protocol):
 class PacedRun:
     """The state of one request's calls: its budget, its call count, its fleet slot."""
 
-    def __init__(self, owner: FlowParts) -> None:
+    def __init__(self, owner: FlowParts, *, later: RideAlong | None = None) -> None:
         self.owner = owner
+        # The request's writes that may wait for its next round trip (the pace's lessons).
+        self.later = later
         self.policy = owner.policy
         self.budget = Budget.starting_now(owner.policy.budget_s, owner.clock)
         self.attempts = 0
@@ -107,11 +110,18 @@ class PacedRun:
         breaker = self.owner.breaker
         if breaker is None or not is_outage_error(exc) or self.outage_failures == 0:
             return
+        self._send_lessons()
         if breaker.note_exhausted(self.outage_failures, exc.message):
             raise ReturnToQueue(
                 f"the fleet's breaker is open (unreachable): {exc.message}",
                 delay_s=BREAKER_RETURN_DELAY_S,
             ) from exc
+
+    def _send_lessons(self) -> None:
+        # Before the breaker's own writes: an answer's lesson ends a failure streak, so it must
+        # reach Redis before a later failure is counted, as it would have unqueued.
+        if self.later is not None:
+            self.later.flush()
 
     def _check_tenant(self, exc: Auth0Error) -> None:
         """A tenant fault opens the fleet's breaker and sends this request back to the queue."""
@@ -122,9 +132,14 @@ class PacedRun:
         outage = is_outage_error(exc)
         self.outage_failures = self.outage_failures + 1 if outage else 0
         if cause is not None:
+            self._send_lessons()
             breaker.open(cause, exc.message)
-        elif not (outage and breaker.note_failure(exc.message)):
+        elif not outage:
             return
+        else:
+            self._send_lessons()
+            if not breaker.note_failure(exc.message):
+                return
         raise ReturnToQueue(
             f"the fleet's breaker is open ({cause or 'unreachable'}): {exc.message}",
             delay_s=BREAKER_RETURN_DELAY_S,
@@ -144,7 +159,7 @@ class PacedRun:
         until, told = pacing.pause_after_429(reset, exc.retry_after_s, now)
         if not told and reset.kind != "absent":
             _log_absurd_reset(reset.kind, exc.reset_at_epoch_s)
-        pace.pause_until(until)
+        pace.pause_until(until, later=self.later)
         if until - now > self.owner.slot_wait_s:
             raise ReturnToQueue(
                 f"429 from Auth0; the rate limit resets in {until - now:.0f} s",
@@ -161,7 +176,7 @@ class PacedRun:
                 raise ReturnToQueue("the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S)
             return
         try:
-            slot = pace.acquire(max_wait_s=self.owner.slot_wait_s)
+            slot = pace.acquire(max_wait_s=self.owner.slot_wait_s, later=self.later)
         except BreakerIsOpen:
             raise ReturnToQueue(
                 "the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S
@@ -182,7 +197,7 @@ class PacedRun:
         pace = self.owner.pace
         if pace is None or endpoint == TOKEN:
             return
-        pace.observe(self.slot_seq, status, headers)
+        pace.observe(self.slot_seq, status, headers, later=self.later)
 
     def _count(self, endpoint: str) -> None:
         if endpoint != TOKEN:

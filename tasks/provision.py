@@ -74,6 +74,7 @@ from grant_worker.tasks.flow.retry_policy import (
 from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import CreateClientGrant, Grant, GrantRequest
 from grant_worker.tasks.paced_run import DEFAULT_SLOT_WAIT_S, PacedRun
+from grant_worker.tasks.ride_along import RideAlong
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -132,14 +133,18 @@ class Provisioner:
         sent_before: bool = False,
         marker: SentMarker | None = None,
         before_send: Callable[[], None] | None = None,
+        later: RideAlong | None = None,
     ) -> Resolution:
         """Create the grant of `request`, or resolve its 409 under `request.on_conflict`.
 
         `sent_before`: an earlier delivery's create may have reached Auth0 unanswered.
         `marker` records what each POST did; `before_send` runs just before each POST.
+        `later` takes the writes that may wait for the request's next round trip.
         Raises an `Auth0Error` subclass, with `attempts` set.
         """
-        run = _Run(self, sent_before=sent_before, marker=marker, before_send=before_send)
+        run = _Run(
+            self, sent_before=sent_before, marker=marker, before_send=before_send, later=later
+        )
         try:
             return run.provision(request)
         except Auth0Error as exc:
@@ -159,8 +164,9 @@ class _Run(PacedRun):
         sent_before: bool,
         marker: SentMarker | None,
         before_send: Callable[[], None] | None,
+        later: RideAlong | None,
     ) -> None:
-        super().__init__(owner)
+        super().__init__(owner, later=later)
         # True once a create of this request may have been applied without our seeing it.
         self.maybe_sent = sent_before
         # Whether a lookup has been made since the last ambiguous send.

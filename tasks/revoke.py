@@ -39,6 +39,7 @@ from grant_worker.tasks.errors import (
 from grant_worker.tasks.messages.models import CreateClientGrant, Grant, GrantRequest
 from grant_worker.tasks.paced_run import FlowParts, PacedRun
 from grant_worker.tasks.provision import GRANT_BUSY_DELAY_S
+from grant_worker.tasks.ride_along import RideAlong
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +89,19 @@ class Revoker:
         self.grant_locks = grant_locks
 
     def revoke(
-        self, request: GrantRequest, *, sent_before: bool = False, marker: SentMarker | None = None
+        self,
+        request: GrantRequest,
+        *,
+        sent_before: bool = False,
+        marker: SentMarker | None = None,
+        later: RideAlong | None = None,
     ) -> Revocation:
         """Delete the grant `request` names, or find that there is none.
 
         Raises `Protected` (nothing deleted), an `Auth0Error` subclass, or `ReturnToQueue`;
         errors carry `attempts`.
         """
-        run = _RevokeRun(self, sent_before=sent_before, marker=marker)
+        run = _RevokeRun(self, sent_before=sent_before, marker=marker, later=later)
         try:
             return run.revoke(request)
         except (Auth0Error, Protected) as exc:
@@ -104,8 +110,15 @@ class Revoker:
 
 
 class _RevokeRun(PacedRun):
-    def __init__(self, owner: Revoker, *, sent_before: bool, marker: SentMarker | None) -> None:
-        super().__init__(owner.flow)
+    def __init__(
+        self,
+        owner: Revoker,
+        *,
+        sent_before: bool,
+        marker: SentMarker | None,
+        later: RideAlong | None,
+    ) -> None:
+        super().__init__(owner.flow, later=later)
         self.revoker = owner
         # True once a DELETE of this request may have been applied without our seeing it.
         self.maybe_sent = sent_before

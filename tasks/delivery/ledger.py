@@ -10,7 +10,7 @@ reaching us, so that a later 409 can be recognised as possibly our own:
 | (absent)   | never sent, or every send was cleanly refused   | someone else's grant     |
 | `sending`  | just before a POST; left behind by a crash      | possibly ours            |
 | `lost`     | the POST timed out, dropped or got a 5xx        | possibly ours            |
-| `created`  | the POST answered 201 (outcome not yet recorded)| ours                     |
+| `created`  | answered 201; the record is not written with it | ours                     |
 
 A clean refusal (409, 400, a connect error: Auth0 certainly created nothing) takes back the
 `sending` this send put there, and only that: an earlier send's state is kept.
@@ -24,6 +24,7 @@ from typing import Protocol
 import redis
 
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.ride_along import RideAlong, run_script
 from grant_worker.tasks.scripts import register
 
 SENDING = "sending"
@@ -98,9 +99,10 @@ class DeliveryLedger:
         count, _ = pipe.execute()
         return int(count)
 
-    def uncount_delivery(self, request_id: str) -> None:
-        """Take back the delivery counted last: the request went back to the queue unworked."""
-        self._uncount(keys=[self._keys.deliveries(request_id)])
+    def uncount_delivery(self, request_id: str, *, later: RideAlong | None = None) -> None:
+        """Take back the delivery counted last: the request went back to the queue unworked.
+        `later`'s queued writes go ahead of it, in its round trip."""
+        run_script(self._uncount, [self._keys.deliveries(request_id)], [], later=later)
 
     def mark_sending(self, request_id: str) -> bool:
         """Before a POST: remember it may reach Auth0. True when no earlier state was there
@@ -128,9 +130,10 @@ class DeliveryLedger:
         """Whether a create of `request_id` may have reached Auth0 without our knowing."""
         return self.sent_state(request_id) is not None
 
-    def marker(self, request_id: str) -> LedgerMarker:
-        """The `SentMarker` the provisioner drives for one delivery of `request_id`."""
-        return LedgerMarker(self, request_id)
+    def marker(self, request_id: str, *, later: RideAlong | None = None) -> LedgerMarker:
+        """The `SentMarker` the provisioner drives for one delivery of `request_id`; with
+        `later`, the delivery ends in an outcome record sent with `later`'s writes."""
+        return LedgerMarker(self, request_id, later)
 
     def forget_deliveries(self, request_id: str) -> None:
         """Start the delivery count afresh (a replay is a new chance, not a redelivery)."""
@@ -153,9 +156,12 @@ def delivery_count(raw: str | None) -> int | None:
 class LedgerMarker:
     """Adapts the ledger to `SentMarker` for one request."""
 
-    def __init__(self, ledger: DeliveryLedger, request_id: str) -> None:
+    def __init__(
+        self, ledger: DeliveryLedger, request_id: str, later: RideAlong | None = None
+    ) -> None:
         self._ledger = ledger
         self._request_id = request_id
+        self._later = later
 
     def sending(self) -> bool:
         return self._ledger.mark_sending(self._request_id)
@@ -167,4 +173,8 @@ class LedgerMarker:
         self._ledger.mark_lost(self._request_id)
 
     def created(self) -> None:
-        self._ledger.mark_created(self._request_id)
+        # With the outcome record next in line (`later` goes with it), the mark would be ended
+        # by that record in the same round trip: nothing to write. Until the record lands, the
+        # `sending` before it makes a later 409 possibly ours, as `created` would.
+        if self._later is None:
+            self._ledger.mark_created(self._request_id)

@@ -24,6 +24,7 @@ import random as _random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -31,6 +32,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
 from grant_worker.tasks.flow import pacing
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.ride_along import RideAlong, run_script
 from grant_worker.tasks.scripts import register
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,7 @@ class FleetPace:
     def _model_args(self) -> list[float | int]:
         return [self._ceiling or 0, self._ceiling_burst or 0, pacing.START_RATE_PER_S, IDLE_TTL_MS]
 
-    def acquire(self, *, max_wait_s: float | None = None) -> Slot:
+    def acquire(self, *, max_wait_s: float | None = None, later: RideAlong | None = None) -> Slot:
         """Wait for a slot and take it, waiting at most `max_wait_s` seconds (None: no limit).
 
         Nothing is reserved ahead: while no slot is due the caller sleeps a little (at most
@@ -145,16 +147,16 @@ class FleetPace:
         answer elsewhere counts at once. Raises `SlotUnavailable` (taking nothing) once the
         wait would exceed `max_wait_s`, and `BreakerIsOpen` while the fleet's breaker is open.
         With pacing off only a pause is waited for, and the slot has sequence 0.
+        `later`'s writes go ahead of the first ask, in its round trip.
         """
         started = self._clock()
         if self.mode == "off":
-            self._wait_out_pause(started, max_wait_s)
+            self._wait_out_pause(started, max_wait_s, later)
             return Slot(0, time.time(), self._clock() - started)
+        keys = [self._keys.pace, self._keys.breaker]
+        args = [*self._model_args(), GRACE_US]
         while True:
-            taken, slot_us, now_us, seq, paused = self._acquire(
-                keys=[self._keys.pace, self._keys.breaker],
-                args=[*self._model_args(), GRACE_US],
-            )
+            taken, slot_us, now_us, seq, paused = run_script(self._acquire, keys, args, later=later)
             if int(taken) < 0:
                 raise BreakerIsOpen()
             wait_s = max(0.0, (int(slot_us) - int(now_us)) / _US)
@@ -173,10 +175,11 @@ class FleetPace:
         metrics.PACE_WAIT_SECONDS.observe(waited_s)
         return Slot(int(seq), int(slot_us) / _US, waited_s)
 
-    def _wait_out_pause(self, started: float, max_wait_s: float | None) -> None:
-        is_open, pause_us, now_us, streak = self._unpaced_check(
-            keys=[self._keys.pace, self._keys.breaker]
-        )
+    def _wait_out_pause(
+        self, started: float, max_wait_s: float | None, later: RideAlong | None
+    ) -> None:
+        keys = [self._keys.pace, self._keys.breaker]
+        is_open, pause_us, now_us, streak = run_script(self._unpaced_check, keys, [], later=later)
         if int(is_open):
             raise BreakerIsOpen()
         self._streak_seen = int(streak) > 0
@@ -187,11 +190,20 @@ class FleetPace:
             raise SlotUnavailable(wait_s)
         self._sleep(wait_s)
 
-    def observe(self, slot_seq: int, status: int, headers: Mapping[str, str]) -> None:
+    def observe(
+        self,
+        slot_seq: int,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        later: RideAlong | None = None,
+    ) -> None:
         """Learn from a Management API answer to the call that held slot `slot_seq`.
 
         Any answer below 500 also ends the breaker's failure streak; with pacing off only that
-        is done (and only while a streak was seen), the headers recorded, nothing learned."""
+        is done (and only while a streak was seen), the headers recorded, nothing learned.
+        With `later`, the lesson rides with the request's next round trip instead of taking one
+        of its own."""
         if status >= 500:
             return
         if self.mode == "off":
@@ -200,33 +212,30 @@ class FleetPace:
             slot_seq = 0
         limit = pacing.parse_count(headers.get("x-ratelimit-limit"))
         remaining = pacing.parse_count(headers.get("x-ratelimit-remaining"))
-        rate_milli, known_limit, known_remaining, _pause_us, _synced = self._observe(
-            keys=[self._keys.pace, self._keys.breaker],
-            args=[
-                *self._model_args(),
-                slot_seq,
-                "limited" if status == 429 else "ok",
-                "" if limit is None else limit,
-                "" if remaining is None else remaining,
-                int(pacing.WINDOW_MIN_S * _US),
-                pacing.WINDOW_MIN_CALLS,
-                int(pacing.WINDOW_MAX_S * _US),
-                pacing.RATE_SMOOTHING,
-                pacing.MIN_RATE_PER_S,
-                pacing.MAX_RATE_PER_S,
-                pacing.HEADLESS_STEP_PER_S,
-                pacing.RESERVE_PER_LIMIT,
-            ],
-        )
-        metrics.FLEET_RATE.set(int(rate_milli) / 1000)
-        if int(known_limit) >= 0:
-            metrics.TENANT_LIMIT.set(int(known_limit))
-        if int(known_remaining) >= 0:
-            metrics.TENANT_REMAINING.set(int(known_remaining))
+        keys = [self._keys.pace, self._keys.breaker]
+        args = [
+            *self._model_args(),
+            slot_seq,
+            "limited" if status == 429 else "ok",
+            "" if limit is None else limit,
+            "" if remaining is None else remaining,
+            *_OBSERVE_CONSTANTS,
+        ]
+        if later is None:
+            _show_learned(self._observe(keys=keys, args=args))
+        else:
+            later.add(
+                "the pace's lesson from an answer",
+                lambda pipe: pipe.script(self._observe, keys, args),
+                _show_learned,
+            )
 
-    def pause_until(self, epoch_s: float) -> bool:
-        """Hold every process's calls until `epoch_s` (never shortens); True if extended."""
-        _, extended = self._pause(keys=[self._keys.pace], args=[int(epoch_s * _US), IDLE_TTL_MS])
+    def pause_until(self, epoch_s: float, *, later: RideAlong | None = None) -> bool:
+        """Hold every process's calls until `epoch_s` (never shortens); True if extended.
+        `later`'s writes go ahead, in the same round trip."""
+        _, extended = run_script(
+            self._pause, [self._keys.pace], [int(epoch_s * _US), IDLE_TTL_MS], later=later
+        )
         if int(extended):
             metrics.PACE_PAUSES.inc()
             metrics.FLEET_PAUSE_UNTIL.set(epoch_s)
@@ -240,6 +249,28 @@ class FleetPace:
             return None
         until = float(text) / _US
         return until if until > time.time() else None
+
+
+# The method's constants (`tasks.flow.pacing`), in the order `lua/pace_observe.lua` reads them.
+_OBSERVE_CONSTANTS = (
+    int(pacing.WINDOW_MIN_S * _US),
+    pacing.WINDOW_MIN_CALLS,
+    int(pacing.WINDOW_MAX_S * _US),
+    pacing.RATE_SMOOTHING,
+    pacing.MIN_RATE_PER_S,
+    pacing.MAX_RATE_PER_S,
+    pacing.HEADLESS_STEP_PER_S,
+    pacing.RESERVE_PER_LIMIT,
+)
+
+
+def _show_learned(result: Any) -> None:
+    rate_milli, known_limit, known_remaining, _pause_us, _synced = result
+    metrics.FLEET_RATE.set(int(rate_milli) / 1000)
+    if int(known_limit) >= 0:
+        metrics.TENANT_LIMIT.set(int(known_limit))
+    if int(known_remaining) >= 0:
+        metrics.TENANT_REMAINING.set(int(known_remaining))
 
 
 def make_pace(

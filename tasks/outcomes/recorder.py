@@ -23,7 +23,8 @@ from grant_worker.tasks.keys import Keys
 from grant_worker.tasks.messages.models import Outcome
 from grant_worker.tasks.outcomes.batches import COUNT_IN_BATCH, batch_argument, batch_keys
 from grant_worker.tasks.outcomes.records import STATUS_LETTERS, resolve
-from grant_worker.tasks.scripts import register
+from grant_worker.tasks.ride_along import RideAlong
+from grant_worker.tasks.scripts import ScriptPipeline, register
 
 
 def dead_letter(outcome: Outcome, original: Any) -> dict[str, Any]:
@@ -118,6 +119,7 @@ class OutcomeRecorder:
         withdraw: str | None = None,
         release: bytes | None = None,
         released: Callable[[], None] | None = None,
+        later: RideAlong | None = None,
     ) -> bool:
         """Record `outcome` unless one is already recorded for its request id.
 
@@ -127,6 +129,7 @@ class OutcomeRecorder:
         nothing is written when it is no longer on the queue (a worker took it): False.
         With `release` (the token of the request lock held), the lock is released in the same
         step, whether or not this outcome was written, and `released` is called after.
+        With `later`, the request's queued writes go ahead of the record, in its round trip.
         """
         activity_key, activity_field = self._activity.field_of(outcome_series(outcome.status))
         outcome, outcome_json = serialisable(outcome)
@@ -163,26 +166,41 @@ class OutcomeRecorder:
             RETENTION_S,
             batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
         ]
-        if not self._min_replicas:
+        if later is None and not self._min_replicas:
             written = self._script(keys=keys, args=args)
         else:
-            # Behind Sentinel: a primary that has just been replaced still takes writes for a
-            # moment, and the resync discards them. Acknowledging the message on the strength
-            # of such a write loses the request, so the write must reach a replica first
-            # (WAIT, on the same connection: one pipeline).
-            pipe = self._client.pipeline(transaction=False)
-            self._script(keys=keys, args=args, client=pipe)
-            pipe.execute_command("WAIT", self._min_replicas, self._replica_wait_ms)
-            written, replicas = pipe.execute()
-            if int(replicas) < self._min_replicas:
-                raise redis.ConnectionError(
-                    f"the outcome of {outcome.request_id} reached {replicas} of "
-                    f"{self._min_replicas} replica(s) within {self._replica_wait_ms} ms; not "
-                    "acknowledged (a failover may be under way)"
-                )
+            written = self._record_in_pipeline(outcome.request_id, keys, args, later)
         if released is not None and int(written) >= 0:
             released()
         return int(written) == 1
+
+    def _record_in_pipeline(
+        self, request_id: str, keys: list[str], args: list[Any], later: RideAlong | None
+    ) -> Any:
+        def fill(pipe: ScriptPipeline) -> None:
+            pipe.script(self._script, keys, args)
+            if self._min_replicas:
+                # Behind Sentinel: a primary that has just been replaced still takes writes for
+                # a moment, and the resync discards them. Acknowledging the message on the
+                # strength of such a write loses the request, so the write must reach a replica
+                # first (WAIT, on the same connection: the same pipeline).
+                pipe.command("WAIT", self._min_replicas, self._replica_wait_ms)
+
+        results = (later or self.ride_along()).send_with(fill)
+        failed = next((result for result in results if isinstance(result, Exception)), None)
+        if failed is not None:
+            raise failed
+        if self._min_replicas and int(results[1]) < self._min_replicas:
+            raise redis.ConnectionError(
+                f"the outcome of {request_id} reached {results[1]} of "
+                f"{self._min_replicas} replica(s) within {self._replica_wait_ms} ms; not "
+                "acknowledged (a failover may be under way)"
+            )
+        return results[0]
+
+    def ride_along(self) -> RideAlong:
+        """Where one request's writes wait to go with its outcome record (`tasks.ride_along`)."""
+        return RideAlong(self._client)
 
     def publish(self, outcome: Outcome, *, original: Any = None) -> None:
         """Put `outcome` on the results stream (and the dead stream, and the live channel)

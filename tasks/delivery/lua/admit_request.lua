@@ -6,7 +6,9 @@
 -- Returns {'recorded', record, claim or ''} when an outcome is recorded (nothing changed),
 -- {'busy', '', ''} when another delivery holds the lock (nothing changed), else
 -- {'admitted', the earlier claim or '' (claimed now), sent marker or ''} with the lock taken.
-local record = redis.call('GET', KEYS[1])
+-- The sent marker is read with the record: one read instead of two.
+local read = redis.call('MGET', KEYS[1], KEYS[4])
+local record, sent = read[1], read[2]
 if record then
   return {'recorded', record, redis.call('GET', KEYS[3]) or ''}
 end
@@ -19,4 +21,4 @@ local claim = ''
 if ARGV[3] ~= '' and not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', tonumber(ARGV[4])) then
   claim = redis.call('GET', KEYS[3]) or ''
 end
-return {'admitted', claim, redis.call('GET', KEYS[4]) or ''}
+return {'admitted', claim, sent or ''}

@@ -7,7 +7,8 @@
 if redis.call('HGET', KEYS[2], 'state') == 'open' then
   return {-1, now, now, 0, 0}
 end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'tok_t', 'pause', 'rate', 'limit', 'seq')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'tok_t', 'pause', 'rate', 'limit', 'seq',
+  'exp_t')
 local rate, burst, interval = model(tonumber(state[4]), tonumber(state[5]))
 local tokens = tonumber(state[1])
 local tok_t = tonumber(state[2]) or now
@@ -28,7 +29,8 @@ if slot - now > tonumber(ARGV[5]) then
 end
 -- The sequence number is read above and written with the model: one HSET, as atomic.
 local seq = (tonumber(state[6]) or 0) + 1
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'tok_t', string.format('%.0f', now),
-  'seq', seq)
-redis.call('PEXPIRE', KEYS[1], ttl_ms)
+local fields = {'tokens', tostring(tokens - 1), 'tok_t', string.format('%.0f', now), 'seq', seq}
+local renew = renewal_due(tonumber(state[7]), fields)
+redis.call('HSET', KEYS[1], unpack(fields))
+if renew then redis.call('PEXPIRE', KEYS[1], ttl_ms) end
 return {1, math.floor(slot), now, seq, 0}

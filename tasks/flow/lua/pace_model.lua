@@ -27,3 +27,14 @@ local function model(learned, limit)
   if burst < 1 then burst = 1 end
   return rate, burst, 1000000 / rate
 end
+
+-- The hash lives `ttl_ms` past its last use. Renewing that on every call is a command each
+-- time; renewing once an eighth of it has passed since the last renewal (`exp_t`, read and
+-- written with the rest of the state) keeps it between 7/8 and all of `ttl_ms` past its last
+-- use, at a command per renewal. `fields` is the HSET's list, which gets `exp_t` then.
+local function renewal_due(exp_t, fields)
+  if exp_t ~= nil and now - exp_t < ttl_ms * 125 then return false end
+  fields[#fields + 1] = 'exp_t'
+  fields[#fields + 1] = string.format('%.0f', now)
+  return true
+end

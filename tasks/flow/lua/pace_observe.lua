@@ -23,7 +23,7 @@ if streak and streak ~= '0' then
 end
 
 local s = redis.call('HMGET', KEYS[1], 'rate', 'limit', 'seq', 'obs_seq', 'win_t', 'win_seq',
-  'win_rem', 'win_rej', 'win_full', 'pause')
+  'win_rem', 'win_rej', 'win_full', 'pause', 'exp_t')
 local learned = tonumber(s[1])
 local known_limit = tonumber(s[2])
 local seq = tonumber(s[3]) or 0
@@ -36,7 +36,12 @@ local function change(...)
   for _, v in ipairs({...}) do changed[#changed + 1] = v end
 end
 local function write_changes()
-  if #changed > 0 then redis.call('HSET', KEYS[1], unpack(changed)) end
+  local renew = false
+  if #changed > 0 then
+    renew = renewal_due(tonumber(s[11]), changed)
+    redis.call('HSET', KEYS[1], unpack(changed))
+  end
+  if renew then redis.call('PEXPIRE', KEYS[1], ttl_ms) end
 end
 
 local function clamp(rate)
@@ -52,7 +57,6 @@ if L == nil or R == nil or L < 1 then
     change('rate', tostring(learned))
   end
   write_changes()
-  redis.call('PEXPIRE', KEYS[1], ttl_ms)
   local shown = learned or 0
   return {math.floor(shown * 1000), known_limit or -1, -1, pause, 0}
 end
@@ -103,6 +107,5 @@ if slot_seq > 0 then
   end
 end
 write_changes()
-redis.call('PEXPIRE', KEYS[1], ttl_ms)
 local rate = model(learned, L)
 return {math.floor(rate * 1000), L, R, pause, synced}

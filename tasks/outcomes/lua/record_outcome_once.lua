@@ -14,8 +14,11 @@
 -- released either way (the delivery is over), and only if it is still this token's.
 local markers = tonumber(ARGV[7])
 local lock = KEYS[6 + markers]
+local function lock_is_ours()
+  return ARGV[9] ~= '' and redis.call('GET', lock) == ARGV[9]
+end
 local function release_lock()
-  if ARGV[9] ~= '' and redis.call('GET', lock) == ARGV[9] then
+  if lock_is_ours() then
     redis.call('DEL', lock)
   end
 end
@@ -41,30 +44,33 @@ if ARGV[6] ~= '' then
   end
 end
 redis.call('PUBLISH', KEYS[4], ARGV[1])
--- The claim only marks the request in flight: its fingerprint moves into the record, which
--- owns the id from now on (tasks/outcomes/claims.py).
+-- The claim, the markers (delivery count, "may have been sent") and the request lock only matter
+-- until the outcome is recorded: from now on the record answers every redelivery. One DEL ends
+-- them all. The claim only marked the request in flight: its fingerprint moves into the record,
+-- which owns the id from now on (tasks/outcomes/claims.py).
 local fingerprint = ''
+local ended = {KEYS[5]}
 local claim = redis.call('GET', KEYS[5])
 if claim then
   local ok, decoded = pcall(cjson.decode, claim)
   if ok and type(decoded) == 'table' and type(decoded.fingerprint) == 'string' then
     fingerprint = decoded.fingerprint
   end
-  redis.call('DEL', KEYS[5])
 end
+for i = 6, 5 + markers do ended[#ended + 1] = KEYS[i] end
+if lock_is_ours() then ended[#ended + 1] = lock end
 -- The record points at the entry: the outcome itself is on the stream already. Its format
 -- belongs to tasks/outcomes/records.py: "{status letter} {entry id} {fingerprint}".
 redis.call('SET', KEYS[1], ARGV[8] .. ' ' .. entry .. ' ' .. fingerprint,
            'EX', tonumber(ARGV[4]))
--- The markers (delivery count, "may have been sent") only matter until the outcome is
--- recorded: from now on the record answers every redelivery. Deleted in the same step.
-for i = 6, 5 + markers do redis.call('DEL', KEYS[i]) end
-release_lock()
+redis.call('DEL', unpack(ended))
 -- The dashboard's per-second count is best-effort: pcall, so that a failure there can never
 -- fail or undo the record written above.
 if ARGV[10] ~= '' then
   local activity = KEYS[7 + markers]
-  redis.pcall('HINCRBY', activity, ARGV[10], 1)
-  redis.pcall('EXPIRE', activity, tonumber(ARGV[11]))
+  -- The first count of a field sets the hash's lifetime; the later ones need not repeat it.
+  if redis.pcall('HINCRBY', activity, ARGV[10], 1) == 1 then
+    redis.pcall('EXPIRE', activity, tonumber(ARGV[11]))
+  end
 end
 return 1
