@@ -37,7 +37,13 @@ from grant_worker.tasks.messages.models import (
     utc_timestamp,
 )
 from grant_worker.tasks.messages.validation import parse_request
-from grant_worker.tasks.outcomes.claims import Claim, RequestClaims, claim_value, owner
+from grant_worker.tasks.outcomes.claims import (
+    Claim,
+    RequestClaims,
+    claim_value,
+    fingerprint,
+    owner,
+)
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.provision import Provisioner, Resolution
 from grant_worker.tasks.revoke import Revocation, Revoker
@@ -115,7 +121,9 @@ class GrantHandler:
                 sent_before=self.ledger.was_sent(request_id),
                 later=later,
             )
-            written = self.recorder.record(outcome, original=request.wire(), later=later)
+            written = self.recorder.record(
+                outcome, original=request.wire(), later=later, fingerprint=self._owns(request)
+            )
         return self._finished(request_id, outcome, written, started)
 
     def _admit(
@@ -170,8 +178,13 @@ class GrantHandler:
                 release=admission.token,
                 released=released,
                 later=later,
+                fingerprint=self._owns(request),
             )
         return self._finished(request_id, outcome, written, started)
+
+    def _owns(self, request: GrantRequest) -> str:
+        # Under the lock, past the claim check: the claim on the id is this request's own.
+        return fingerprint(request) if self.claims is not None else ""
 
     def _finished(
         self, request_id: str, outcome: Outcome, written: bool, started: float

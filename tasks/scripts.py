@@ -46,43 +46,54 @@ class ScriptPipeline:
 
     redis-py's own pipeline asks `SCRIPT EXISTS` before every execution that holds a script: a
     round trip and a command of its own each time, which is what a pipeline is for saving. Here
-    scripts go by SHA alone, and one that Redis no longer knows (a restart, a failover) is run
-    again on its own after the pipeline, which loads it: it had not run, so nothing runs twice.
+    scripts go by SHA alone. A script Redis no longer knows (a restart, a failover) had not run:
+    it is loaded and run again after the pipeline, in order, in one more round trip, with the
+    commands queued `after_scripts` (a WAIT that must follow the writes) run again after it.
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._pipe = client.pipeline(transaction=False)
-        self._scripts: dict[int, tuple[Script, list[Any], list[Any]]] = {}
-        self._size = 0
+        self._calls: list[tuple[Script | None, tuple[Any, ...], bool]] = []
 
     def script(self, script: Script, keys: list[Any], args: list[Any]) -> int:
         """Queue `script`; returns the position of its result."""
-        self._pipe.evalsha(script.sha, len(keys), *keys, *args)
-        self._scripts[self._size] = (script, keys, args)
-        self._size += 1
-        return self._size - 1
+        self._calls.append((script, (len(keys), *keys, *args), False))
+        return len(self._calls) - 1
 
-    def command(self, *args: Any, **options: Any) -> int:
-        """Queue a plain command (`execute_command`'s arguments); returns its result's position."""
-        self._pipe.execute_command(*args, **options)
-        self._size += 1
-        return self._size - 1
+    def command(self, *args: Any, after_scripts: bool = False) -> int:
+        """Queue a plain command; returns its result's position. `after_scripts`: it must run
+        after the scripts before it, even one Redis had to be given again."""
+        self._calls.append((None, args, after_scripts))
+        return len(self._calls) - 1
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._calls)
 
     def execute(self) -> list[Any]:
         """Every result in order; a command Redis refused leaves its exception in its place
         (the caller decides which matter). A connection failure raises."""
-        if not self._size:
+        if not self._calls:
             return []
-        results: list[Any] = self._pipe.execute(raise_on_error=False)
-        for position, result in enumerate(results):
-            if isinstance(result, NoScriptError) and position in self._scripts:
-                script, keys, args = self._scripts[position]
-                try:
-                    results[position] = script(keys=keys, args=args, client=self._client)
-                except redis.ResponseError as exc:
-                    results[position] = exc
+        results = self._send(range(len(self._calls)))
+        unknown = [n for n, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if unknown:
+            for position in unknown:
+                script = self._calls[position][0]
+                if script is not None:
+                    self._client.script_load(script.script)
+            again = [
+                n for n in range(unknown[0], len(self._calls)) if n in unknown or self._calls[n][2]
+            ]
+            for position, result in zip(again, self._send(again), strict=True):
+                results[position] = result
         return results
+
+    def _send(self, positions: Any) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for position in positions:
+            script, args, _ = self._calls[position]
+            if script is None:
+                pipe.execute_command(*args)
+            else:
+                pipe.execute_command("EVALSHA", script.sha, *args)
+        return list(pipe.execute(raise_on_error=False))

@@ -120,6 +120,7 @@ class OutcomeRecorder:
         release: bytes | None = None,
         released: Callable[[], None] | None = None,
         later: RideAlong | None = None,
+        fingerprint: str = "",
     ) -> bool:
         """Record `outcome` unless one is already recorded for its request id.
 
@@ -130,6 +131,8 @@ class OutcomeRecorder:
         With `release` (the token of the request lock held), the lock is released in the same
         step, whether or not this outcome was written, and `released` is called after.
         With `later`, the request's queued writes go ahead of the record, in its round trip.
+        `fingerprint`: the request's own, when the claim on its id is known to be its own (the
+        record takes it without reading the claim).
         """
         activity_key, activity_field = self._activity.field_of(outcome_series(outcome.status))
         outcome, outcome_json = serialisable(outcome)
@@ -164,6 +167,7 @@ class OutcomeRecorder:
             release or "",
             activity_field,
             RETENTION_S,
+            fingerprint,
             batch_argument(outcome, ttl_s=self._record_ttl_s, withdraw=withdraw),
         ]
         if later is None and not self._min_replicas:
@@ -184,7 +188,7 @@ class OutcomeRecorder:
                 # a moment, and the resync discards them. Acknowledging the message on the
                 # strength of such a write loses the request, so the write must reach a replica
                 # first (WAIT, on the same connection: the same pipeline).
-                pipe.command("WAIT", self._min_replicas, self._replica_wait_ms)
+                pipe.command("WAIT", self._min_replicas, self._replica_wait_ms, after_scripts=True)
 
         results = (later or self.ride_along()).send_with(fill)
         failed = next((result for result in results if isinstance(result, Exception)), None)

@@ -9,7 +9,9 @@
 -- ARGV[1] outcome_json, ARGV[2] request_id, ARGV[3] status, ARGV[4] ttl_s, ARGV[5] maxlen,
 --   ARGV[6] dead_json ("" = not dead), ARGV[7] marker count, ARGV[8] status letter,
 --   ARGV[9] the request lock's token ('' = none held), ARGV[10] the activity field ('' =
---   none), ARGV[11] the activity hash's ttl_s, then the batch ledger's argument (last).
+--   none), ARGV[11] the activity hash's ttl_s, ARGV[12] the request's fingerprint when its
+--   claim is known to be this request's ('' = read it from the claim), then the batch
+--   ledger's argument (last).
 -- Returns 1 when recorded now, 0 when an outcome was recorded already; the request lock is
 -- released either way (the delivery is over), and only if it is still this token's.
 local markers = tonumber(ARGV[7])
@@ -48,9 +50,9 @@ redis.call('PUBLISH', KEYS[4], ARGV[1])
 -- until the outcome is recorded: from now on the record answers every redelivery. One DEL ends
 -- them all. The claim only marked the request in flight: its fingerprint moves into the record,
 -- which owns the id from now on (tasks/outcomes/claims.py).
-local fingerprint = ''
+local fingerprint = ARGV[12]
 local ended = {KEYS[5]}
-local claim = redis.call('GET', KEYS[5])
+local claim = fingerprint == '' and redis.call('GET', KEYS[5])
 if claim then
   local ok, decoded = pcall(cjson.decode, claim)
   if ok and type(decoded) == 'table' and type(decoded.fingerprint) == 'string' then
