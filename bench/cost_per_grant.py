@@ -245,22 +245,24 @@ def phase_table(redis_port: int, settings: Settings, requests: int, start: int) 
     """Run `requests` idle requests under MONITOR and print commands per request by phase."""
     prefix = settings.grants_key_prefix
     lines: list[str] = []
-    stop = threading.Event()
+    # MONITOR's stream lags behind on a busy machine: it is read up to this marker, not cut
+    # off when the requests are done.
+    end_mark = f"cost-per-grant-end-{uuid.uuid4().hex}"
 
     def monitor() -> None:
         with redis.Redis(port=redis_port).monitor() as watching:
             for command in watching.listen():
-                if stop.is_set():
+                line = str(command.get("command", ""))
+                if end_mark in line:
                     return
-                lines.append(str(command.get("command", "")))
+                lines.append(line)
 
     thread = threading.Thread(target=monitor, daemon=True)
     thread.start()
     time.sleep(0.5)
     latency_phase(settings, requests, start)
-    stop.set()
-    redis.Redis(port=redis_port).ping()  # wakes the monitor so it sees `stop`
-    thread.join(5)
+    redis.Redis(port=redis_port).echo(end_mark)
+    thread.join(60)
     by_phase: Counter[str] = Counter()
     for line in lines:
         words = line.split()
