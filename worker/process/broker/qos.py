@@ -15,6 +15,7 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
+from redis.commands.core import Script
 
 from grant_worker.tasks.fleet import Identity
 from grant_worker.tasks.keys import Keys
@@ -27,6 +28,8 @@ _tracking: tuple[Identity, Keys] | None = None
 # How long a delivery count lives (GRANTS_RECORD_TTL_S); None: deliveries are counted later,
 # by the consumer (`worker.process.consumer`).
 _deliveries_ttl_s: int | None = None
+# `lua/record_taken.lua`, registered once; run on whichever client the channel hands out.
+_record_taken_script: Script | None = None
 
 
 def track_as(identity: Identity, keys: Keys, *, deliveries_ttl_s: int | None = None) -> None:
@@ -69,6 +72,13 @@ def taking_key() -> str | None:
     return keys.taking(str(identity))
 
 
+def _record_taken(client: Any) -> Script:
+    global _record_taken_script
+    if _record_taken_script is None:
+        _record_taken_script = register(client, __package__, "record_taken.lua")
+    return _record_taken_script
+
+
 def return_taken(client: Any, taking: str, queue: str) -> int:
     """Move every message of the taking list `taking` back onto the head of the queue list
     `queue`, in one atomic step (`lua/return_taken_to_queue.lua`)."""
@@ -79,41 +89,41 @@ class TrackingQoS(kombu_redis.QoS):
     """kombu's QoS, also keeping the set of delivery tags this worker holds."""
 
     def append(self, message: Any, delivery_tag: Any) -> None:
-        held = _held_key()
-        if held is None:
+        if _tracking is None:
             super().append(message, delivery_tag)
             return
-        # kombu's own append, with the tag added to the held set in the same round trip: a
-        # second one would widen the window in which a killed worker loses a message it took
-        # off the queue but had not yet recorded.
+        identity, keys = _tracking
+        # kombu's own record, with the tag added to the held set in the same atomic step: a
+        # second round trip would widen the window in which a killed worker loses a message
+        # it took off the queue but had not yet recorded.
         delivery = message.delivery_info
-        exchange, routing_key = delivery["exchange"], delivery["routing_key"]
+        record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         # The item as it was moved into this worker's taking list
-        # (`worker.process.broker.transport`): it leaves the list in the same transaction that
+        # (`worker.process.broker.transport`): it leaves the list in the same step that
         # records it as unacknowledged.
         taken = getattr(self.channel, "taken_item", None)
-        # The delivery is counted in the same transaction (`tasks.delivery.receipt`): the
-        # count the consumer needs first thing costs no round trip of its own.
+        script_keys = [
+            self.unacked_index_key,
+            self.unacked_key,
+            keys.held(str(identity)),
+            taken[0] if taken is not None else keys.taking(str(identity)),
+        ]
+        # The delivery is counted in the same step (`tasks.delivery.receipt`): the count the
+        # consumer needs first thing costs no round trip of its own.
         task_id = _countable_task_id(message) if _deliveries_ttl_s else None
-        with self.pipe_or_acquire() as pipe:
-            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
-                self.unacked_key, delivery_tag, dumps([message._raw, exchange, routing_key])
-            ).sadd(held, delivery_tag)
-            if taken is not None:
-                pipe.lrem(taken[0], 1, taken[1])
-            if task_id is not None:
-                deliveries = _tracking[1].deliveries(task_id) if _tracking else ""
-                pipe.incr(deliveries).expire(deliveries, _deliveries_ttl_s or 0)
-            results = pipe.execute(raise_on_error=False)
-            recorded = results[:-2] if task_id is not None else results
-            failed = next((r for r in recorded if isinstance(r, Exception)), None)
-            if failed is not None:
-                raise failed
-            if task_id is not None and not isinstance(results[-2], Exception):
-                # A count Redis refused (a damaged key) is left to the consumer's own.
-                message.grants_deliveries = int(results[-2])
-            self.channel.taken_item = None  # recorded: out of the taking list
-            virtual.QoS.append(self, message, delivery_tag)
+        if task_id is not None:
+            script_keys.append(keys.deliveries(task_id))
+        args = [delivery_tag, time.time(), record, taken[1] if taken is not None else b""]
+        with self.channel.conn_or_acquire() as client:
+            # One script, not MULTI/EXEC: two commands fewer, and the count's lifetime is set
+            # by the command that creates it (`lua/record_taken.lua`).
+            count = _record_taken(client)(
+                keys=script_keys, args=[*args, _deliveries_ttl_s or 0], client=client
+            )
+        if count is not None:
+            message.grants_deliveries = int(count)
+        self.channel.taken_item = None  # recorded: out of the taking list
+        virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
         pipe = super()._remove_from_indices(delivery_tag, pipe)

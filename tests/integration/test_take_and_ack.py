@@ -1,0 +1,93 @@
+"""Taking a message off the queue and acknowledging it, through the worker's own transport on a
+real Redis: what each leaves behind (kombu's record, the held set, the taking list, the delivery
+count), and that a count Redis refuses never stops the record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from grant_worker.config.settings import Settings
+from grant_worker.tasks.fleet import Identity
+from grant_worker.tasks.keys import Keys
+from grant_worker.worker.client.grant_client import GrantClient
+from grant_worker.worker.process.app import create_app
+from grant_worker.worker.process.broker import qos
+
+ME = Identity("taker@test", "b1")
+TTL_S = 600
+
+
+@pytest.fixture
+def taker(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A channel of this process, working as the worker `ME`; `take()` delivers one message."""
+    monkeypatch.setattr(qos, "_tracking", None)
+    monkeypatch.setattr(qos, "_deliveries_ttl_s", None)
+    qos.track_as(ME, Keys(settings.grants_key_prefix), deliveries_ttl_s=TTL_S)
+    connection = create_app(settings).connection_for_write()
+    channel = connection.default_channel
+    received: list[Any] = []
+    channel.basic_consume(settings.grants_queue, False, received.append, "taker")
+    # What kombu's poller does before the first BRPOP: give the client its own connection.
+    channel.client.connection = channel.client.connection_pool.get_connection()
+
+    def take() -> Any:
+        channel._brpop_start(timeout=5)
+        channel._brpop_read()
+        return received.pop()
+
+    channel.take = take
+    yield channel
+    connection.release()
+
+
+def submit(settings: Settings) -> str:
+    with GrantClient(settings) as client:
+        return client.submit({"grant": {"client_id": "svc-taken", "audience": "https://api/"}})
+
+
+def test_a_taken_message_is_recorded_held_counted_and_out_of_the_taking_list(
+    settings: Settings, redis_client: redis.Redis, taker: Any
+) -> None:
+    keys = Keys(settings.grants_key_prefix)
+    task_id = submit(settings)
+    message = taker.take()
+    tag = message.delivery_tag
+    assert redis_client.hexists(keys.unacked, tag)
+    assert redis_client.zscore(keys.unacked_index, tag) is not None
+    assert redis_client.smembers(keys.held(str(ME))) == {tag}
+    assert not redis_client.exists(keys.taking(str(ME)))
+    assert qos.delivery_count(message) == 1
+    assert redis_client.get(keys.deliveries(task_id)) == "1"
+    assert 0 < redis_client.ttl(keys.deliveries(task_id)) <= TTL_S
+
+    message.ack()
+    assert not redis_client.hexists(keys.unacked, tag)
+    assert redis_client.zscore(keys.unacked_index, tag) is None
+    assert not redis_client.exists(keys.held(str(ME)))
+
+
+def test_a_redelivery_counts_on_and_its_count_lives_afresh(
+    settings: Settings, redis_client: redis.Redis, taker: Any
+) -> None:
+    keys = Keys(settings.grants_key_prefix)
+    task_id = submit(settings)
+    redis_client.set(keys.deliveries(task_id), 2, ex=5)
+    message = taker.take()
+    assert qos.delivery_count(message) == 3
+    assert redis_client.ttl(keys.deliveries(task_id)) > 5
+
+
+def test_a_count_redis_refuses_leaves_the_message_recorded_and_counting_to_the_consumer(
+    settings: Settings, redis_client: redis.Redis, taker: Any
+) -> None:
+    keys = Keys(settings.grants_key_prefix)
+    task_id = submit(settings)
+    redis_client.rpush(keys.deliveries(task_id), "damaged")  # not a counter at all
+    message = taker.take()
+    assert qos.delivery_count(message) is None
+    assert redis_client.hexists(keys.unacked, message.delivery_tag)
+    assert not redis_client.exists(keys.taking(str(ME)))
