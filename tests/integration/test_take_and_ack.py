@@ -91,3 +91,19 @@ def test_a_count_redis_refuses_leaves_the_message_recorded_and_counting_to_the_c
     assert qos.delivery_count(message) is None
     assert redis_client.hexists(keys.unacked, message.delivery_tag)
     assert not redis_client.exists(keys.taking(str(ME)))
+
+
+def test_an_ack_cut_short_after_its_first_command_leaves_nothing_to_restore(
+    settings: Settings, redis_client: redis.Redis, taker: Any
+) -> None:
+    # An ack is a plain pipeline, not MULTI/EXEC: a connection lost after the hash entry went
+    # leaves the index entry and the held tag behind. Restoring them (the visibility timeout,
+    # a survivor) must put nothing back on the queue, and clear them.
+    keys = Keys(settings.grants_key_prefix)
+    submit(settings)
+    tag = taker.take().delivery_tag
+    redis_client.hdel(keys.unacked, tag)  # the ack's first command, and no more
+    taker.qos.restore_by_tag(tag)
+    assert redis_client.llen(settings.grants_queue) == 0
+    assert redis_client.zscore(keys.unacked_index, tag) is None
+    assert not redis_client.exists(keys.held(str(ME)))

@@ -39,10 +39,12 @@ EXPECTED_SIGNATURES = {
 }
 # Bodies the overrides copy, with something inserted: `GuardedChannel._brpop_read` checks the
 # item before delivery, `TrackingQoS.append` adds the tag to the held set in the same round
-# trip. Any change to kombu's body must be looked at, not only a changed signature.
+# trip, `TrackingQoS._remove_from_indices` removes it too, outside MULTI for an ack. Any change
+# to kombu's body must be looked at, not only a changed signature.
 COPIED_SOURCE_SHA256 = {
     (kombu_redis.Channel, "_brpop_read"): "c42518699709f2df",
     (kombu_redis.QoS, "append"): "35c655f6ecc62fe6",
+    (kombu_redis.QoS, "_remove_from_indices"): "980a109d54ad9136",
 }
 
 
