@@ -1,17 +1,23 @@
-"""kombu's QoS as this project runs it: every delivery tag a worker holds is also in its held
-set, and every message it takes off the queue waits in its taking list until it is recorded.
+"""kombu's QoS as this project runs it: every delivery tag a worker gives starts with its
+owner's mark, and every message it takes off the queue waits in its taking list until it is
+recorded.
 
 This process's identity is set once it works as a worker (`track_as`, by the recovery step);
-producers and CLI processes have none, and their channels hold nothing. Survivors read the
-held set and the taking list of a dead worker to put its messages back
-(`worker.process.recovery`).
+producers and CLI processes have none, and their channels hold nothing. Survivors find a dead
+worker's unacknowledged messages by the mark of their tags in kombu's index (`owned_tags`), and
+its taking list, to put them back (`worker.process.recovery`). The mark in the tag is the
+record of who holds what: a set of tags beside kombu's index cost a write at every take and
+another at every ack, for what the index already holds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+import uuid
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
@@ -56,11 +62,36 @@ def tracked_identity() -> Identity | None:
     return _tracking[0] if _tracking else None
 
 
-def _held_key() -> str | None:
-    if _tracking is None:
-        return None
-    identity, keys = _tracking
-    return keys.held(str(identity))
+def owner_mark(identity: Identity | str) -> str:
+    """What every delivery tag given by the worker `identity` starts with: a digest, so that the
+    mark is short, fixed and free of the characters a SCAN pattern reads as wildcards."""
+    return hashlib.sha256(str(identity).encode()).hexdigest()[:16] + "."
+
+
+def new_delivery_tag() -> str:
+    """A delivery tag of its own for a message this process receives, marked with its owner
+    when the process works as a worker."""
+    tag = uuid.uuid4().hex
+    return owner_mark(_tracking[0]) + tag if _tracking is not None else tag
+
+
+def owned_tags(client: redis.Redis, keys: Keys, identity: Identity) -> list[str]:
+    """The tags of the messages `identity` holds unacknowledged: those of kombu's index with its
+    mark (every record is indexed: the index entry is written with it and removed last), and
+    those of the held set an earlier release kept instead (a worker of that release that died
+    during an upgrade)."""
+    found = {
+        _text(tag)
+        for tag, _at in client.zscan_iter(
+            keys.unacked_index, match=f"{owner_mark(identity)}*", count=1000
+        )
+    }
+    found.update(_text(tag) for tag in client.smembers(keys.held(str(identity))))
+    return sorted(found)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def taking_key() -> str | None:
@@ -93,7 +124,7 @@ class TrackingQoS(kombu_redis.QoS):
             super().append(message, delivery_tag)
             return
         identity, keys = _tracking
-        # kombu's own record, with the tag added to the held set in the same atomic step: a
+        # kombu's own record, with the item out of the taking list in the same atomic step: a
         # second round trip would widen the window in which a killed worker loses a message
         # it took off the queue but had not yet recorded.
         delivery = message.delivery_info
@@ -105,7 +136,6 @@ class TrackingQoS(kombu_redis.QoS):
         script_keys = [
             self.unacked_index_key,
             self.unacked_key,
-            keys.held(str(identity)),
             taken[0] if taken is not None else keys.taking(str(identity)),
         ]
         # The delivery is counted in the same step (`tasks.delivery.receipt`): the count the
@@ -126,18 +156,15 @@ class TrackingQoS(kombu_redis.QoS):
         virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
-        # kombu's removal, also taking the tag out of the held set. Inside kombu's restore
-        # (`restore_by_tag`) it joins that transaction. An ack or a reject, which pass no pipe,
-        # sends it as a plain pipeline instead of MULTI/EXEC (one round trip either way, two
-        # commands fewer): the hash entry goes first, and once it is gone nothing can restore
-        # the message, so whatever a broken connection leaves of the rest is a dangling tag
-        # every reader already tolerates (`restore_by_tag` finds no record and drops it;
-        # recovery deletes the held set).
+        # kombu's removal. Inside kombu's restore (`restore_by_tag`) it joins that transaction.
+        # An ack or a reject, which pass no pipe, sends it as a plain pipeline instead of
+        # MULTI/EXEC (one round trip either way, two commands fewer): the hash entry goes
+        # first, and once it is gone nothing can restore the message, so an index entry a
+        # broken connection leaves behind is a dangling tag that `restore_by_tag` finds without
+        # a record and clears. The index entry goes last: it is how survivors find a dead
+        # worker's records (`owned_tags`).
         if pipe is None:
             with self.channel.conn_or_acquire() as client:
                 pipe = client.pipeline(transaction=False)
         pipe.hdel(self.unacked_key, delivery_tag)
-        held = _held_key()
-        if held is not None:
-            pipe.srem(held, delivery_tag)
         return pipe.zrem(self.unacked_index_key, delivery_tag)
