@@ -131,7 +131,8 @@ class Keys:
         return f"{self.prefix}workers"
 
     def held(self, hostname: str) -> str:
-        """Set of the delivery tags a worker holds unacknowledged (kombu's `unacked` hash)."""
+        """Set of the delivery tags a worker of an earlier release held unacknowledged; read and
+        deleted only (a worker's tags now bear its mark in kombu's `unacked_index`)."""
         return f"{self.prefix}held:{hostname}"
 
     def taking(self, identity: str) -> str:

@@ -10,6 +10,7 @@ import redis
 
 from grant_worker.tasks.fleet import Identity
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.process.broker.qos import owner_mark
 from grant_worker.worker.process.reconcile import RECENT_S, Held, Reconciler
 from tests.local_redis import RedisServer
 
@@ -32,15 +33,15 @@ def test_after_a_new_master_what_redis_holds_for_no_one_goes_back_and_what_it_lo
 ) -> None:
     keys = Keys(key_prefix)
     me = Identity.new("reconcile@test")
-    held = keys.held(str(me))
+    m = owner_mark(me)
     now = time.time()
     # Rejected through a dead channel: Redis still has it held by this worker.
-    redis_client.sadd(held, "stray-old", "running", "just-delivered")
     redis_client.zadd(
-        keys.unacked_index, {"stray-old": now - 30, "running": now - 30, "just-delivered": now}
+        keys.unacked_index,
+        {f"{m}stray-old": now - 30, f"{m}running": now - 30, f"{m}just-delivered": now},
     )
-    redis_client.hset(keys.unacked, "running", '["as recorded"]')
-    memory = [Held("running", '["r"]'), Held("lost-by-the-failover", '["m", "", "grants"]')]
+    redis_client.hset(keys.unacked, f"{m}running", '["as recorded"]')
+    memory = [Held(f"{m}running", '["r"]'), Held(f"{m}lost", '["m", "", "grants"]')]
     restored: list[str] = []
     reconciler = _reconciler(redis_client, keys, me, memory, restored)
 
@@ -51,11 +52,12 @@ def test_after_a_new_master_what_redis_holds_for_no_one_goes_back_and_what_it_lo
     assert reconciler.check() == 1
     # Not in memory and delivered long enough ago: back to the queue. A tag delivered in the
     # last RECENT_S may be on its way into Celery's memory: left alone.
-    assert restored == ["stray-old"]
-    assert redis_client.hget(keys.unacked, "lost-by-the-failover") == '["m", "", "grants"]'
-    assert redis_client.sismember(held, "lost-by-the-failover")
-    assert redis_client.zscore(keys.unacked_index, "lost-by-the-failover") is not None
-    assert redis_client.hget(keys.unacked, "running") == '["as recorded"]', "only what it lacked"
+    assert restored == [f"{m}stray-old"]
+    assert redis_client.hget(keys.unacked, f"{m}lost") == '["m", "", "grants"]'
+    assert redis_client.zscore(keys.unacked_index, f"{m}lost") is not None
+    assert redis_client.hget(keys.unacked, f"{m}running") == '["as recorded"]', (
+        "only what it lacked"
+    )
 
 
 def test_without_a_change_of_master_nothing_is_touched(
@@ -63,8 +65,8 @@ def test_without_a_change_of_master_nothing_is_touched(
 ) -> None:
     keys = Keys(key_prefix)
     me = Identity.new("steady@test")
-    redis_client.sadd(keys.held(str(me)), "someone-elses-business")
-    redis_client.zadd(keys.unacked_index, {"someone-elses-business": time.time() - 10 * RECENT_S})
+    stray = owner_mark(me) + "someone-elses-business"
+    redis_client.zadd(keys.unacked_index, {stray: time.time() - 10 * RECENT_S})
     restored: list[str] = []
     reconciler = _reconciler(redis_client, keys, me, [], restored)
     for _ in range(3):
@@ -82,13 +84,13 @@ def test_a_master_that_changes_before_the_first_sweep_is_reconciled_too(
         client = redis.Redis(port=server.port, decode_responses=True)
         keys = Keys(key_prefix)
         me = Identity.new("reconcile@test")
-        client.sadd(keys.held(str(me)), "stray-old")
-        client.zadd(keys.unacked_index, {"stray-old": time.time() - 30})
+        stray = owner_mark(me) + "stray-old"
+        client.zadd(keys.unacked_index, {stray: time.time() - 30})
         restored: list[str] = []
         reconciler = _reconciler(client, keys, me, [], restored)
         reconciler.prime()
         server.restart()  # a new run id, as a promoted replica has; the data stays
         assert reconciler.check() == 1
-        assert restored == ["stray-old"]
+        assert restored == [stray]
     finally:
         server.stop()

@@ -21,12 +21,18 @@ from grant_worker.tasks.fleet import Identity, beat
 from grant_worker.tasks.keys import Keys
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.process.app import create_app
+from grant_worker.worker.process.broker.qos import owner_mark
 from grant_worker.worker.process.recovery import Recovery
 from grant_worker.worker.testing import settings_env
 
 
 def held(client: redis.Redis, keys: Keys, identity: Identity, *tags: str) -> None:
-    client.sadd(keys.held(str(identity)), *tags)
+    """`identity` holds `tags` unacknowledged: in kombu's index, under its mark."""
+    client.zadd(keys.unacked_index, {marked(identity, tag): time.time() for tag in tags})
+
+
+def marked(identity: Identity, tag: str) -> str:
+    return owner_mark(identity) + tag
 
 
 def test_a_live_worker_keeps_its_messages(redis_client: redis.Redis, key_prefix: str) -> None:
@@ -67,7 +73,7 @@ def test_a_lapsed_worker_is_restored_by_exactly_one_of_two_survivors(
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(restored) == sorted(f"t{n}" for n in range(50))
+    assert sorted(restored) == sorted(marked(dead, f"t{n}") for n in range(50))
     assert not redis_client.exists(keys.held(str(dead)))
     assert str(dead) not in redis_client.smembers(keys.workers)
 
@@ -107,7 +113,7 @@ def test_a_previous_life_whose_process_is_gone_counts_as_dead_before_its_beat_la
     beat(redis_client, keys, after, {}, ttl_s=30)
     restored: list[str] = []
     assert Recovery(redis_client, keys, me=after, restore_by_tag=restored.append).sweep() == 1
-    assert restored == ["t1"]
+    assert restored == [marked(before, "t1")]
 
 
 def test_a_beat_from_another_process_space_waits_for_its_lapse(

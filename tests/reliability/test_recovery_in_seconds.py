@@ -12,7 +12,10 @@ import pytest
 import redis
 
 from grant_worker.config.settings import Settings
+from grant_worker.tasks.fleet import Identity
+from grant_worker.tasks.keys import Keys
 from grant_worker.worker.client.grant_client import GrantClient
+from grant_worker.worker.process.broker.qos import owned_tags
 from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import next_client_id
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
@@ -31,7 +34,7 @@ def held_by(client: redis.Redis, prefix: str, hostname: str) -> tuple[str, int]:
     for member in client.smembers(f"{prefix}workers"):
         identity = str(member)
         if identity.rpartition("/")[0] == hostname:
-            return identity, int(client.scard(f"{prefix}held:{identity}"))
+            return identity, len(owned_tags(client, Keys(prefix), Identity.parse(identity)))
     return "", 0
 
 
@@ -75,7 +78,7 @@ def test_sigkill_of_one_of_two_workers_is_recovered_by_the_other_in_seconds(
     assert grant_duplicates(grants) == {}
     assert held >= 50
     assert f"worker {identity} stopped beating" in survivor.log()
-    assert not redis_client.exists(f"{prefix}held:{identity}")
+    assert owned_tags(redis_client, Keys(prefix), Identity.parse(identity)) == []
     figures(
         held_by_killed_worker=held,
         posts_before_kill=posts_before_kill,

@@ -37,12 +37,14 @@ EXPECTED_SIGNATURES = {
     (kombu_redis.Transport, "_deliver"): "(self, message, queue)",
     (kombu_redis.QoS, "pipe_or_acquire"): "(self, pipe=None, client=None)",
 }
-# Bodies the overrides copy, with something inserted: `GuardedChannel._brpop_read` checks the
-# item before delivery, `TrackingQoS.append` adds the tag to the held set in the same round
-# trip. Any change to kombu's body must be looked at, not only a changed signature.
+# Bodies the overrides copy, with something changed: `GuardedChannel._brpop_read` checks the
+# item before delivery, `TrackingQoS.append` writes kombu's record in the script that takes the
+# item out of the taking list, `TrackingQoS._remove_from_indices` sends an ack outside MULTI.
+# Any change to kombu's body must be looked at, not only a changed signature.
 COPIED_SOURCE_SHA256 = {
     (kombu_redis.Channel, "_brpop_read"): "c42518699709f2df",
     (kombu_redis.QoS, "append"): "35c655f6ecc62fe6",
+    (kombu_redis.QoS, "_remove_from_indices"): "980a109d54ad9136",
 }
 
 

@@ -4,7 +4,7 @@ A failover splits what a worker holds from what Redis says it holds. The consume
 and Celery drops the requests it had prefetched (their delivery tags belonged to the old
 channel); kombu's restore of them on close goes to the demoted primary and fails; rejects and
 acks of requests that ran meanwhile go through the dead channel and fail too. On the new master
-those messages are still unacknowledged and in this worker's held set, held by no one: they
+those messages are still unacknowledged under this worker's tags, held by no one: they
 would wait for the visibility timeout (~90 s at defaults). Conversely, the new master may lack
 the record of a message this worker is working on (the write reached the old primary only):
 were the worker to die, nothing would bring that message back.
@@ -13,11 +13,11 @@ So the recovery thread watches which Redis it talks to (the master's run id; a s
 longer a master makes the pool ask Sentinel again). When it changes, and on every sweep for one
 visibility timeout after that:
 
-- every tag in this worker's held set that it does not hold in memory (Celery's requests) goes
-  back to the queue through kombu's own `restore_by_tag`, except tags delivered in the last
-  `RECENT_S` (a message being delivered right now is in the set before it is in memory);
+- every tag of this worker (`owned_tags`) that it does not hold in memory (Celery's requests)
+  goes back to the queue through kombu's own `restore_by_tag`, except tags delivered in the
+  last `RECENT_S` (a message being delivered right now is in Redis before it is in memory);
 - every message it holds in memory that the new master has no unacknowledged record of is
-  recorded again (kombu's hash and index, and the held set), once, right after the change.
+  recorded again (kombu's hash and index), once, right after the change.
 
 Both may hand a request to a second delivery while the first still runs; the request lock and
 the outcome record make that second delivery wait and find the first one's outcome, and a
@@ -40,6 +40,7 @@ from kombu.utils.json import dumps
 from grant_worker.tasks import metrics
 from grant_worker.tasks.fleet import Identity
 from grant_worker.tasks.keys import Keys
+from grant_worker.worker.process.broker.qos import owned_tags
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class Reconciler:
     ) -> None:
         self._client = client
         self._keys = keys
-        self._held = keys.held(str(me))
+        self._me = me
         self._restore_by_tag = restore_by_tag
         self._window_s = window_s
         self._in_memory = in_memory
@@ -139,8 +140,8 @@ class Reconciler:
         return self.put_back()
 
     def put_back(self) -> int:
-        """Restore the tags of the held set this worker does not hold in memory."""
-        tags = sorted(_text(tag) for tag in self._client.smembers(self._held))
+        """Restore the tags of this worker that it does not hold in memory."""
+        tags = owned_tags(self._client, self._keys, self._me)
         if not tags:
             return 0
         mine = {held.tag for held in self._in_memory()}
@@ -178,14 +179,9 @@ class Reconciler:
         for h in missing:
             pipe.hsetnx(self._keys.unacked, h.tag, h.record)
             pipe.zadd(self._keys.unacked_index, {h.tag: now}, nx=True)
-            pipe.sadd(self._held, h.tag)
         pipe.execute()
         log.warning(
             "%d message(s) this worker holds were unknown to the new master; recorded again",
             len(missing),
         )
         return len(missing)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

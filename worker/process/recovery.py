@@ -9,16 +9,16 @@ who holds which message. Here:
 - the worker takes each message off the queue with one atomic move into a list of its own,
   `Keys.taking(identity)` (`worker.process.broker.transport`), not with kombu's BRPOP: killed
   between the pop and kombu's unacknowledged record, a BRPOP'd message would exist nowhere;
-- `TrackingQoS` (`worker.process.broker.qos`) adds each delivery tag to the set
-  `Keys.held(identity)` when the worker takes the message, in the same transaction as kombu's
-  own unacknowledged record and the removal of the message from the taking list, and removes
-  the tag when kombu acks, rejects or restores it;
+- every delivery tag the worker gives starts with its mark (`worker.process.broker.qos`), and
+  `TrackingQoS` writes kombu's own unacknowledged record under it (index and hash) in the same
+  atomic step that removes the message from the taking list: the tags of kombu's index with a
+  worker's mark are what it holds (`owned_tags`);
 - the watchdog's heartbeat registers the identity (`tasks.fleet`, which owns the register
   and the heartbeats);
 - every worker scans the register as often as it beats: an identity whose heartbeat has lapsed
   is dead, and so is a previous life on this very machine whose process is gone (a worker
   restarted under its old name: no need to wait for the heartbeat to lapse). One survivor
-  (under `Keys.recovering(identity)`) restores its held tags through kombu's own
+  (under `Keys.recovering(identity)`) restores its tags through kombu's own
   `restore_by_tag`, the path the visibility timeout takes, moves what is left in its taking
   list back onto the queue, then forgets the identity.
 
@@ -40,7 +40,7 @@ import redis
 from grant_worker.tasks import metrics
 from grant_worker.tasks.fleet import Identity, is_alive, registered, release
 from grant_worker.tasks.keys import Keys
-from grant_worker.worker.process.broker.qos import return_taken
+from grant_worker.worker.process.broker.qos import owned_tags, return_taken
 from grant_worker.worker.process.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ class Recovery:
             # Checked again under the lock: it may have beaten since the scan.
             if identity != self._me and is_alive(self._client, self._keys, identity):
                 return 0
-            held = self._keys.held(str(identity))
-            tags = [_text(tag) for tag in self._client.smembers(held)]
+            tags = owned_tags(self._client, self._keys, identity)
             for tag in tags:
                 self._restore_by_tag(tag)
             taken = 0
@@ -114,10 +113,6 @@ class Recovery:
                 taken,
             )
         return len(tags) + taken
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RecoveryLoop:

@@ -23,7 +23,8 @@ unacknowledged messages (`worker.process.recovery`).
 Every item is bounded before it is decoded (size, then nesting depth: `tasks.messages`), and
 every received message gets a delivery tag of its own, as a broker would give it: kombu keys its
 unacknowledged messages by the tag the *producer* wrote, so a producer that reuses one tag
-would make one ack delete the record of every message in flight.
+would make one ack delete the record of every message in flight. A worker's tags bear its mark
+(`worker.process.broker.qos.new_delivery_tag`): that is how survivors find what it held.
 
 Broker faults that are not connection errors to kombu (`OOM`, `READONLY`) are turned into
 connection errors here, so the consumer reconnects with a backoff instead of ending the worker,
@@ -40,7 +41,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -58,7 +58,12 @@ from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.messages.decoding import decode_json
 from grant_worker.tasks.messages.limits import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES
 from grant_worker.worker.process.broker.monitor import broker_state
-from grant_worker.worker.process.broker.qos import TrackingQoS, return_taken, taking_key
+from grant_worker.worker.process.broker.qos import (
+    TrackingQoS,
+    new_delivery_tag,
+    return_taken,
+    taking_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +335,7 @@ class GuardedChannel(kombu_redis.Channel):
             properties = payload.setdefault("properties", {})
             if not isinstance(properties, dict):
                 raise TypeError("properties are not an object")
-            properties["delivery_tag"] = uuid.uuid4().hex
+            properties["delivery_tag"] = new_delivery_tag()
             delivery_info = properties.get("delivery_info")
             if not (
                 isinstance(delivery_info, dict)
