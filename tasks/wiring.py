@@ -33,7 +33,7 @@ def make_handler(settings: Settings, client: redis.Redis | None = None) -> Grant
         provisioner=provisioner,
         # Revokes share the creates' pace, breaker, retry policy, API client and grant locks.
         revoker=make_revoker(settings, provisioner, provisioner.grant_locks),
-        recorder=make_recorder(settings, client),
+        recorder=make_recorder(settings, client, count_outcomes_later=True),
         ledger=DeliveryLedger(client, keys, ttl_s=settings.grants_record_ttl_s),
         # Renewed while held, lapsing with the heartbeat when its holder dies; a second
         # delivery waits as long as the first can run.

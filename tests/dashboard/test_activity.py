@@ -11,6 +11,8 @@ import requests
 
 from grant_worker.tasks.activity import ActivityCounter, slot
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import Outcome
+from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.worker.dashboard.reads import DashboardReads
 
 FIXED_NOW = 1_800_000_000.5
@@ -96,3 +98,36 @@ def test_the_overview_reads_a_quarter_hour_of_counters_in_per_second_slots(
     assert start == int(now) - 899
     # 900 s ago lies outside the window; the others land in their own second.
     assert (created[-1], created[-6], created[0], sum(created)) == (2, 1, 1, 4)
+
+
+def test_a_workers_outcomes_are_counted_from_memory_once_each(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    keys = Keys(key_prefix)
+    recorder = OutcomeRecorder(
+        redis_client, keys, record_ttl_s=60, stream_maxlen=0, count_outcomes_later=True
+    )
+    outcome = Outcome(
+        request_id="counted-once",
+        status="created",
+        attempts=1,
+        received_at="2026-12-05T00:00:00Z",
+        finished_at="2026-12-05T00:00:01Z",
+    )
+    minutes = {slot(time.time())[0]}
+    assert recorder.record(outcome)
+    assert not recorder.record(outcome)  # already recorded: not counted again
+    minutes.add(slot(time.time())[0])
+
+    def created() -> int:
+        return sum(
+            int(count)
+            for minute in minutes
+            for field, count in redis_client.hgetall(keys.activity(minute)).items()
+            if field.endswith(":outcome:created")
+        )
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not created():
+        time.sleep(0.05)
+    assert created() == 1
