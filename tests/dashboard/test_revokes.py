@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,13 @@ def revokes(worker_settings: Settings) -> dict[str, str]:
 def test_overview_counts_revoked_and_absent_outcomes(
     revokes: dict[str, str], browse: Callable[..., TestClient]
 ) -> None:
+    # A worker writes its outcome counts from memory every half second.
+    deadline = time.monotonic() + 10
     text = browse().get("/").text
+    counted = ("revoked: 1 in 15 min", "absent: 1 in 15 min")
+    while not all(count in text for count in counted) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        text = browse().get("/").text
 
     assert "revoked: 1 in 15 min" in text
     assert "absent: 1 in 15 min" in text
