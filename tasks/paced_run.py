@@ -18,6 +18,7 @@ from typing import Protocol, TypeVar
 
 from grant_worker.tasks import metrics
 from grant_worker.tasks.auth0.api import TOKEN, CallHooks, ManagementApi
+from grant_worker.tasks.delivery.ledger import SendMark
 from grant_worker.tasks.errors import Auth0Error, RateLimited, ReturnToQueue
 from grant_worker.tasks.flow import pacing
 from grant_worker.tasks.flow.breaker import Breaker, is_outage_error, tenant_fault
@@ -62,6 +63,8 @@ class PacedRun:
         self.owner = owner
         # The request's writes that may wait for its next round trip (the pace's lessons).
         self.later = later
+        # The sent mark the next call's slot makes in the same step (`carry`).
+        self._carried: SendMark | None = None
         self.policy = owner.policy
         self.budget = Budget.starting_now(owner.policy.budget_s, owner.clock)
         self.attempts = 0
@@ -166,6 +169,11 @@ class PacedRun:
                 delay_s=min(until - now, MAX_RETURN_DELAY_S),
             ) from exc
 
+    def carry(self, mark: SendMark) -> None:
+        """The next Management API call's slot also makes `mark`'s mark, in the same round
+        trip; where it cannot (pacing off), the mark is made as the call goes, as before."""
+        self._carried = mark
+
     def _take_slot(self, endpoint: str) -> None:
         pace = self.owner.pace
         breaker = self.owner.breaker
@@ -175,8 +183,10 @@ class PacedRun:
             if breaker is not None and breaker.is_open():
                 raise ReturnToQueue("the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S)
             return
+        mark, self._carried = self._carried, None
+        ahead = mark.ahead() if mark is not None else None
         try:
-            slot = pace.acquire(max_wait_s=self.owner.slot_wait_s, later=self.later)
+            slot = pace.acquire(max_wait_s=self.owner.slot_wait_s, later=self.later, set_once=ahead)
         except BreakerIsOpen:
             raise ReturnToQueue(
                 "the fleet's breaker is open", delay_s=BREAKER_RETURN_DELAY_S
@@ -190,6 +200,8 @@ class PacedRun:
                 delay_s=min(exc.wait_s, self.owner.slot_wait_s),
             ) from exc
         self.slot_seq = slot.seq
+        if mark is not None and slot.set_once is not None:
+            mark.made_ahead(slot.set_once)
         # Waiting for the fleet is not retrying: give the time back to the budget.
         self.budget.extend(slot.waited_s)
 

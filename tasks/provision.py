@@ -246,6 +246,7 @@ class _Run(PacedRun):
 
     def _create_once(self, requested: CreateClientGrant, body: dict[str, Any]) -> Resolution:
         mark = SendMark(self.marker, then=self.before_send)
+        self.carry(mark)
         try:
             grant = self.api.create_grant(body, before_send=mark.before_send)
         except RetryableError as exc:

@@ -176,6 +176,7 @@ class _RevokeRun(PacedRun):
         self, request: GrantRequest, target: Grant, held: HeldGrant | None
     ) -> Revocation:
         mark = SendMark(self.marker)
+        self.carry(mark)
 
         def delete() -> None:
             self.api.delete_grant(target.id, before_send=mark.before_send)

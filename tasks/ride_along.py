@@ -34,6 +34,16 @@ Then = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
+class SetOnce:
+    """`SET key value NX EX ttl_s`, for a script of another step to make when, and only when,
+    that step goes ahead (the sent marker's `sending`, made by the pace slot of the POST)."""
+
+    key: str
+    value: str
+    ttl_s: int
+
+
+@dataclass(frozen=True)
 class _Write:
     # What the write is, for a log line when Redis refuses it.
     what: str

@@ -24,7 +24,7 @@ from typing import Protocol
 import redis
 
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.ride_along import RideAlong, run_script
+from grant_worker.tasks.ride_along import RideAlong, SetOnce, run_script
 from grant_worker.tasks.scripts import register
 
 SENDING = "sending"
@@ -47,6 +47,10 @@ class SentMarker(Protocol):
     def created(self) -> None:
         """The POST answered 201."""
 
+    def sending_write(self) -> SetOnce | None:
+        """What `sending` writes, for the step just before the POST to make in its own round
+        trip (the fleet slot's script); None: only `sending` makes it."""
+
 
 class SendMark:
     """One write's use of the sent marker, for a caller's `before_send` hook: marked once as the
@@ -57,10 +61,24 @@ class SendMark:
         self._marker = marker
         self._then = then
         self._fresh = False
+        # Whether the step before the send made the mark already (`made_ahead`).
+        self._made = False
         self.sent = False
 
+    def ahead(self) -> SetOnce | None:
+        """The mark, for the step just before the send to make in its round trip; None when
+        there is none to make (no marker, or made already)."""
+        if self.sent or self._made or self._marker is None:
+            return None
+        return self._marker.sending_write()
+
+    def made_ahead(self, fresh: bool) -> None:
+        """The step before the send made the mark (`fresh`: no earlier state was there)."""
+        self._made = True
+        self._fresh = fresh
+
     def before_send(self) -> None:
-        if not self.sent and self._marker is not None:
+        if not self.sent and not self._made and self._marker is not None:
             self._fresh = self._marker.sending()
         self.sent = True
         if self._then is not None:
@@ -107,7 +125,12 @@ class DeliveryLedger:
     def mark_sending(self, request_id: str) -> bool:
         """Before a POST: remember it may reach Auth0. True when no earlier state was there
         (then `mark_refused` may take it back); an earlier `lost` / `created` is kept."""
-        return bool(self._client.set(self._keys.sent(request_id), SENDING, nx=True, ex=self._ttl_s))
+        write = self.sending_write(request_id)
+        return bool(self._client.set(write.key, write.value, nx=True, ex=write.ttl_s))
+
+    def sending_write(self, request_id: str) -> SetOnce:
+        """The write `mark_sending` makes, for a script to make in its stead."""
+        return SetOnce(self._keys.sent(request_id), SENDING, self._ttl_s)
 
     def mark_refused(self, request_id: str) -> None:
         """The POST was answered with a refusal (or never connected): it created nothing."""
@@ -165,6 +188,9 @@ class LedgerMarker:
 
     def sending(self) -> bool:
         return self._ledger.mark_sending(self._request_id)
+
+    def sending_write(self) -> SetOnce | None:
+        return self._ledger.sending_write(self._request_id)
 
     def refused(self) -> None:
         self._ledger.mark_refused(self._request_id)

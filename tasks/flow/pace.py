@@ -32,7 +32,7 @@ from grant_worker.config.settings import Settings
 from grant_worker.tasks import metrics
 from grant_worker.tasks.flow import pacing
 from grant_worker.tasks.keys import Keys
-from grant_worker.tasks.ride_along import RideAlong, run_script
+from grant_worker.tasks.ride_along import RideAlong, SetOnce, run_script
 from grant_worker.tasks.scripts import register
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class Slot:
     seq: int
     at_epoch_s: float
     waited_s: float
+    # The `set_once` asked of `acquire`: True made now, False found there; None: not asked.
+    set_once: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,13 @@ class FleetPace:
     def _model_args(self) -> list[float | int]:
         return [self._ceiling or 0, self._ceiling_burst or 0, pacing.START_RATE_PER_S, IDLE_TTL_MS]
 
-    def acquire(self, *, max_wait_s: float | None = None, later: RideAlong | None = None) -> Slot:
+    def acquire(
+        self,
+        *,
+        max_wait_s: float | None = None,
+        later: RideAlong | None = None,
+        set_once: SetOnce | None = None,
+    ) -> Slot:
         """Wait for a slot and take it, waiting at most `max_wait_s` seconds (None: no limit).
 
         Nothing is reserved ahead: while no slot is due the caller sleeps a little (at most
@@ -147,16 +155,22 @@ class FleetPace:
         answer elsewhere counts at once. Raises `SlotUnavailable` (taking nothing) once the
         wait would exceed `max_wait_s`, and `BreakerIsOpen` while the fleet's breaker is open.
         With pacing off only a pause is waited for, and the slot has sequence 0.
-        `later`'s writes go ahead of the first ask, in its round trip.
+        `later`'s writes go ahead of the first ask, in its round trip. `set_once` is made by
+        the script that takes the slot, in the same step (with pacing off: not made).
         """
         started = self._clock()
         if self.mode == "off":
             self._wait_out_pause(started, max_wait_s, later)
             return Slot(0, time.time(), self._clock() - started)
         keys = [self._keys.pace, self._keys.breaker]
-        args = [*self._model_args(), GRACE_US]
+        args: list[Any] = [*self._model_args(), GRACE_US]
+        if set_once is not None:
+            keys.append(set_once.key)
+            args += [set_once.value, set_once.ttl_s]
         while True:
-            taken, slot_us, now_us, seq, paused = run_script(self._acquire, keys, args, later=later)
+            taken, slot_us, now_us, seq, paused, made = run_script(
+                self._acquire, keys, args, later=later
+            )
             if int(taken) < 0:
                 raise BreakerIsOpen()
             wait_s = max(0.0, (int(slot_us) - int(now_us)) / _US)
@@ -173,7 +187,12 @@ class FleetPace:
             self._sleep(nap if left_s is None else min(nap, left_s))
         waited_s = max(0.0, self._clock() - started)
         metrics.PACE_WAIT_SECONDS.observe(waited_s)
-        return Slot(int(seq), int(slot_us) / _US, waited_s)
+        return Slot(
+            int(seq),
+            int(slot_us) / _US,
+            waited_s,
+            set_once=None if set_once is None else bool(int(made)),
+        )
 
     def _wait_out_pause(
         self, started: float, max_wait_s: float | None, later: RideAlong | None

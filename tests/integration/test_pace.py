@@ -23,6 +23,7 @@ from grant_worker.tasks.flow.pace import (
     read_pace,
 )
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.ride_along import SetOnce
 
 
 @pytest.fixture
@@ -316,3 +317,23 @@ def test_the_breaker_opens_at_error_and_closes_below_it(
     }
     assert levels["circuit breaker OPEN"] == logging.ERROR
     assert logging.INFO <= levels["circuit breaker CLOSED"] < logging.ERROR
+
+
+def test_the_slot_makes_the_mark_that_must_precede_its_call_only_when_taken(
+    clients: list[redis.Redis], keys: Keys, key_prefix: str
+) -> None:
+    client = clients[0]
+    pace = ceiling(client, keys, rate=1000, burst=1)
+    mark = SetOnce(f"{key_prefix}mark", "sending", 60)
+    assert pace.pause_until(time.time() + 60)
+    with pytest.raises(SlotUnavailable):
+        pace.acquire(max_wait_s=0.05, set_once=mark)
+    assert client.get(mark.key) is None  # no slot, no call: nothing may say one was sent
+    client.hdel(keys.pace, "pause")
+
+    first = pace.acquire(max_wait_s=5, set_once=mark)
+    again = pace.acquire(max_wait_s=5, set_once=mark)
+
+    assert (first.set_once, again.set_once) == (True, False)  # an earlier mark is kept
+    assert client.get(mark.key) == "sending" and 0 < client.ttl(mark.key) <= 60
+    assert pace.acquire(max_wait_s=5).set_once is None  # not asked

@@ -72,7 +72,7 @@ def counted(redis_url: str, emulator: Any, key_prefix: str, queue_name: str) -> 
     client.close()
 
 
-def test_a_created_grant_costs_four_round_trips_from_admission_to_record(counted: Any) -> None:
+def test_a_created_grant_costs_three_round_trips_from_admission_to_record(counted: Any) -> None:
     outcome = counted.handle(
         {
             "request_id": f"rt-{uuid.uuid4().hex[:8]}",
@@ -82,9 +82,9 @@ def test_a_created_grant_costs_four_round_trips_from_admission_to_record(counted
     )
     assert outcome.status == "created"
     trips = names(CountingConnection.sent)
-    # Admission, the pace slot (with the sent marker after it), and the record carrying the
+    # Admission, the pace slot (which makes the sent marker too), and the record carrying the
     # pace's lesson from the 201: nothing else waits on Redis.
-    assert len(trips) == 4, trips
+    assert len(trips) == 3, trips
     assert trips[-1].split() == ["EVALSHA", "EVALSHA"], trips
 
 

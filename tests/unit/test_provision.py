@@ -280,6 +280,9 @@ class RecordingMarker:
     def created(self) -> None:
         self.calls.append("created")
 
+    def sending_write(self) -> None:
+        return None
+
 
 def test_a_clean_409_takes_back_the_sent_mark_it_put_there(
     tenant: ScriptedTenant, fake: FakeTime

@@ -3,9 +3,12 @@
 -- caller asks again. The model is a token bucket (`tokens` at `tok_t`), refilled at the learned
 -- rate and capped at the tenant's bucket size. Nothing is reserved ahead: slot numbers then
 -- follow the order calls are sent in, which `pace_observe.lua` relies on. KEYS[2] the breaker.
--- Returns {taken 1/0 (-1: the breaker is open), slot_us, now_us, seq, paused 1/0}.
+-- KEYS[3] (optional) a key set to ARGV[6] NX EX ARGV[7] with the slot taken, and only then:
+-- what must be written before the call goes (tasks/delivery/ledger.py's sent marker).
+-- Returns {taken 1/0 (-1: the breaker is open), slot_us, now_us, seq, paused 1/0,
+-- KEYS[3] set now 1/0}.
 if redis.call('HGET', KEYS[2], 'state') == 'open' then
-  return {-1, now, now, 0, 0}
+  return {-1, now, now, 0, 0, 0}
 end
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'tok_t', 'pause', 'rate', 'limit', 'seq',
   'exp_t')
@@ -25,7 +28,7 @@ if pause > slot then
   paused = 1
 end
 if slot - now > tonumber(ARGV[5]) then
-  return {0, math.floor(slot), now, 0, paused}
+  return {0, math.floor(slot), now, 0, paused, 0}
 end
 -- The sequence number is read above and written with the model: one HSET, as atomic.
 local seq = (tonumber(state[6]) or 0) + 1
@@ -33,4 +36,8 @@ local fields = {'tokens', tostring(tokens - 1), 'tok_t', string.format('%.0f', n
 local renew = renewal_due(tonumber(state[7]), fields)
 redis.call('HSET', KEYS[1], unpack(fields))
 if renew then redis.call('PEXPIRE', KEYS[1], ttl_ms) end
-return {1, math.floor(slot), now, seq, 0}
+local made = 0
+if KEYS[3] and redis.call('SET', KEYS[3], ARGV[6], 'NX', 'EX', tonumber(ARGV[7])) then
+  made = 1
+end
+return {1, math.floor(slot), now, seq, 0, made}
