@@ -158,7 +158,7 @@ class Breaker:
         """Count one 5xx / timeout / connection error; True when the breaker is open now."""
         result = int(
             self._failure(
-                keys=[self._keys.breaker],
+                keys=[self._keys.breaker, self._keys.pace],
                 args=[self._failures, self._span_s, FIRST_PROBE_AFTER_S, message[:300]],
             )
         )
@@ -171,7 +171,8 @@ class Breaker:
         breaker is open now (the fleet saw no answer meanwhile: the outage is sustained)."""
         result = int(
             self._exhausted(
-                keys=[self._keys.breaker], args=[failures, FIRST_PROBE_AFTER_S, message[:300]]
+                keys=[self._keys.breaker, self._keys.pace],
+                args=[failures, FIRST_PROBE_AFTER_S, message[:300]],
             )
         )
         if result == 1:

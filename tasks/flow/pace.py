@@ -219,8 +219,9 @@ class FleetPace:
     ) -> None:
         """Learn from a Management API answer to the call that held slot `slot_seq`.
 
-        Any answer below 500 also ends the breaker's failure streak; with pacing off only that
-        is done (and only while a streak was seen), the headers recorded, nothing learned.
+        Any answer below 500 also ends the breaker's failure streak (its time is noted, which
+        the breaker's scripts read); with pacing off only that is done (and only while a streak
+        was seen), the headers recorded, nothing learned.
         With `later`, the lesson rides with the request's next round trip instead of taking one
         of its own."""
         if status >= 500:
@@ -231,7 +232,7 @@ class FleetPace:
             slot_seq = 0
         limit = pacing.parse_count(headers.get("x-ratelimit-limit"))
         remaining = pacing.parse_count(headers.get("x-ratelimit-remaining"))
-        keys = [self._keys.pace, self._keys.breaker]
+        keys = [self._keys.pace]
         args = [
             *self._model_args(),
             slot_seq,

@@ -1,5 +1,6 @@
 -- Learn from one Management API answer (tasks/flow/pacing.py explains the method).
--- KEYS[2] the breaker hash (an answer ends a fleet-wide failure streak).
+-- Every answer notes when it came (`answered_at`): it ends the fleet's failure streak, which
+-- the breaker's scripts read here instead of this one writing the breaker's hash on every answer.
 -- ARGV[5] slot seq of the answered call (0: unknown), ARGV[6] kind: ok | limited,
 -- ARGV[7] x-ratelimit-limit, ARGV[8] x-ratelimit-remaining ('' when absent),
 -- ARGV[9..16] window min us, window min calls, window max us, smoothing, min rate, max rate,
@@ -16,11 +17,6 @@ local smoothing = tonumber(ARGV[12])
 local min_rate = tonumber(ARGV[13])
 local max_rate = tonumber(ARGV[14])
 local headless_step = tonumber(ARGV[15])
-
-local streak = redis.call('HGET', KEYS[2], 'fail_streak')
-if streak and streak ~= '0' then
-  redis.call('HSET', KEYS[2], 'fail_streak', '0')
-end
 
 local s = redis.call('HMGET', KEYS[1], 'rate', 'limit', 'seq', 'obs_seq', 'win_t', 'win_seq',
   'win_rem', 'win_rej', 'win_full', 'pause', 'exp_t')
@@ -43,6 +39,8 @@ local function write_changes()
   end
   if renew then redis.call('PEXPIRE', KEYS[1], ttl_ms) end
 end
+
+change('answered_at', string.format('%.0f', now))
 
 local function clamp(rate)
   return math.min(max_rate, math.max(min_rate, rate))

@@ -6,6 +6,12 @@ local open = 0
 if redis.call('HGET', KEYS[2], 'state') == 'open' then
   open = 1
 end
-local pause = tonumber(redis.call('HGET', KEYS[1], 'pause')) or 0
-local streak = tonumber(redis.call('HGET', KEYS[2], 'fail_streak')) or 0
+local flow = redis.call('HMGET', KEYS[1], 'pause', 'answered_at')
+local pause = tonumber(flow[1]) or 0
+local breaker = redis.call('HMGET', KEYS[2], 'fail_streak', 'fail_last')
+local streak = tonumber(breaker[1]) or 0
+-- An answer noted since the last failure ended the streak (breaker_failure.lua's rule).
+if (tonumber(flow[2]) or 0) > (tonumber(breaker[2]) or 0) then
+  streak = 0
+end
 return {open, math.floor(pause), now, streak}
