@@ -40,8 +40,7 @@ from grant_worker.tasks.messages.validation import parse_request
 from grant_worker.tasks.outcomes.claims import (
     Claim,
     RequestClaims,
-    claim_value,
-    fingerprint,
+    claim_parts,
     owner,
 )
 from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
@@ -89,7 +88,11 @@ class GrantHandler:
             return self.reject(raw, fallback_id=fallback_id, error=exc, received_at=received_at)
 
         request_id = request.request_id or safe_request_id(fallback_id)
-        admitted = self._admit(request_id, request, received_at, fallback_id, started)
+        # What claims the id for this request, and what its record keeps of it.
+        claim_json, owned = claim_parts(request) if self.claims is not None else ("", "")
+        admitted = self._admit(
+            request_id, request, received_at, fallback_id, started, claim_json, owned
+        )
         if admitted is not None:
             return admitted
         earlier = self._earlier_outcome(request_id, request)
@@ -121,8 +124,9 @@ class GrantHandler:
                 sent_before=self.ledger.was_sent(request_id),
                 later=later,
             )
+            # Under the lock, past the claim check: the claim on the id is this request's own.
             written = self.recorder.record(
-                outcome, original=request.wire(), later=later, fingerprint=self._owns(request)
+                outcome, original=request.wire(), later=later, fingerprint=owned
             )
         return self._finished(request_id, outcome, written, started)
 
@@ -133,6 +137,8 @@ class GrantHandler:
         received_at: str,
         fallback_id: str,
         started: float,
+        claim_json: str,
+        owned: str,
     ) -> Outcome | None:
         """The plain case in one round trip (`tasks.delivery.admission`): the outcome, or None
         when the step-by-step path must decide (lock busy, id owned by another request,
@@ -143,9 +149,7 @@ class GrantHandler:
             or (self.shutdown is not None and self.shutdown.started)
         ):
             return None
-        admission = self.admissions.admit(
-            request_id, claim_value(request) if self.claims is not None else ""
-        )
+        admission = self.admissions.admit(request_id, claim_json)
         if admission.state == "busy":
             return None
         if admission.state == "recorded":
@@ -178,13 +182,9 @@ class GrantHandler:
                 release=admission.token,
                 released=released,
                 later=later,
-                fingerprint=self._owns(request),
+                fingerprint=owned,
             )
         return self._finished(request_id, outcome, written, started)
-
-    def _owns(self, request: GrantRequest) -> str:
-        # Under the lock, past the claim check: the claim on the id is this request's own.
-        return fingerprint(request) if self.claims is not None else ""
 
     def _finished(
         self, request_id: str, outcome: Outcome, written: bool, started: float

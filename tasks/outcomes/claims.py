@@ -70,7 +70,11 @@ def fingerprint(request: GrantRequest) -> str:
     """The first 48 bits of the SHA-256 of the normalised request as canonical JSON, in 8
     characters of URL-safe base64: short enough to keep the outcome record small, and two
     different requests under one id share it with a chance of 2**-48."""
-    text = json.dumps(normalised(request), sort_keys=True, separators=(",", ":"))
+    return _fingerprint_of(normalised(request))
+
+
+def _fingerprint_of(shape: dict[str, Any]) -> str:
+    text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
     return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()[:6]).decode("ascii")
 
 
@@ -170,7 +174,14 @@ class RequestClaims:
 
 def claim_value(request: GrantRequest) -> str:
     """The claim key's value for `request`: its fingerprint and normalised request."""
-    return json.dumps({"fingerprint": fingerprint(request), "request": normalised(request)})
+    return claim_parts(request)[0]
+
+
+def claim_parts(request: GrantRequest) -> tuple[str, str]:
+    """`request`'s claim value and its fingerprint, the request normalised once for both."""
+    shape = normalised(request)
+    owned = _fingerprint_of(shape)
+    return json.dumps({"fingerprint": owned, "request": shape}), owned
 
 
 def owner(record: str, claim: str) -> Claim | None:
