@@ -35,6 +35,14 @@ def test_a_document_nested_deeper_than_any_decoder_bears_is_refused_unread(depth
         decode_json(nested_text(depth))
 
 
+def test_the_depth_limit_holds_at_its_edge_and_brackets_inside_strings_do_not_count() -> None:
+    assert decode_json(nested_text(48)) == json.loads(nested_text(48))
+    with pytest.raises(RequestInvalid, match="nested 49 deep, at most 48"):
+        decode_json(nested_text(49))
+    shallow = json.dumps({"a": "[{" * 100, "b": [[{"c": 1}]]})
+    assert decode_json(shallow) == json.loads(shallow)
+
+
 def test_the_size_limit_counts_utf8_bytes_of_text() -> None:
     text = json.dumps({"a": "é" * 40_000}, ensure_ascii=False)  # 80,000 bytes, 40,010 chars
     with pytest.raises(RequestInvalid, match="at most 65536 bytes"):
