@@ -13,10 +13,14 @@
   (`tasks.auth0.proxies`), read once at the entry point like every setting. Timeouts are passed
   on every call by `tasks.auth0.api`.
 - No cookies are kept: every call stands on its bearer token alone, whatever the tenant sets.
+
+`send` is how a call goes out: what `Session.request` does for such a session, without the steps
+the session has turned off.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
 from grant_worker.config.settings import Settings
@@ -87,3 +92,69 @@ def make_session(settings: Settings) -> requests.Session:
         session.proxies = {urlsplit(base_url).scheme: proxy}
     session.headers.update({"Accept": "application/json", "User-Agent": "grant-worker/0.1"})
     return session
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: tuple[float, float],
+    json: Any = None,
+    data: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> requests.Response:
+    """`session.request(method, url, ..., allow_redirects=False)`, for less CPU per call.
+
+    For a session of `make_session` the answer is the same: the request is prepared with the
+    session's headers under `headers`, and sent through the adapter mounted for `url` (the
+    tenant's, or the refusing one) with the session's proxies, TLS verification and no redirect;
+    the body is read before returning. What `Session.request` would add is turned off on such a
+    session: the environment (`trust_env`), cookies (none kept, so none sent), hooks,
+    authentication and default parameters; its redirect bookkeeping (`Response.next`) is not
+    kept. Merging those settings costs `Session.request` more CPU than the rest of the call
+    (runtime Protocol checks in requests), so they are skipped where they hold nothing, and a
+    session that does hold any of them is sent through `Session.request` as it is.
+    """
+    if (
+        session.trust_env
+        or session.auth is not None
+        or session.params
+        or len(session.cookies)
+        or any(session.hooks.values())
+    ):
+        return session.request(
+            method,
+            url,
+            json=json,
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        )
+    merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
+    merged.update(session.headers)
+    if headers:
+        merged.update(headers)
+    prepared = requests.PreparedRequest()
+    prepared.prepare(
+        method=method,
+        url=url,
+        headers={key: value for key, value in merged.items() if value is not None},
+        data=data,
+        params=params,
+        json=json,
+    )
+    adapter = session.get_adapter(url=prepared.url or url)
+    response = adapter.send(
+        prepared,
+        stream=False,
+        timeout=timeout,
+        verify=session.verify if session.verify is not None else True,
+        cert=session.cert,
+        proxies=dict(session.proxies),
+    )
+    response.content  # noqa: B018 -- read the body now, as `Session.request` does
+    return response
