@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
+from requests.hooks import dispatch_hook
 from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
@@ -108,21 +109,22 @@ def send(
     """`session.request(method, url, ..., allow_redirects=False)`, for less CPU per call.
 
     For a session of `make_session` the answer is the same: the request is prepared with the
-    session's headers under `headers`, and sent through the adapter mounted for `url` (the
-    tenant's, or the refusing one) with the session's proxies, TLS verification and no redirect;
-    the body is read before returning. What `Session.request` would add is turned off on such a
-    session: the environment (`trust_env`), cookies (none kept, so none sent), hooks,
-    authentication and default parameters; its redirect bookkeeping (`Response.next`) is not
-    kept. Merging those settings costs `Session.request` more CPU than the rest of the call
-    (runtime Protocol checks in requests), so they are skipped where they hold nothing, and a
-    session that does hold any of them is sent through `Session.request` as it is.
+    session's headers under `headers`, sent through the adapter mounted for `url` (the tenant's,
+    or the refusing one) with the session's proxies, TLS verification and no redirect, the
+    session's response hooks see the answer (the activity counter is one), and the body is read
+    before returning. What else `Session.request` would apply is turned off on such a session:
+    the environment (`trust_env`), cookies (none kept, so none sent), authentication and default
+    parameters; its redirect bookkeeping (`Response.next`) is not kept. Merging those settings
+    costs `Session.request` more CPU than the rest of the call (runtime Protocol checks in
+    requests), so they are skipped where they hold nothing, and a session that does hold any of
+    them is sent through `Session.request` as it is.
     """
     if (
         session.trust_env
         or session.auth is not None
         or session.params
         or len(session.cookies)
-        or any(session.hooks.values())
+        or set(session.hooks) != {"response"}
     ):
         return session.request(
             method,
@@ -148,13 +150,14 @@ def send(
         json=json,
     )
     adapter = session.get_adapter(url=prepared.url or url)
-    response = adapter.send(
-        prepared,
-        stream=False,
-        timeout=timeout,
-        verify=session.verify if session.verify is not None else True,
-        cert=session.cert,
-        proxies=dict(session.proxies),
-    )
+    options: dict[str, Any] = {
+        "stream": False,
+        "timeout": timeout,
+        "verify": session.verify if session.verify is not None else True,
+        "cert": session.cert,
+        "proxies": dict(session.proxies),
+    }
+    response = adapter.send(prepared, **options)
+    response = dispatch_hook("response", session.hooks, response, **options)
     response.content  # noqa: B018 -- read the body now, as `Session.request` does
     return response

@@ -133,13 +133,21 @@ def test_send_refuses_any_host_but_the_tenant() -> None:
         send(session, "GET", "https://evil.example.net/oauth/token", timeout=(1, 1))
 
 
+def test_send_runs_the_session_response_hooks() -> None:
+    session = make_session(settings())
+    session.mount("https://tenant.example.com/", Recording())
+    seen: list[tuple[int, str]] = []
+    session.hooks["response"].append(
+        lambda response, **_: seen.append((response.status_code, response.request.path_url))
+    )
+    send(session, "GET", "https://tenant.example.com/api/v2/clients", timeout=(1, 1))
+    assert seen == [(200, "/api/v2/clients")]
+
+
 def test_send_goes_through_session_request_for_a_session_with_more_to_apply() -> None:
     session = make_session(settings())
     adapter = Recording()
     session.mount("https://tenant.example.com/", adapter)
-    seen: list[int] = []
-    session.hooks["response"].append(lambda response, **_: seen.append(response.status_code))
     session.auth = ("user", "pass")
     send(session, "GET", "https://tenant.example.com/api/v2/clients", timeout=(1, 1))
-    assert seen == [200]
     assert adapter.sent[-1][0].headers["Authorization"].startswith("Basic ")
