@@ -13,7 +13,7 @@ from grant_worker.tasks.messages.decoding import (
     nesting_depth,
     safe_request_id,
 )
-from grant_worker.tasks.messages.limits import nesting_depth_of
+from grant_worker.tasks.messages.limits import json_size, nesting_depth_of
 from tests.bad_requests import nested, nested_text
 
 
@@ -27,6 +27,16 @@ def test_depth_of_a_decoded_value_without_recursion() -> None:
     assert nesting_depth_of(nested(3)) == 3
     assert nesting_depth_of([]) == 1
     assert nesting_depth_of(nested(100_000), stop_at=50) == 51
+    assert nesting_depth_of({"a": 1, "b": [2, {"c": (3, [])}], "d": "[[["}) == 5
+    assert nesting_depth_of("scalar") == 0
+
+
+def test_json_size_counts_compact_utf8_bytes() -> None:
+    value = {"id": "é", "n": [1, 2.5, None, True], "s": "\u202e"}
+    expected = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    assert json_size(value) == expected == 43
+    with pytest.raises(TypeError):
+        json_size({"x": object()})
 
 
 @pytest.mark.parametrize("depth", [1200, 30_000])
