@@ -151,3 +151,26 @@ def test_send_goes_through_session_request_for_a_session_with_more_to_apply() ->
     session.auth = ("user", "pass")
     send(session, "GET", "https://tenant.example.com/api/v2/clients", timeout=(1, 1))
     assert adapter.sent[-1][0].headers["Authorization"].startswith("Basic ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://tenant.example.com/api/v2/client-grants",
+        "https://tenant.example.com/api/v2/resource-servers/https%3A%2F%2Fapi%2F",
+        "https://TENANT.example.com/api/v2/clients/svc 1?fields=a,b",
+        "https://tenant.example.com/api/v2/clients/ümlaut",
+    ],
+)
+def test_send_prepares_each_url_as_requests_does_the_first_time_and_after(url: str) -> None:
+    session = make_session(settings())
+    adapter = Recording()
+    session.mount("https://tenant.example.com/", adapter)
+    expected = requests.Request("GET", url).prepare().url
+    for _ in range(2):
+        send(session, "GET", url, timeout=(1, 1))
+        assert adapter.sent[-1][0].url == expected
+    send(session, "GET", url, timeout=(1, 1), params={"take": "1"})
+    assert (
+        adapter.sent[-1][0].url == requests.Request("GET", url, params={"take": "1"}).prepare().url
+    )
