@@ -10,13 +10,14 @@ themselves (`log_outcome`, `log_broker_fault`) live there too, beside the code t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 from grant_worker.tasks.events import current_request
 
@@ -65,6 +66,45 @@ _CELERY_DATA_KEPT = ("id", "name", "eta", "runtime", "exc")
 
 
 class _JsonFormatter(JsonFormatter):
+    """python-json-logger's formatter, with the same output for less CPU per line (a worker
+    logs three lines per request): one JSON encoder for every line instead of one built per
+    line, and the fields gathered without the steps this configuration has nothing for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What `json.dumps(..., cls=self.json_encoder, ...)` builds on every call; an encoder
+        # keeps no state between calls.
+        self._encoder = (self.json_encoder or JsonEncoder)(
+            default=self.json_default, indent=self.json_indent, ensure_ascii=self.json_ensure_ascii
+        )
+        self._lean = self.json_serializer is json.dumps and not (
+            self.defaults or self.static_fields or self.timestamp or self.rename_fields_keep_missing
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        if not self._lean:
+            super().add_fields(log_data, record, message_dict)
+            return
+        # The base class's steps without defaults, static fields or a timestamp: the named
+        # fields, the logged dict, then the record's extras, each under its renamed key.
+        rename = self.rename_fields
+        attributes = record.__dict__
+        for name in self._required_fields:
+            log_data[rename.get(name, name)] = attributes.get(name)
+        for key, value in message_dict.items():
+            log_data[rename.get(key, key)] = value
+        skip = self._skip_fields
+        for key, value in attributes.items():
+            if key not in skip and not (isinstance(key, str) and key.startswith("_")):
+                log_data[rename.get(key, key)] = value
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        if not self._lean:
+            return super().jsonify_log_record(log_data)
+        return self._encoder.encode(log_data)
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         # ISO 8601 in UTC with its zone (2026-12-05T13:00:00.123Z): log stores and people in
         # other zones read it without knowing where the worker ran.

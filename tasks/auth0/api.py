@@ -36,6 +36,7 @@ from grant_worker.tasks.auth0.answers import (
     resource_server_from,
 )
 from grant_worker.tasks.auth0.secrets import Credentials
+from grant_worker.tasks.auth0.session import send
 from grant_worker.tasks.auth0.tokens import (
     DEFAULT_LEEWAY_S,
     IssuedToken,
@@ -368,7 +369,8 @@ class ManagementApi:
         self._hooks.on_call(endpoint)
         started = time.monotonic()
         try:
-            response = self._session.request(
+            response = send(
+                self._session,
                 method,
                 f"{self._base_url}{path}",
                 json=json_body,
@@ -376,7 +378,6 @@ class ManagementApi:
                 params=params,
                 headers=headers,
                 timeout=self._timeout_for_call(),
-                allow_redirects=False,
             )
         except requests.RequestException as exc:
             metrics.AUTH0_CALLS.labels(endpoint=endpoint, status="network_error").inc()

@@ -43,11 +43,19 @@ def nesting_depth_of(value: Any, *, stop_at: int = 1_000) -> int:
         deepest = max(deepest, depth)
         if depth > stop_at:
             return deepest
-        pending.extend((child, depth + 1) for child in children)
+        # Only containers go on the stack: a scalar adds no depth, and Celery's headers are
+        # mostly scalars, walked for every message taken.
+        pending.extend((child, depth + 1) for child in children if isinstance(child, _NESTING))
     return deepest
 
 
 def json_size(value: Any) -> int:
     """Bytes of `value` as compact UTF-8 JSON. Only for values whose depth was checked first:
     `json.dumps` recurses."""
-    return utf8_size(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return utf8_size(_COMPACT.encode(value))
+
+
+_NESTING = (dict, list, tuple)
+# What `json.dumps(value, ensure_ascii=False, separators=(",", ":"))` builds on every call; an
+# encoder keeps no state between calls.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

@@ -167,3 +167,17 @@ def test_update_changes_the_patchable_fields(
     updated = api.update_grant(grant.id, {"scope": ["read:data", "write:data"]})
     assert updated.scope == ["read:data", "write:data"]
     assert api.get_grant(grant.id).scope == ["read:data", "write:data"]
+
+
+def test_every_answer_the_client_gets_reaches_the_session_response_hooks(
+    emulator: RunningEmulator, settings_factory: Callable[..., Settings]
+) -> None:
+    # The worker's activity counter is such a hook (`ActivityCounter.count_calls_of`).
+    settings = settings_factory()
+    session = make_session(settings)
+    seen: list[tuple[str, int]] = []
+    session.hooks["response"].append(
+        lambda response, **_: seen.append((response.request.path_url, response.status_code))
+    )
+    make_api(settings, session).create_grant({"client_id": client_id(), "audience": API})
+    assert seen == [("/oauth/token", 200), ("/api/v2/client-grants", 201)]

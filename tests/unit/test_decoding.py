@@ -13,7 +13,7 @@ from grant_worker.tasks.messages.decoding import (
     nesting_depth,
     safe_request_id,
 )
-from grant_worker.tasks.messages.limits import nesting_depth_of
+from grant_worker.tasks.messages.limits import json_size, nesting_depth_of
 from tests.bad_requests import nested, nested_text
 
 
@@ -27,12 +27,30 @@ def test_depth_of_a_decoded_value_without_recursion() -> None:
     assert nesting_depth_of(nested(3)) == 3
     assert nesting_depth_of([]) == 1
     assert nesting_depth_of(nested(100_000), stop_at=50) == 51
+    assert nesting_depth_of({"a": 1, "b": [2, {"c": (3, [])}], "d": "[[["}) == 5
+    assert nesting_depth_of("scalar") == 0
+
+
+def test_json_size_counts_compact_utf8_bytes() -> None:
+    value = {"id": "é", "n": [1, 2.5, None, True], "s": "\u202e"}
+    expected = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    assert json_size(value) == expected == 43
+    with pytest.raises(TypeError):
+        json_size({"x": object()})
 
 
 @pytest.mark.parametrize("depth", [1200, 30_000])
 def test_a_document_nested_deeper_than_any_decoder_bears_is_refused_unread(depth: int) -> None:
     with pytest.raises(RequestInvalid, match=f"nested {depth} deep, at most 48"):
         decode_json(nested_text(depth))
+
+
+def test_the_depth_limit_holds_at_its_edge_and_brackets_inside_strings_do_not_count() -> None:
+    assert decode_json(nested_text(48)) == json.loads(nested_text(48))
+    with pytest.raises(RequestInvalid, match="nested 49 deep, at most 48"):
+        decode_json(nested_text(49))
+    shallow = json.dumps({"a": "[{" * 100, "b": [[{"c": 1}]]})
+    assert decode_json(shallow) == json.loads(shallow)
 
 
 def test_the_size_limit_counts_utf8_bytes_of_text() -> None:

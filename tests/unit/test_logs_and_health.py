@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -153,3 +156,56 @@ def test_the_start_line_names_every_sentinel_and_no_password(captured: io.String
     text = captured.getvalue()
     assert "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26380" in text
     assert "s3cret" not in text
+
+
+def _records() -> list[logging.LogRecord]:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failure = sys.exc_info()
+
+    def record(msg: object, *args: object, **options: object) -> logging.LogRecord:
+        made = logging.getLogger("grant_worker.t").makeRecord(
+            "grant_worker.t",
+            int(options.pop("level", logging.INFO)),  # type: ignore[call-overload]
+            __file__,
+            1,
+            msg,
+            args,
+            options.pop("exc_info", None),  # type: ignore[arg-type]
+            extra=options.pop("extra", None),  # type: ignore[arg-type]
+            sinfo=options.pop("sinfo", None),  # type: ignore[arg-type]
+        )
+        logs.RequestContextFilter().filter(made)
+        return made
+
+    celery = {"id": "r-1", "name": "grants.create", "args": "()", "kwargs": "{}", "eta": None}
+    return [
+        record("plain %s", "line"),
+        record("Task %(name)s[%(id)s] received", celery, extra={"data": celery}),
+        record("failed", exc_info=failure, level=logging.ERROR),
+        record("stack", sinfo="Stack (most recent call last):\n  here"),
+        record({"a": 1, "exc_info": "given"}),
+        record({"b": 2}, exc_info=failure),
+        record(
+            "odd values",
+            extra={
+                "when": datetime(2026, 1, 1, tzinfo=UTC),
+                "error": ValueError("v"),
+                "raw": b"\xff",
+                "none": None,
+                "_private": 1,
+                "text": "é\u202e",
+                "request_id": "given",
+            },
+        ),
+    ]
+
+
+def test_json_lines_are_what_python_json_logger_writes() -> None:
+    ours = logs.make_formatter("json")
+    # The library's own path, as configured for us: every field, value and order the same.
+    reference = logs.make_formatter("json")
+    reference._lean = False  # type: ignore[attr-defined]
+    for record in _records():
+        assert ours.format(copy.copy(record)) == reference.format(copy.copy(record))
