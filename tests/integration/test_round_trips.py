@@ -1,8 +1,8 @@
 """What one request costs in round trips to Redis, counted on the wire of a real Redis.
 
-A Redis a zone away turns every sequential round trip into latency (issue: cost per grant), so
-the handler's story is held to a count: the pace's lesson from an answer and the sent marker's
-"answered" ride with the next round trip instead of making their own (`tasks.ride_along`).
+A Redis a zone away turns every sequential round trip into latency, so the handler's story is
+held to a count: the pace's lesson from an answer rides with the next round trip instead of
+making its own (`tasks.ride_along`), and the POST's slot makes the sent marker.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import pytest
 import redis
 
 from grant_worker.tasks.keys import Keys
+from grant_worker.tasks.messages.models import Outcome
+from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.ride_along import RideAlong, run_script
 from grant_worker.tasks.scripts import ScriptPipeline
 from grant_worker.tasks.wiring import make_handler
@@ -156,11 +158,8 @@ def test_a_script_redis_forgot_runs_once_in_a_pipeline_without_asking_script_exi
 def test_the_record_behind_sentinel_asks_no_script_exists_either(
     redis_url: str, key_prefix: str
 ) -> None:
-    # The WAIT a Sentinel deployment adds made the record a redis-py pipeline, which asked
-    # SCRIPT EXISTS before every outcome: a round trip and a command of its own.
-    from grant_worker.tasks.messages.models import Outcome
-    from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
-
+    # Behind Sentinel the record is followed by a WAIT on the same connection: a pipeline, which
+    # must not cost a SCRIPT EXISTS (a round trip and a command) before every outcome.
     client = counting_client(redis_url)
     recorder = OutcomeRecorder(
         client,

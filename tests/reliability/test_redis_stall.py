@@ -34,7 +34,7 @@ from tests.reliability.test_crash_recovery import wait_until
 API = "https://api.example.com/"
 REQUESTS = 600
 STALL_S = 45.0
-# The goal: every request done within this long of Redis answering again.
+# Every request is done within this long of Redis answering again: what operators are promised.
 DONE_AFTER_RETURN_GOAL_S = 90.0
 
 
