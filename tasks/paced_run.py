@@ -121,8 +121,9 @@ class PacedRun:
             ) from exc
 
     def _send_lessons(self) -> None:
-        # Before the breaker's own writes: an answer's lesson ends a failure streak, so it must
-        # reach Redis before a later failure is counted, as it would have unqueued.
+        # Before the breaker's own writes: a lesson notes when its answer came, which ends a
+        # failure streak. Sent after a later failure was counted, it would end the streak that
+        # failure starts.
         if self.later is not None:
             self.later.flush()
 
@@ -134,15 +135,13 @@ class PacedRun:
         cause = tenant_fault(exc)
         outage = is_outage_error(exc)
         self.outage_failures = self.outage_failures + 1 if outage else 0
-        if cause is not None:
-            self._send_lessons()
-            breaker.open(cause, exc.message)
-        elif not outage:
+        if cause is None and not outage:
             return
-        else:
-            self._send_lessons()
-            if not breaker.note_failure(exc.message):
-                return
+        self._send_lessons()
+        if cause is not None:
+            breaker.open(cause, exc.message)
+        elif not breaker.note_failure(exc.message):
+            return
         raise ReturnToQueue(
             f"the fleet's breaker is open ({cause or 'unreachable'}): {exc.message}",
             delay_s=BREAKER_RETURN_DELAY_S,
@@ -171,7 +170,7 @@ class PacedRun:
 
     def carry(self, mark: SendMark) -> None:
         """The next Management API call's slot also makes `mark`'s mark, in the same round
-        trip; where it cannot (pacing off), the mark is made as the call goes, as before."""
+        trip; where it cannot (pacing off), the mark is made as the call goes."""
         self._carried = mark
 
     def _take_slot(self, endpoint: str) -> None:

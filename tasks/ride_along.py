@@ -1,16 +1,14 @@
 """Writes that ride along with a request's next round trip to Redis instead of making their own.
 
-Some of a request's writes need not reach Redis before its next step does: what the fleet
-learned from an answer (`tasks.flow.pace`) and the sent marker's "answered"
-(`tasks.delivery.ledger`). Sent one by one, each costs a round trip, and a round trip is
-latency when Redis is a zone away. Queued here, they go ahead of the request's next write in
-the same pipeline: the next call's pace slot, or the outcome record. A request that ends without
-either sends them on their own (`flush`).
+What the fleet learns from an answer (`tasks.flow.pace`) need not reach Redis before the
+request's next step does. Sent on its own, each lesson costs a round trip, and a round trip is
+latency when Redis is a zone away. Queued here, the lessons go ahead of the request's next
+write in the same pipeline: the next call's pace slot, or the outcome record. A request that
+ends without either sends them on their own (`flush`).
 
 Order is kept: a write queued first reaches Redis first, and before the write it rides with.
-A crash before they are sent loses them as it would have lost them a moment later; nothing a
-later delivery needs depends on them alone (the sent marker's `sending`, written before the
-call, already says a create may have been made).
+A crash before they are sent loses them as it would have lost them a moment later: a lesson
+the fleet missed is learned again from the next answer.
 
 One per request, used by the thread that works on it.
 """

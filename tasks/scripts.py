@@ -17,6 +17,7 @@ A script made of parts (a shared head, say) names them in order; they run as one
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -88,7 +89,7 @@ class ScriptPipeline:
                 results[position] = result
         return results
 
-    def _send(self, positions: Any) -> list[Any]:
+    def _send(self, positions: Iterable[int]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for position in positions:
             script, args, _ = self._calls[position]
