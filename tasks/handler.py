@@ -115,18 +115,13 @@ class GrantHandler:
             earlier = self._earlier_outcome(request_id, request)
             if earlier is not None:
                 return earlier
-            later = self.recorder.ride_along()
-            outcome = self._work(
+            outcome, written = self._work_and_record(
                 request,
                 request_id,
                 received_at,
                 delivery_id=fallback_id,
                 sent_before=self.ledger.was_sent(request_id),
-                later=later,
-            )
-            # Under the lock, past the claim check: the claim on the id is this request's own.
-            written = self.recorder.record(
-                outcome, original=request.wire(), later=later, fingerprint=owned
+                owned=owned,
             )
         return self._finished(request_id, outcome, written, started)
 
@@ -166,23 +161,16 @@ class GrantHandler:
             claimed = owner("", admission.claim)
             if claimed is not None and not claimed.owns(request):
                 return self._reject_reused(request, request_id, claimed, received_at)
-            later = self.recorder.ride_along()
-            outcome = self._work(
+            # The lock is released by the recording script itself.
+            outcome, written = self._work_and_record(
                 request,
                 request_id,
                 received_at,
                 delivery_id=fallback_id,
                 sent_before=admission.sent is not None,
-                later=later,
-            )
-            # The lock is released by the recording script itself.
-            written = self.recorder.record(
-                outcome,
-                original=request.wire(),
+                owned=owned,
                 release=admission.token,
                 released=released,
-                later=later,
-                fingerprint=owned,
             )
         return self._finished(request_id, outcome, written, started)
 
@@ -207,6 +195,40 @@ class GrantHandler:
             log.info("request %s already has outcome %s; acknowledged", request_id, earlier.status)
         return earlier
 
+    def _work_and_record(
+        self,
+        request: GrantRequest,
+        request_id: str,
+        received_at: str,
+        *,
+        delivery_id: str,
+        sent_before: bool,
+        owned: str,
+        release: bytes | None = None,
+        released: Callable[[], None] | None = None,
+    ) -> tuple[Outcome, bool]:
+        """Under the request lock, past the claim check (the claim on the id is this request's
+        own, `owned` its fingerprint): the request's story and its record, which carries what
+        the story queued (`tasks.ride_along`). Returns the outcome and whether it was written."""
+        later = self.recorder.ride_along()
+        outcome = self._work(
+            request,
+            request_id,
+            received_at,
+            delivery_id=delivery_id,
+            sent_before=sent_before,
+            later=later,
+        )
+        written = self.recorder.record(
+            outcome,
+            original=request.wire(),
+            release=release,
+            released=released,
+            later=later,
+            fingerprint=owned,
+        )
+        return outcome, written
+
     def _work(
         self,
         request: GrantRequest,
@@ -219,7 +241,7 @@ class GrantHandler:
     ) -> Outcome:
         """The request's story against the tenant, ended in the outcome to record. `later`
         holds the writes that go with that record; on any other end they are sent here."""
-        marker = self.ledger.marker(request_id, later=later)
+        marker = self.ledger.marker(request_id, recorded_next=True)
         done: Resolution | Revocation
         try:
             if request.action == "revoke":

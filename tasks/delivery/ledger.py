@@ -153,10 +153,10 @@ class DeliveryLedger:
         """Whether a create of `request_id` may have reached Auth0 without our knowing."""
         return self.sent_state(request_id) is not None
 
-    def marker(self, request_id: str, *, later: RideAlong | None = None) -> LedgerMarker:
-        """The `SentMarker` the provisioner drives for one delivery of `request_id`; with
-        `later`, the delivery ends in an outcome record sent with `later`'s writes."""
-        return LedgerMarker(self, request_id, later)
+    def marker(self, request_id: str, *, recorded_next: bool = False) -> LedgerMarker:
+        """The `SentMarker` the provisioner drives for one delivery of `request_id`;
+        `recorded_next`: the delivery ends in an outcome record as soon as it is answered."""
+        return LedgerMarker(self, request_id, recorded_next=recorded_next)
 
     def forget_deliveries(self, request_id: str) -> None:
         """Start the delivery count afresh (a replay is a new chance, not a redelivery)."""
@@ -180,11 +180,11 @@ class LedgerMarker:
     """Adapts the ledger to `SentMarker` for one request."""
 
     def __init__(
-        self, ledger: DeliveryLedger, request_id: str, later: RideAlong | None = None
+        self, ledger: DeliveryLedger, request_id: str, *, recorded_next: bool = False
     ) -> None:
         self._ledger = ledger
         self._request_id = request_id
-        self._later = later
+        self._recorded_next = recorded_next
 
     def sending(self) -> bool:
         return self._ledger.mark_sending(self._request_id)
@@ -199,8 +199,8 @@ class LedgerMarker:
         self._ledger.mark_lost(self._request_id)
 
     def created(self) -> None:
-        # With the outcome record next in line (`later` goes with it), the mark would be ended
-        # by that record in the same round trip: nothing to write. Until the record lands, the
-        # `sending` before it makes a later 409 possibly ours, as `created` would.
-        if self._later is None:
+        # With the outcome record next in line, the mark would be ended by that record a
+        # moment later: nothing to write. Until the record lands, the `sending` before it makes
+        # a later 409 possibly ours, as `created` would.
+        if not self._recorded_next:
             self._ledger.mark_created(self._request_id)
