@@ -157,3 +157,28 @@ def configure_logging(
     # Python warnings (Celery's SecurityWarning, deprecations) as log lines in the same format.
     logging.captureWarnings(True)
     return chosen
+
+
+class _NoSuccessLines(logging.Filter):
+    """Celery's "Task … succeeded in …" says a second time what the outcome's own line says
+    (`tasks.events.log_outcome`: the request, its status), at a line's CPU per request."""
+
+    def __init__(self, success_format: str) -> None:
+        super().__init__()
+        self._success_format = success_format
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg is not self._success_format
+
+
+def leave_out_success_lines(level: int) -> None:
+    """Above DEBUG, a worker logs a request's end once: Celery's success line is left out (its
+    received, retry and failure lines stay)."""
+    # Imported here: a process that only configures logging (a command) loads no Celery.
+    from celery.app.trace import LOG_SUCCESS
+
+    trace = logging.getLogger("celery.app.trace")
+    for existing in [f for f in trace.filters if isinstance(f, _NoSuccessLines)]:
+        trace.removeFilter(existing)
+    if level > logging.DEBUG:
+        trace.addFilter(_NoSuccessLines(LOG_SUCCESS))

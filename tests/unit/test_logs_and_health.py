@@ -216,19 +216,17 @@ def test_celerys_success_line_is_left_out_above_debug_its_retry_line_stays(
 ) -> None:
     from celery.app.trace import LOG_RETRY, LOG_SUCCESS
 
-    from grant_worker.worker.process.startup import leave_out_success_lines
-
     trace = logging.getLogger("celery.app.trace")
     task = {"name": "grants.create", "id": "r-1", "runtime": 0.01, "return_value": None}
     try:
         with caplog.at_level(logging.DEBUG, logger="celery.app.trace"):
-            leave_out_success_lines(logging.INFO)
+            logs.leave_out_success_lines(logging.INFO)
             trace.info(LOG_SUCCESS, task)
             trace.info(LOG_RETRY, {**task, "exc": "Retry in 1s"})
             assert "succeeded" not in caplog.text
             assert "retry: Retry in 1s" in caplog.text
-            leave_out_success_lines(logging.DEBUG)
+            logs.leave_out_success_lines(logging.DEBUG)
             trace.info(LOG_SUCCESS, task)
             assert "Task grants.create[r-1] succeeded" in caplog.text
     finally:
-        leave_out_success_lines(logging.DEBUG)
+        logs.leave_out_success_lines(logging.DEBUG)

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import redis
 from celery import signals
-from celery.app.trace import LOG_SUCCESS
 from celery.worker import state
 
 from grant_worker.config.settings import Settings
@@ -101,31 +100,11 @@ def breaker_closed(client: redis.Redis, keys: Keys) -> str | None:
     return f"the fleet's breaker is open ({breaker.cause})" if breaker.is_open else None
 
 
-class _NoSuccessLines(logging.Filter):
-    """Celery's "Task … succeeded in …" says a second time what the outcome's own line says
-    (`tasks.events.log_outcome`: the request, its status), at a line's CPU per request."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg is not LOG_SUCCESS
-
-
-_NO_SUCCESS_LINES = _NoSuccessLines()
-
-
-def leave_out_success_lines(level: int) -> None:
-    """Above DEBUG, a request logs its outcome once: Celery's success line is left out (its
-    received, retry and failure lines stay)."""
-    trace = logging.getLogger("celery.app.trace")
-    trace.removeFilter(_NO_SUCCESS_LINES)
-    if level > logging.DEBUG:
-        trace.addFilter(_NO_SUCCESS_LINES)
-
-
 def prepare_worker(settings: Settings, hostname: str, celery_loglevel: Any) -> logs.LogFormat:
     """Everything before consuming; exits 2 on a configuration error. Returns the log format."""
     level = _effective_level(settings.grants_log_level, celery_loglevel)
     log_format = logs.configure_logging(settings.grants_log_format, level)
-    leave_out_success_lines(level)
+    logs.leave_out_success_lines(level)
     try:
         settings.require_auth0()
     except ValueError as exc:
