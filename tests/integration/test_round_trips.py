@@ -1,4 +1,5 @@
-"""What one request costs in round trips to Redis, counted on the wire of a real Redis.
+"""What one request costs Redis, in round trips counted on the wire and in commands counted by
+Redis itself.
 
 A Redis a zone away turns every sequential round trip into latency, so the handler's story is
 held to a count: the pace's lesson from an answer rides with the next round trip instead of
@@ -8,6 +9,7 @@ making its own (`tasks.ride_along`), and the POST's slot makes the sent marker.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,10 @@ from grant_worker.tasks.outcomes.recorder import OutcomeRecorder
 from grant_worker.tasks.ride_along import RideAlong, run_script
 from grant_worker.tasks.scripts import ScriptPipeline
 from grant_worker.tasks.wiring import make_handler
+from grant_worker.worker.client.grant_client import GrantClient
+from grant_worker.worker.testing import WorkerProcess
 from tests.integration.conftest import make_settings, next_client_id
+from tests.local_redis import RedisServer
 
 API = "https://api.example.com/"
 
@@ -182,3 +187,33 @@ def test_the_record_behind_sentinel_asks_no_script_exists_either(
     with pytest.raises(redis.ConnectionError, match="replica"):
         recorder.record(outcome.model_copy(update={"request_id": outcome.request_id + "-2"}))
     assert names(CountingConnection.sent) == ["EVALSHA WAIT"]
+
+
+def test_a_grant_costs_at_most_32_redis_commands_through_a_real_worker(
+    tmp_path: Path, emulator: Any, queue_name: str
+) -> None:
+    # Every command Redis ran, those inside scripts included (`INFO commandstats`), on a Redis
+    # of this test's own, while a real worker at default pacing creates 300 grants: the
+    # producer's pushes and the reads of the outcomes count too, as they cost Redis as much.
+    emulator.admin.set_rate_limit(1_000_000, 1_000_000)
+    server = RedisServer(tmp_path).start()
+    worker = None
+    try:
+        settings = make_settings(
+            emulator, f"cost-{uuid.uuid4().hex[:8]}:", queue_name, redis_url=server.url,
+            grants_rate_limit="auto", grants_concurrency=8,
+        )  # fmt: skip
+        worker = WorkerProcess(settings, log_dir=tmp_path).start()
+        admin = redis.Redis.from_url(server.url)
+        requests = [{"grant": {"client_id": next_client_id(), "audience": API}} for _ in range(300)]
+        with GrantClient(settings) as client:
+            admin.config_resetstat()
+            outcomes = list(client.wait_many(client.submit_many(requests), timeout_s=60))
+            stats: dict[str, Any] = admin.info("commandstats")
+        assert [o.status for o in outcomes] == ["created"] * 300
+        per_grant = sum(int(s["calls"]) for s in stats.values()) / 300
+        assert per_grant <= 32, sorted(stats.items(), key=lambda s: -int(s[1]["calls"]))[:8]
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()
