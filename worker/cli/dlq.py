@@ -119,8 +119,13 @@ def dlq_purge(
         letters = _select(dead, idents, all_, code, batch_id)
         if dry_run:
             for letter in letters:
-                action = {"action": "would purge"}
-                echo_json({"entry_id": letter.entry_id, "request_id": letter.request_id, **action})
+                echo_json(
+                    {
+                        "entry_id": letter.entry_id,
+                        "request_id": letter.request_id,
+                        "action": "would purge",
+                    }
+                )
             say(f"{len(letters)} would be purged", err=True)
             return
         if letters and not yes:
