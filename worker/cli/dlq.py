@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -44,6 +45,23 @@ def dlq_show(ident: str) -> None:
     echo_json({"entry_id": letter.entry_id, **letter.letter}, indent=2)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The arguments `_select` reads: dead letters named by ID…, or --all, or a filter.
+_SELECTION = [
+    click.argument("idents", nargs=-1),
+    click.option("--all", "all_", is_flag=True),
+    click.option("--code", default=None),
+    click.option("--batch-id", default=None),
+]
+
+
+def _selection(command: F) -> F:
+    for add in reversed(_SELECTION):
+        command = add(command)
+    return command
+
+
 def _select(
     dead: Any, idents: tuple[str, ...], all_: bool, code: str | None, batch_id: str | None
 ) -> list[Any]:
@@ -61,10 +79,7 @@ def _select(
 
 
 @dlq.command("replay")
-@click.argument("idents", nargs=-1)
-@click.option("--all", "all_", is_flag=True)
-@click.option("--code", default=None)
-@click.option("--batch-id", default=None)
+@_selection
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed; change nothing.")
 def dlq_replay(
     idents: tuple[str, ...], all_: bool, code: str | None, batch_id: str | None, dry_run: bool
@@ -84,10 +99,7 @@ def dlq_replay(
 
 
 @dlq.command("purge")
-@click.argument("idents", nargs=-1)
-@click.option("--all", "all_", is_flag=True)
-@click.option("--code", default=None)
-@click.option("--batch-id", default=None)
+@_selection
 @click.option("--dry-run", is_flag=True, help="Say what would be purged; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask (required when not on a terminal).")
 def dlq_purge(
@@ -107,8 +119,13 @@ def dlq_purge(
         letters = _select(dead, idents, all_, code, batch_id)
         if dry_run:
             for letter in letters:
-                action = {"action": "would purge"}
-                echo_json({"entry_id": letter.entry_id, "request_id": letter.request_id, **action})
+                echo_json(
+                    {
+                        "entry_id": letter.entry_id,
+                        "request_id": letter.request_id,
+                        "action": "would purge",
+                    }
+                )
             say(f"{len(letters)} would be purged", err=True)
             return
         if letters and not yes:

@@ -6,14 +6,7 @@ import sys
 
 import click
 
-from grant_worker.tasks.errors import RequestInvalid
-from grant_worker.worker.cli.base import (
-    POSITIVE_SECONDS,
-    echo_outcome,
-    exit_code_for,
-    fail_usage,
-    load_settings,
-)
+from grant_worker.worker.cli.base import POSITIVE_SECONDS, echo_outcome, exit_code_for, fail_usage
 from grant_worker.worker.cli.sending import send_once
 
 
@@ -44,22 +37,15 @@ def revoke(
         fail_usage("name the grant by --client-id and --audience, or by --grant-id (not both)")
     if by_key and (client_id is None or audience is None):
         fail_usage("--client-id and --audience go together")
-    with GrantClient(load_settings()) as client:
-        envelope = client.revoke_request(
-            client_id=client_id,
-            audience=audience,
-            subject_type=subject_type,
-            grant_id=grant_id,
-            request_id=request_id,
-            batch_id=batch_id,
-        )
-        try:
-            prepared = client.prepare(envelope)
-        except RequestInvalid as exc:
-            fail_usage(f"invalid request: {exc.message}")
-        outcome = send_once(
-            client, prepared, given_id=request_id is not None, wait=wait, timeout_s=timeout_s
-        )
+    envelope = GrantClient.revoke_request(
+        client_id=client_id,
+        audience=audience,
+        subject_type=subject_type,
+        grant_id=grant_id,
+        request_id=request_id,
+        batch_id=batch_id,
+    )
+    outcome = send_once(envelope, wait=wait, timeout_s=timeout_s)
     if outcome is None:
         return
     echo_outcome(outcome)

@@ -9,17 +9,34 @@ consumes the queue (`no_worker_note`), exit 3.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.tasks.messages.models import GrantRequest, Outcome
-from grant_worker.worker.cli.base import no_worker_note, say
+from grant_worker.worker.cli.base import fail_usage, load_settings, no_worker_note, say
 from grant_worker.worker.exit_codes import EXIT_FAILED, EXIT_TIMEOUT, fail
 
 if TYPE_CHECKING:
     from grant_worker.worker.client.grant_client import GrantClient
 
 
-def send_once(
+def send_once(envelope: dict[str, Any], *, wait: bool, timeout_s: float) -> Outcome | None:
+    """Validate `envelope` (exit 2 naming each broken rule), enqueue it unless its id answers
+    already, and print its request id; returns its outcome: the recorded one of a resubmitted
+    request, or with `wait` the one that arrives (None without `wait`)."""
+    from grant_worker.worker.client.grant_client import GrantClient
+
+    with GrantClient(load_settings()) as client:
+        try:
+            prepared = client.prepare(envelope)
+        except RequestInvalid as exc:
+            fail_usage(f"invalid request: {exc.message}")
+        return _send_prepared(
+            client, prepared, given_id="request_id" in envelope, wait=wait, timeout_s=timeout_s
+        )
+
+
+def _send_prepared(
     client: GrantClient,
     prepared: GrantRequest,
     *,
@@ -27,9 +44,7 @@ def send_once(
     wait: bool,
     timeout_s: float,
 ) -> Outcome | None:
-    """Enqueue `prepared` (see `GrantClient.prepare`) unless its id answers already, and print
-    its request id; returns its outcome: the recorded one of a resubmitted request, or with
-    `wait` the one that arrives (None without `wait`). `given_id`: the caller named the id."""
+    """`send_once` of a validated request; `given_id`: the caller named the id."""
     from grant_worker.worker.client.grant_client import WaitTimeout
 
     earlier = None

@@ -8,13 +8,11 @@ from typing import Any
 
 import click
 
-from grant_worker.tasks.errors import RequestInvalid
 from grant_worker.worker.cli.base import (
     POSITIVE_SECONDS,
     echo_outcome,
     exit_code_for,
     fail_usage,
-    load_settings,
     say,
 )
 from grant_worker.worker.cli.sending import send_once
@@ -62,7 +60,6 @@ def submit(
 ) -> None:
     """Enqueue one grant request and print its request id."""
     from grant_worker.worker.cli.bulk.rows import split_list
-    from grant_worker.worker.client.grant_client import GrantClient
 
     grant: dict[str, Any] = {"audience": audience}
     grant.update({name: value for name, value in fields.items() if value is not None})
@@ -83,14 +80,7 @@ def submit(
             envelope["metadata"] = json.loads(metadata)
         except json.JSONDecodeError as exc:
             fail_usage(f"--metadata: not valid JSON ({exc.msg})")
-    with GrantClient(load_settings()) as client:
-        try:
-            prepared = client.prepare(envelope)
-        except RequestInvalid as exc:
-            fail_usage(f"invalid request: {exc.message}")
-        outcome = send_once(
-            client, prepared, given_id=request_id is not None, wait=wait, timeout_s=timeout_s
-        )
+    outcome = send_once(envelope, wait=wait, timeout_s=timeout_s)
     if outcome is None:
         return
     echo_outcome(outcome)

@@ -7,9 +7,9 @@ A token without `read:resource_servers` (or `read:clients`) cannot answer: that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from grant_worker.tasks.auth0.answers import Client, ResourceServer
 from grant_worker.tasks.auth0.api import ManagementApi
@@ -21,6 +21,8 @@ Check = Literal["audience", "client"]
 # used" (a real answer); no other app type was seen refused.
 APP_TYPES_WITHOUT_GRANTS = frozenset({"express_configuration"})
 SCOPE_OF: dict[Check, str] = {"audience": "read:resource_servers", "client": "read:clients"}
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,20 +66,21 @@ def read_targets(
 
     Raises the `Auth0Error`s of the calls other than `InsufficientScope` and `NotFound`."""
     targets = Targets()
-    for audience in sorted(set(audiences)):
-        try:
-            targets.servers[audience] = api.get_resource_server(audience)
-        except NotFound:
-            targets.servers[audience] = None
-        except InsufficientScope:
-            targets.unchecked.add("audience")
-            break
-    for client_id in sorted(set(client_ids)):
-        try:
-            targets.clients[client_id] = api.get_client(client_id)
-        except NotFound:
-            targets.clients[client_id] = None
-        except InsufficientScope:
-            targets.unchecked.add("client")
-            break
+    if not _read_each(audiences, api.get_resource_server, targets.servers):
+        targets.unchecked.add("audience")
+    if not _read_each(client_ids, api.get_client, targets.clients):
+        targets.unchecked.add("client")
     return targets
+
+
+def _read_each(names: Iterable[str], read: Callable[[str], T], into: dict[str, T | None]) -> bool:
+    """Read each distinct name once, sorted, into `into` (None: not found); False, the rest not
+    asked, once the token turns out not to be allowed to read them."""
+    for name in sorted(set(names)):
+        try:
+            into[name] = read(name)
+        except NotFound:
+            into[name] = None
+        except InsufficientScope:
+            return False
+    return True
