@@ -35,6 +35,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from shared import emulator_settings
+
 from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.connections import delete_deployment, make_redis
@@ -44,7 +46,6 @@ from grant_worker.worker.testing import WorkerProcess, settings_env
 
 APIS = ("https://api.example.com/", "https://billing.example.com/")
 SEEDED_CLIENTS = 5000
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CAP_S = 1200.0
 
 
@@ -134,14 +135,9 @@ def main() -> None:
     args = parser.parse_args()
     base_url = f"http://127.0.0.1:{args.port}"
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        redis_url=REDIS_URL,
-        auth0_domain=base_url,
-        auth0_client_id="grant-worker",
-        auth0_client_secret="emulator-secret",
-        grants_key_prefix=f"bench-{tag}:",
-        grants_queue=f"bench-{tag}",
+    settings = emulator_settings(
+        base_url,
+        tag,
         grants_concurrency=args.concurrency,
         # The fleet paces itself at the tenant's rate; the tenant's full bucket absorbs jitter.
         grants_rate_limit=args.rate,

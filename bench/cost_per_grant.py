@@ -25,22 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import redis
 from auth0.authentication import GetToken
 from auth0.management.client import Auth0
+from shared import emulator_settings, free_port, own_redis
 
 from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
@@ -51,42 +46,6 @@ API = "https://api.example.com/"
 PHASE_CAP_S = 600.0
 SEEDED_CLIENTS = 5000  # svc-00000 … svc-04999 in the emulator's default tenant
 NO_LIMIT = "1000000"  # requests/s: the emulator's bucket never empties
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def own_redis() -> Iterator[int]:
-    """A redis-server of this run's own, on a free port, persisting nothing."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not on PATH")
-    port = free_port()
-    directory = tempfile.mkdtemp(prefix="bench-redis-")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    try:
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 class DelayProxy:
@@ -139,16 +98,8 @@ class DelayProxy:
 
 
 def worker_settings(redis_port: int, base_url: str, concurrency: int, tag: str) -> Settings:
-    return Settings(
-        _env_file=None,
-        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        auth0_domain=base_url,
-        auth0_client_id="grant-worker",
-        auth0_client_secret="emulator-secret",
-        grants_key_prefix=f"bench-{tag}:",
-        grants_queue=f"bench-{tag}",
-        grants_concurrency=concurrency,
-    )
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    return emulator_settings(base_url, tag, redis_url, grants_concurrency=concurrency)
 
 
 def cpu_s(pid: int) -> float:

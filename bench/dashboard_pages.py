@@ -16,14 +16,11 @@ page (1M deployment) keeps the shared Redis busy, from INFO commandstats.
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
 
 import redis
+from shared import own_redis
 from starlette.testclient import TestClient
 
 from grant_worker.config.settings import Settings
@@ -78,12 +75,6 @@ for n = 1, tonumber(ARGV[1]) do
 end
 return 1
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def queued_message() -> str:
@@ -179,34 +170,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
-    server = shutil.which("redis-server") or "redis-server"
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="dashboard-bench-")
-    process = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    with own_redis() as port:
         url = f"redis://127.0.0.1:{port}/0"
         client = redis.Redis.from_url(url)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
 
         def deployment(name: str) -> Settings:
             return Settings(  # type: ignore[call-arg]
@@ -232,10 +198,6 @@ def main() -> None:
         )
         baseline, _ = time_pages(small, args.repeat, client)
         measured, redis_ms = time_pages(large, args.repeat, client)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\nserver time per page, ms (median / p95 of {args.repeat}); budget {BUDGET_MS:.0f} ms")
     small_title, large_title = f"{BASELINE_OUTCOMES:,} outcomes", f"{args.outcomes:,} outcomes"

@@ -25,7 +25,6 @@ limit; the goals are 1.05x (1.10x with neighbours) and 1 % 429s.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from collections import Counter
@@ -36,8 +35,8 @@ from typing import Any
 
 from auth0.authentication import GetToken
 from auth0.management.client import Auth0
+from shared import emulator_settings
 
-from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.connections import delete_deployment, make_redis
 from grant_worker.worker.client.grant_client import GrantClient
@@ -47,7 +46,6 @@ API = "https://api.example.com/"
 PHASE_CAP_S = 900.0
 LATENCY_MS = 100
 SDK_THREADS = 16
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TIERS = {  # name: (rate per s, burst), Auth0's published Management API limits
     "free": (2.0, 10),
     "self-service": (16.0, 50),
@@ -101,15 +99,7 @@ def run_sdk(base_url: str, count: int) -> Figures:
 def run_worker(base_url: str, count: int) -> Figures:
     tag = uuid.uuid4().hex[:8]
     # Zero configuration: only where the tenant and Redis are, and names of our own.
-    settings = Settings(
-        _env_file=None,
-        redis_url=REDIS_URL,
-        auth0_domain=base_url,
-        auth0_client_id="grant-worker",
-        auth0_client_secret="emulator-secret",
-        grants_key_prefix=f"bench-{tag}:",
-        grants_queue=f"bench-{tag}",
-    )
+    settings = emulator_settings(base_url, tag)
     processes = [WorkerProcess(settings).start() for _ in range(2)]
     try:
         with GrantClient(settings) as client:

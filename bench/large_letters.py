@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
 
 import redis
+from shared import own_redis
 from starlette.testclient import TestClient
 
 from grant_worker.config.settings import Settings
@@ -101,12 +98,6 @@ def queue_big(client: redis.Redis, keys: Keys, queue: str, count: int, kb: int) 
     client.hincrby(keys.batch(BATCH), "queued", count)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def script_ms(client: redis.Redis) -> tuple[float, float]:
     """Median and slowest EVALSHA since the last SLOWLOG RESET, ms."""
     calls = [
@@ -124,22 +115,10 @@ def main() -> None:
     parser.add_argument("--queued", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
-    port, workdir = free_port(), tempfile.mkdtemp(prefix="bench-letters-")
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-    )
     rows = []
-    try:
+    with own_redis() as port:
         url = f"redis://127.0.0.1:{port}/0"
         client = redis.Redis.from_url(url)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None, redis_url=url, grants_key_prefix="big:", grants_queue="big-queue"
         )
@@ -159,10 +138,6 @@ def main() -> None:
                     assert answer.status_code == 200, (path, answer.status_code)
                     size = len(answer.content)
                 rows.append((name, size, *script_ms(client), statistics.median(samples)))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"{args.letters} dead letters and failed outcomes and {args.queued} queued messages"
         f" of ~{args.kb} KB each"

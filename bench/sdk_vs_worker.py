@@ -23,7 +23,6 @@ and the worker's figures as ratios of the baseline's.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import time
 import uuid
@@ -34,8 +33,8 @@ from typing import Any
 
 from auth0.authentication import GetToken
 from auth0.management.client import Auth0
+from shared import emulator_settings
 
-from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.connections import delete_deployment, make_redis
 from grant_worker.worker.client.grant_client import GrantClient
@@ -43,7 +42,6 @@ from grant_worker.worker.testing import WorkerProcess
 
 API = "https://api.example.com/"
 PHASE_CAP_S = 600.0
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @dataclass
@@ -89,14 +87,9 @@ def run_sdk(base_url: str, count: int, threads: int) -> Figures:
 
 def run_worker(base_url: str, count: int, workers: int, concurrency: int, rate: float) -> Figures:
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        _env_file=None,
-        redis_url=REDIS_URL,
-        auth0_domain=base_url,
-        auth0_client_id="grant-worker",
-        auth0_client_secret="emulator-secret",
-        grants_key_prefix=f"bench-{tag}:",
-        grants_queue=f"bench-{tag}",
+    settings = emulator_settings(
+        base_url,
+        tag,
         grants_concurrency=concurrency,
         # The fleet's own ceiling just under the tenant's, so 429s stay rare.
         grants_rate_limit=rate * 0.9,

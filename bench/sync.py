@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from shared import emulator_settings
 
-from grant_worker.config.settings import Settings
 from grant_worker.emulator.testing import EmulatorAdmin, start_emulator_process
 from grant_worker.tasks.auth0.api import PAGE_SIZE
 from grant_worker.tasks.connections import delete_deployment, make_redis
@@ -45,7 +45,6 @@ AUDIENCE = "https://api.example.com/"
 SEEDED_CLIENTS = 5000
 OLD_SCOPE = ["read:data"]
 NEW_SCOPE = ["read:data", "write:data"]
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CAP_S = 1200.0
 ROUTES = {
     "listing pages": "GET /api/v2/client-grants",
@@ -101,16 +100,7 @@ def main() -> None:
         parser.error("--updates + --revokes: at most --existing")
     base_url = f"http://127.0.0.1:{args.port}"
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        redis_url=REDIS_URL,
-        auth0_domain=base_url,
-        auth0_client_id="grant-worker",
-        auth0_client_secret="emulator-secret",
-        grants_key_prefix=f"bench-{tag}:",
-        grants_queue=f"bench-{tag}",
-        grants_retry_budget_s=120,
-    )
+    settings = emulator_settings(base_url, tag, grants_retry_budget_s=120)
     pages = math.ceil(args.existing / PAGE_SIZE) or 1
     needed = pages + args.creates + args.updates + args.revokes
     physical_s = needed / args.rate

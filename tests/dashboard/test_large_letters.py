@@ -47,7 +47,7 @@ def test_the_dead_letter_list_is_bounded_by_bytes_and_links_each_whole_letter(
     whole = client.get(f"/dead/{ids[-1]}")
 
     assert listing.status_code == 200
-    # 104 letters of 58 KB were a 6.1 MB page; the fields a row shows are cut.
+    # Shown whole, 104 letters of 58 KB make a 6.1 MB page: the fields a row shows are cut.
     assert len(listing.content) < 300_000, len(listing.content)
     assert "big-0103" in listing.text
     assert "m" * 300 + "… (700 more characters)" in listing.text
@@ -126,7 +126,7 @@ def test_the_batch_pages_are_bounded_by_bytes_and_say_where_a_budget_stopped_the
     listing = client.get("/batches")
 
     assert page.status_code == 200 and listing.status_code == 200
-    # 104 rows of a 2,000-character message were a page of more than 200 KB.
+    # Shown whole, 104 rows of a 2,000-character message make a page of more than 200 KB.
     assert len(page.content) < 120_000, len(page.content)
     assert "m" * 300 + "… (1700 more characters)" in page.text
     assert "d" * 2000 not in page.text and "s" * 2000 not in page.text

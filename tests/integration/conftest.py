@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ import redis
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.connections import delete_deployment
 from grant_worker.worker.client.grant_client import GrantClient
-from grant_worker.worker.testing import WorkerProcess
+from grant_worker.worker.testing import WorkerProcess, settings_env
 
 _client_numbers = itertools.count(1000)
 
@@ -24,6 +27,17 @@ _client_numbers = itertools.count(1000)
 def next_client_id() -> str:
     """A seeded client no other test in this session uses (svc-01000 … svc-04999)."""
     return f"svc-{next(_client_numbers):05d}"
+
+
+def grants(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`grants ARGS` as its own process, as a script runs it, on `settings` and `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "grant_worker.worker", *args],
+        env={**os.environ, **settings_env(settings), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def make_settings(emulator: Any, key_prefix: str, queue_name: str, **overrides: Any) -> Settings:

@@ -3,24 +3,10 @@ usage errors included, and keeps its exit code. Real `grants` processes."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from grant_worker.config.settings import Settings
-from grant_worker.worker.testing import settings_env
-
-
-def grants(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "grant_worker.worker", *args],
-        env={**os.environ, **settings_env(settings)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.integration.conftest import grants
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -14,20 +11,10 @@ from pathlib import Path
 from grant_worker.config.settings import Settings
 from grant_worker.tasks.fleet import read_beats
 from grant_worker.worker.client.grant_client import GrantClient
-from grant_worker.worker.testing import WorkerProcess, settings_env
-from tests.integration.conftest import next_client_id
+from grant_worker.worker.testing import WorkerProcess
+from tests.integration.conftest import grants, next_client_id
 
 API = "https://api.example.com/"
-
-
-def grants(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "grant_worker.worker", *args],
-        env={**os.environ, **settings_env(settings), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_resubmitting_the_same_request_id_prints_its_outcome_and_exits_0(

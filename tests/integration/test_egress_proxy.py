@@ -4,29 +4,16 @@ doctor's and the bulk plan's. A real forwarding proxy on loopback sees them."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from grant_worker.config.settings import Settings
 from grant_worker.worker.client.grant_client import GrantClient
-from grant_worker.worker.testing import WorkerProcess, settings_env
+from grant_worker.worker.testing import WorkerProcess
 from tests.forward_proxy import ForwardProxy
-from tests.integration.conftest import next_client_id
+from tests.integration.conftest import grants, next_client_id
 
 API = "https://api.example.com/"
-
-
-def grants(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "grant_worker.worker", *args],
-        env={**os.environ, **settings_env(settings), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_the_worker_calls_auth0_through_http_proxy(

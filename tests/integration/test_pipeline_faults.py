@@ -2,8 +2,8 @@
 
 redis-py rewrites the reply of a command that failed in a pipeline or MULTI ("Command # 1
 (ZADD …) of pipeline caused error: NOREPLICAS …"); kombu records every delivery in such a
-pipeline. Read as anything but `NOREPLICAS`, a message taken during a failover was dead-lettered
-as undeliverable instead of being kept and put back.
+pipeline. Read as anything but `NOREPLICAS`, a message taken during a failover would be
+dead-lettered as undeliverable instead of being kept and put back.
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ def test_the_watchdog_never_ends_a_worker_that_is_shutting_down(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
     # After SIGTERM the bridge stops and the consumer takes nothing, on purpose, while requests
-    # finish within the grace. The watchdog took that for a dead bridge and exited 70, cutting
-    # the grace short (seen once in CI: `test_sigterm_with_hung_calls…`, exit code 70).
+    # finish within the grace. Taken for a dead bridge, it would end the worker with 70 and
+    # cut the grace short: requests in flight would be cut off instead of finishing.
     queue = f"{key_prefix}queue"
     redis_client.rpush(queue, "waiting-1", "waiting-2")
     calls: list[str] = []

@@ -39,7 +39,8 @@ def assert_nothing_forged(text: str) -> None:
 
 
 def ledger(client: redis.Redis, settings: Settings, batch_id: str) -> None:
-    """A batch ledger as one written before batch ids were checked (or by hand) leaves it."""
+    """A batch ledger planted under `batch_id` past the checks a request's batch id meets, as a
+    ledger written by hand can be: what is shown must still be safe to print."""
     keys = Keys(settings.grants_key_prefix)
     client.hset(keys.batch(batch_id), mapping={"total": 2, "queued": 2})
     client.zadd(keys.batches, {batch_id: time.time()})

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,21 +10,11 @@ from typing import Any
 
 from grant_worker.config.settings import Settings
 from grant_worker.worker.client.grant_client import GrantClient
-from grant_worker.worker.testing import WorkerProcess, settings_env
-from tests.integration.conftest import next_client_id
+from grant_worker.worker.testing import WorkerProcess
+from tests.integration.conftest import grants, next_client_id
 from tests.local_redis import RedisServer
 
 API = "https://api.example.com/"
-
-
-def grants(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "grant_worker.worker", *args],
-        env={**os.environ, **settings_env(settings), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_status_shows_queue_workers_and_dead_letters_by_code(

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,19 +18,13 @@ import redis
 from grant_worker.config.settings import Settings
 from grant_worker.worker.client.grant_client import GrantClient
 from grant_worker.worker.exit_codes import EXIT_BROKER_UNAVAILABLE, EXIT_USAGE
-from grant_worker.worker.testing import WorkerProcess, settings_env
-from tests.integration.conftest import next_client_id
+from grant_worker.worker.testing import WorkerProcess
+from tests.integration.conftest import grants, next_client_id
 from tests.local_redis import RedisServer, free_port
 from tests.reliability.checks import assert_exactly_one_outcome_each, grant_duplicates
 from tests.reliability.test_crash_recovery import FAST_RECOVERY, wait_until
 
 API = "https://api.example.com/"
-
-
-def grants_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings_env(settings)}
-    command = [sys.executable, "-m", "grant_worker.worker", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
 def broker_ready(port: int) -> float | None:
@@ -79,7 +70,7 @@ def test_redis_out_of_memory_pauses_workers_and_they_resume_by_themselves(
             wait_until(lambda: client.redis.xlen(client.keys.results) >= 3, 30, "first outcomes")
             admin.config_set("maxmemory", 1)  # every write that needs memory is refused
             oom_at = time.monotonic()
-            submitted = grants_cli(settings, "submit", "--audience", API, "--client-id", "c-1")
+            submitted = grants(settings, "submit", "--audience", API, "--client-id", "c-1")
             late = WorkerProcess(
                 settings.model_copy(update={"grants_metrics_port": None}), log_dir=tmp_path
             )
@@ -153,7 +144,7 @@ def test_refused_credentials_end_the_worker_with_code_2_and_say_why(
         assert code == EXIT_USAGE, log[-3000:]
         assert "Redis refused the credentials" in log  # the one start path says so at once
         assert "wrong-password" not in log
-        submitted = grants_cli(settings, "submit", "--audience", API, "--client-id", "c-1")
+        submitted = grants(settings, "submit", "--audience", API, "--client-id", "c-1")
         assert submitted.returncode == EXIT_USAGE, submitted.stderr
         assert "refused the credentials" in submitted.stderr
         assert "wrong-password" not in submitted.stderr
@@ -184,12 +175,12 @@ def test_grants_submit_and_bulk_exit_4_when_redis_is_unreachable(
     settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = settings_factory(redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    submitted = grants_cli(settings, "submit", "--audience", API, "--client-id", "c-1")
+    submitted = grants(settings, "submit", "--audience", API, "--client-id", "c-1")
     assert submitted.returncode == EXIT_BROKER_UNAVAILABLE, submitted.stderr
     assert "broker unavailable" in submitted.stderr
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"grant": {"client_id": "c-1", "audience": API}}) + "\n")
-    bulk = grants_cli(settings, "bulk", str(rows))
+    bulk = grants(settings, "bulk", str(rows))
     assert bulk.returncode == EXIT_BROKER_UNAVAILABLE, bulk.stderr
     assert "broker unavailable" in bulk.stderr
 
@@ -202,7 +193,7 @@ def test_grants_bulk_reads_hostile_lines_within_bounds(
     rows.write_text(
         "\n".join([good, "[" * 1200 + "]" * 1200, json.dumps({"x": "y" * 70_000}), good]) + "\n"
     )
-    bulk = grants_cli(settings_factory(), "bulk", str(rows))
+    bulk = grants(settings_factory(), "bulk", str(rows))
     assert bulk.returncode == 1, bulk.stderr
     assert "line 2: request: nested 1200 deep, at most 48" in bulk.stderr
     assert "line 3: request: at most 65536 bytes" in bulk.stderr

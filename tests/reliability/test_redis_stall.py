@@ -4,7 +4,7 @@ fork for a snapshot, a paused VM) is waited for: no worker exits, every request 
 A real `redis-server` of the test's own, paused with SIGSTOP for 45 s and resumed with SIGCONT,
 under two workers at default settings with 600 requests queued. Every thread that talks to
 Redis blocks meanwhile, the intake bridge's among them; the watchdog must not take that for a
-dead bridge (it used to: every worker exited 70 at the same moment).
+dead bridge, or every worker exits 70 at the same moment and the fleet is gone.
 """
 
 from __future__ import annotations
